@@ -1,0 +1,173 @@
+"""Argument resolution shared by :func:`datacarto.compute` and :mod:`datacarto.reference`.
+
+Everything here turns what a user passed (labels as an array or a path, a task name or
+``None``, an epoch window in one of several spellings) into one canonical form, raising
+:class:`~datacarto.DatacartoError` (a ``ValueError``), ``TypeError`` or
+``FileNotFoundError`` with a message that names the argument or file and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal, Optional, Tuple, Union
+
+import numpy as np
+
+from datacarto._core import DatacartoError
+
+Task = Literal["multiclass", "binary", "multilabel"]
+CorrectnessRule = Literal["argmax", "threshold"]
+EpochWindow = Union[None, int, Tuple[int, int], range, slice]
+LabelsLike = Union[np.ndarray, "os.PathLike[str]", str, list]
+
+TASKS = ("multiclass", "binary", "multilabel")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Canonical arguments for one computation."""
+
+    task: Task
+    correctness: CorrectnessRule
+    threshold: float
+    epoch_start: int
+    epoch_stop: int
+    ddof: int
+    class_labels: Optional[np.ndarray]  # int64 [N] for multiclass / binary
+    multilabel_labels: Optional[np.ndarray]  # uint8 [N, L] for multilabel
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.class_labels if self.class_labels is not None else self.multilabel_labels  # type: ignore[return-value]
+
+
+def load_labels(labels: LabelsLike) -> np.ndarray:
+    """Return labels as an ndarray, loading them from a ``.npy`` file when given a path."""
+    if isinstance(labels, (str, os.PathLike)):
+        path = os.fspath(labels)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: labels file not found")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except Exception as exc:  # numpy raises several kinds for a bad file
+            raise DatacartoError(f"{path}: labels: expected a .npy file holding an integer array [N] or a 0/1 array [N, L] ({exc})") from exc
+        if not isinstance(array, np.ndarray):
+            raise DatacartoError(f"{path}: labels: expected a single .npy array, found {type(array).__name__}")
+        return array
+    if isinstance(labels, np.ndarray):
+        return labels
+    if isinstance(labels, (list, tuple)):
+        return np.asarray(labels)
+    # torch tensors, polars / pandas series: anything numpy can view
+    if hasattr(labels, "__array__") or hasattr(labels, "to_numpy"):
+        return np.asarray(labels.to_numpy() if hasattr(labels, "to_numpy") else labels)
+    raise TypeError(f"labels: expected an integer array [N], a 0/1 array [N, L] or a path to a .npy file, found {type(labels).__name__}")
+
+
+def infer_task(task: Optional[str], labels: np.ndarray, n_labels: int) -> Task:
+    if task is not None:
+        if task not in TASKS:
+            raise DatacartoError(f"task: expected one of {', '.join(TASKS)}, found {task!r}")
+        return task  # type: ignore[return-value]
+    if labels.ndim == 2:
+        return "multilabel"
+    if n_labels == 1:
+        return "binary"
+    return "multiclass"
+
+
+def resolve_window(epochs: EpochWindow, n_epochs: int) -> Tuple[int, int]:
+    """Turn ``epochs`` into a half-open ``(start, stop)`` window over ``n_epochs``.
+
+    ``None`` is every epoch, an int ``k`` skips the first ``k`` (burn-in), a pair
+    ``(a, b)``, ``range(a, b)`` or ``slice(a, b)`` keeps epochs ``a .. b-1`` (negative
+    values count from the end, as in Python slicing).
+    """
+    if epochs is None:
+        return 0, n_epochs
+    if isinstance(epochs, (bool, np.bool_)):
+        raise TypeError(f"epochs: expected None, an int or a (start, stop) pair, found {epochs!r}")
+    if isinstance(epochs, (int, np.integer)):
+        start, stop = int(epochs), n_epochs
+        if start < 0:
+            raise DatacartoError(f"epochs: a burn-in skip must be >= 0, found {start}")
+    elif isinstance(epochs, (range, slice)):
+        if epochs.step not in (None, 1):
+            raise DatacartoError(f"epochs: expected a contiguous window (step 1), found step {epochs.step}")
+        start = 0 if epochs.start is None else int(epochs.start)
+        stop = n_epochs if epochs.stop is None else int(epochs.stop)
+    elif isinstance(epochs, (tuple, list)) and len(epochs) == 2:
+        start = 0 if epochs[0] is None else int(epochs[0])
+        stop = n_epochs if epochs[1] is None else int(epochs[1])
+    else:
+        raise TypeError(f"epochs: expected None, an int or a (start, stop) pair, found {epochs!r}")
+    if start < 0:
+        start += n_epochs
+    if stop < 0:
+        stop += n_epochs
+    if not 0 <= start < stop <= n_epochs:
+        raise DatacartoError(f"epochs: expected a non-empty window inside [0, {n_epochs}), found {epochs!r} -> [{start}, {stop})")
+    return start, stop
+
+
+def resolve(
+    labels: LabelsLike,
+    shape: Tuple[int, int, int],
+    *,
+    task: Optional[str],
+    correctness: Optional[str],
+    threshold: float,
+    epochs: EpochWindow,
+    ddof: int,
+    source_name: str,
+) -> Resolved:
+    """Validate every argument of a computation over a ``shape = (E, N, L)`` dynamics block."""
+    n_epochs, n_examples, n_labels = shape
+    labels_array = load_labels(labels)
+    label_name = os.fspath(labels) + ": labels" if isinstance(labels, (str, os.PathLike)) else "labels"
+    resolved_task = infer_task(task, labels_array, n_labels)
+
+    if correctness is None:
+        correctness = "argmax" if resolved_task == "multiclass" else "threshold"
+    if correctness not in ("argmax", "threshold"):
+        raise DatacartoError(f"correctness: expected 'argmax' or 'threshold', found {correctness!r}")
+    threshold = float(threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise DatacartoError(f"threshold: expected a probability in [0, 1], found {threshold}")
+    if isinstance(ddof, bool) or not isinstance(ddof, (int, np.integer)) or ddof < 0:
+        raise DatacartoError(f"ddof: expected a non-negative int, found {ddof!r}")
+    start, stop = resolve_window(epochs, n_epochs)
+    if stop - start - int(ddof) <= 0:
+        raise DatacartoError(f"ddof: {ddof} leaves no degrees of freedom over a window of {stop - start} epoch(s)")
+
+    if labels_array.dtype == object or labels_array.dtype.kind not in "biuf":
+        raise TypeError(f"{label_name}: expected an integer array, found dtype {labels_array.dtype}")
+
+    if resolved_task == "multilabel":
+        if labels_array.shape != (n_examples, n_labels):
+            raise DatacartoError(f"{label_name}: expected a 0/1 array of shape ({n_examples}, {n_labels}) to match {source_name}, found shape {labels_array.shape}")
+        if labels_array.size and not np.isin(labels_array, (0, 1)).all():
+            bad = np.argwhere(~np.isin(labels_array, (0, 1)))[0]
+            raise DatacartoError(f"{label_name}: expected only 0 and 1 for multilabel, found {labels_array[tuple(bad)]!r} at {tuple(int(b) for b in bad)}")
+        return Resolved(resolved_task, correctness, threshold, start, stop, int(ddof), None, np.ascontiguousarray(labels_array, dtype=np.uint8))  # type: ignore[arg-type]
+
+    if labels_array.ndim != 1 or labels_array.shape[0] != n_examples:
+        raise DatacartoError(f"{label_name}: expected an integer array of shape ({n_examples},) to match {source_name}, found shape {labels_array.shape}")
+    if labels_array.dtype.kind == "f":
+        raise TypeError(f"{label_name}: expected an integer array of class indices, found dtype {labels_array.dtype}")
+    if resolved_task == "binary" and n_labels != 1:
+        if n_labels == 2:
+            resolved_task = "multiclass"  # a two-column binary file is a two-class problem
+        else:
+            raise DatacartoError(f"{source_name}: task 'binary' expects 1 (or 2) label columns, found {n_labels}")
+    if resolved_task == "multiclass" and n_labels < 2:
+        raise DatacartoError(f"{source_name}: task 'multiclass' expects at least 2 label columns, found {n_labels}; use task='binary' for a one-column file")
+    class_labels = labels_array.astype(np.int64, copy=False)
+    n_classes = 2 if resolved_task == "binary" else n_labels
+    if class_labels.size:
+        low, high = int(class_labels.min()), int(class_labels.max())
+        if low < 0 or high >= n_classes:
+            bad_index = int(np.argmax((class_labels < 0) | (class_labels >= n_classes)))
+            raise DatacartoError(f"{label_name}: expected class indices in [0, {n_classes}), found {int(class_labels[bad_index])} at index {bad_index}")
+    return Resolved(resolved_task, correctness, threshold, start, stop, int(ddof), np.ascontiguousarray(class_labels), None)  # type: ignore[arg-type]

@@ -1,0 +1,257 @@
+"""Per-example statistics: the :class:`Statistics` result and :func:`compute`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
+
+import numpy as np
+
+from datacarto import _core
+from datacarto._args import EpochWindow, LabelsLike, resolve
+from datacarto._core import DatacartoError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+DynamicsLike = Union[str, "os.PathLike[str]", np.ndarray]
+
+#: The statistic columns, in the order :meth:`Statistics.to_polars` writes them.
+STATISTICS = (
+    "confidence",
+    "variability",
+    "correctness",
+    "forgetting",
+    "never_learned",
+    "first_learned",
+    "threshold_closeness",
+    "margin",
+    "aleatoric",
+    "el2n",
+)
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Per-example training-dynamics statistics (see ``DESIGN.md`` for the definitions).
+
+    Every statistic is a numpy array of shape ``[N]`` (multiclass and binary) or ``[N, L]``
+    (multilabel: one value per example and label).
+
+    Example:
+        >>> import numpy as np, datacarto as dc
+        >>> probs = np.array([[[0.9, 0.1], [0.4, 0.6]], [[0.8, 0.2], [0.7, 0.3]]], dtype=np.float32)
+        >>> stats = dc.compute(probs, np.array([0, 1]))
+        >>> stats.confidence.round(2).tolist()
+        [0.85, 0.45]
+        >>> stats.forgetting.tolist()
+        [0, 1]
+    """
+
+    confidence: np.ndarray
+    variability: np.ndarray
+    correctness: np.ndarray
+    forgetting: np.ndarray
+    never_learned: np.ndarray
+    first_learned: np.ndarray
+    threshold_closeness: np.ndarray
+    margin: np.ndarray
+    aleatoric: np.ndarray
+    el2n: np.ndarray
+    #: gold labels: int64 [N] (class index) or uint8 [N, L] (multilabel 0/1)
+    labels: np.ndarray
+    task: str
+    correctness_rule: str
+    threshold: float
+    #: the half-open epoch window the statistics were computed over
+    epochs: Tuple[int, int]
+    ddof: int
+    n_examples: int
+    n_labels: int
+    source: Optional[str] = None
+    extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def n_epochs(self) -> int:
+        """Number of epochs inside the window."""
+        return self.epochs[1] - self.epochs[0]
+
+    def as_dict(self) -> Dict[str, np.ndarray]:
+        """The statistics as a ``{name: array}`` dict, in :data:`STATISTICS` order."""
+        return {name: getattr(self, name) for name in STATISTICS}
+
+    def to_polars(self) -> "pl.DataFrame":
+        """One row per example (per example and label for multilabel).
+
+        Columns: ``example`` (and ``label`` for multilabel), ``gold`` (the class index, or the
+        0/1 target for multilabel), then every statistic.
+        """
+        import polars as pl
+
+        columns: Dict[str, Any] = {}
+        if self.task == "multilabel":
+            n, n_labels = self.labels.shape
+            columns["example"] = np.repeat(np.arange(n, dtype=np.int64), n_labels)
+            columns["label"] = np.tile(np.arange(n_labels, dtype=np.int64), n)
+            columns["gold"] = self.labels.reshape(-1).astype(np.int64)
+        else:
+            columns["example"] = np.arange(self.n_examples, dtype=np.int64)
+            columns["gold"] = self.labels.astype(np.int64, copy=False)
+        for name in STATISTICS:
+            columns[name] = getattr(self, name).reshape(-1)
+        return pl.DataFrame(columns)
+
+    def __len__(self) -> int:
+        return self.n_examples
+
+
+def _dynamics_name(source: DynamicsLike) -> str:
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "probs"
+
+
+def read_header(path: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
+    """Read and validate a dynamics file's header without touching its data.
+
+    Returns ``{"shape": (E, N, L), "dtype": "float32", "data_offset": int, "version": (1, 0),
+    "file_size": int}``. Raises the same errors as :func:`compute` for a malformed header.
+
+    Example:
+        >>> import numpy as np, datacarto as dc, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "d.npy")
+        >>> np.save(path, np.full((2, 3, 4), 0.25, dtype=np.float32))
+        >>> dc.read_header(path)["shape"]
+        (2, 3, 4)
+    """
+    return _core.read_header(os.fspath(path))
+
+
+def compute(
+    source: DynamicsLike,
+    labels: LabelsLike,
+    *,
+    task: Optional[str] = None,
+    correctness: Optional[str] = None,
+    threshold: float = 0.5,
+    epochs: EpochWindow = None,
+    ddof: int = 0,
+    threads: Optional[int] = None,
+    progress: Union[bool, Callable[[int, int], Any]] = False,
+) -> Statistics:
+    """Compute every per-example statistic in one streaming, parallel pass.
+
+    Args:
+        source: a dynamics ``.npy`` file ``[E, N, L]`` (memory-mapped, never loaded whole) or a
+            numpy array of that shape (float32, float64 or float16; C-contiguous arrays are
+            used without a copy).
+        labels: gold labels: an integer array ``[N]`` of class indices (any integer dtype), a
+            0/1 array ``[N, L]`` for multilabel, or a path to a ``.npy`` holding either.
+        task: ``"multiclass"``, ``"binary"`` (a one-column file holding P(class 1)) or
+            ``"multilabel"``. Inferred when ``None``: 2-D labels mean multilabel, one column
+            means binary, otherwise multiclass.
+        correctness: ``"argmax"`` (right when the gold label's probability is strictly the
+            largest; ties count as wrong) or ``"threshold"`` (right when it is >= ``threshold``).
+            Default: argmax for multiclass, threshold for binary and multilabel.
+        threshold: the threshold of the ``"threshold"`` rule.
+        epochs: a window: ``None`` (all), ``k`` (skip the first k epochs as burn-in) or
+            ``(a, b)`` / ``range(a, b)`` / ``slice(a, b)`` for epochs a..b-1.
+        ddof: the variability's delta degrees of freedom (0: the paper's population std).
+        threads: worker threads (default: all cores). Results are identical for any count.
+        progress: ``True`` for a progress bar, or a ``callback(done, total)``.
+
+    Raises:
+        FileNotFoundError: ``source`` or ``labels`` names a missing file.
+        TypeError: an argument of the wrong kind (float class labels, a list of probabilities).
+        DatacartoError: a malformed file or array (not a ``.npy``, truncated, unsupported dtype,
+            Fortran order, big-endian, ndim != 3, zero epochs/examples/labels, NaN, inf or a
+            value outside [0, 1]) or labels that do not fit (wrong shape, out of range, not 0/1).
+
+    Example:
+        >>> import numpy as np, datacarto as dc
+        >>> probs = np.full((3, 2, 2), 0.5, dtype=np.float32)
+        >>> dc.compute(probs, [0, 1]).correctness.tolist()   # ties are wrong under argmax
+        [0.0, 0.0]
+    """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise DatacartoError(f"threads: expected a positive int or None, found {threads!r}")
+    name = _dynamics_name(source)
+    if isinstance(source, (str, os.PathLike)):
+        header = _core.read_header(name)
+        shape = tuple(header["shape"])
+        array = None
+    elif isinstance(source, np.ndarray):
+        array = _as_probability_array(source)
+        shape = array.shape
+    else:
+        raise TypeError(f"source: expected a path to a .npy dynamics file or a numpy array [E, N, L], found {type(source).__name__}")
+
+    args = resolve(labels, shape, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, source_name=name)  # type: ignore[arg-type]
+    callback, close = _progress_callback(progress, shape, args.epoch_stop - args.epoch_start)
+    try:
+        kwargs = dict(
+            class_labels=args.class_labels,
+            multilabel_labels=args.multilabel_labels,
+            task=args.task,
+            argmax=args.correctness == "argmax",
+            threshold=args.threshold,
+            epoch_start=args.epoch_start,
+            epoch_stop=args.epoch_stop,
+            ddof=args.ddof,
+            threads=threads,
+            progress=callback,
+        )
+        if array is None:
+            raw = _core.compute_file(name, **kwargs)
+        else:
+            raw = _core.compute_array(array, **kwargs)
+    finally:
+        close()
+    return _statistics_from_raw(raw, args, shape, None if array is not None else name)
+
+
+def _as_probability_array(source: np.ndarray) -> np.ndarray:
+    if source.ndim != 3:
+        raise DatacartoError(f"probs: expected 3 dimensions [epochs, examples, labels], found shape {source.shape}")
+    if source.dtype not in (np.float32, np.float64, np.float16):
+        raise DatacartoError(f"probs: dtype: expected float32, float64 or float16, found {source.dtype}")
+    if not source.dtype.isnative:
+        source = source.astype(source.dtype.newbyteorder("="))
+    if 0 in source.shape:
+        raise DatacartoError(f"probs: expected at least one epoch, example and label, found shape {source.shape}")
+    # A strided view (a slice over examples, a transposed block) is copied once here.
+    return np.ascontiguousarray(source)
+
+
+def _statistics_from_raw(raw: Dict[str, np.ndarray], args: Any, shape: Tuple[int, ...], source: Optional[str]) -> Statistics:
+    n_examples, n_labels = int(shape[1]), int(shape[2])
+    if args.task == "multilabel":
+        raw = {key: value.reshape(n_examples, n_labels) for key, value in raw.items()}
+    return Statistics(
+        **{name: raw[name] for name in (
+            "confidence", "variability", "correctness", "forgetting", "never_learned", "first_learned",
+            "threshold_closeness", "margin", "aleatoric", "el2n")},
+        labels=args.labels,
+        task=args.task,
+        correctness_rule=args.correctness,
+        threshold=args.threshold,
+        epochs=(args.epoch_start, args.epoch_stop),
+        ddof=args.ddof,
+        n_examples=n_examples,
+        n_labels=n_labels,
+        source=source,
+    )
+
+
+def _progress_callback(progress: Union[bool, Callable[[int, int], Any]], shape: Tuple[int, ...], window: int) -> Tuple[Optional[Callable[[int, int], Any]], Callable[[], None]]:
+    if progress is False or progress is None:
+        return None, lambda: None
+    if callable(progress):
+        return progress, lambda: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=int(shape[1]), unit="ex", unit_scale=True, desc=f"statistics over {window} epochs", leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+
+    return update, bar.close

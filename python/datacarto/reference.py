@@ -1,0 +1,112 @@
+"""A plain numpy reference implementation of :func:`datacarto.compute`.
+
+It loads the whole window into memory as float64 and follows ``DESIGN.md`` line by line,
+trading speed for obviousness. The test suite cross-checks the Rust core against it; it is
+also handy for reading what each statistic means.
+
+Example:
+    >>> import numpy as np, datacarto as dc
+    >>> from datacarto import reference
+    >>> probs = np.random.default_rng(0).dirichlet(np.ones(3), size=(4, 5)).astype(np.float32)
+    >>> labels = np.array([0, 1, 2, 0, 1])
+    >>> fast, slow = dc.compute(probs, labels), reference.compute(probs, labels)
+    >>> bool(np.allclose(fast.variability, slow.variability))
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+from datacarto._args import EpochWindow, LabelsLike, resolve
+from datacarto._stats import DynamicsLike, Statistics
+
+__all__ = ["compute", "gold_probabilities"]
+
+
+def _load(source: DynamicsLike) -> np.ndarray:
+    if isinstance(source, (str, os.PathLike)):
+        return np.load(os.fspath(source), mmap_mode="r")
+    return np.asarray(source)
+
+
+def gold_probabilities(probs: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
+    """The gold label's probability ``p_e`` for every epoch: ``[E, N]`` or ``[E, N, L]`` (multilabel)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if task == "multiclass":
+        return np.take_along_axis(probs, labels[None, :, None], axis=2)[:, :, 0]
+    if task == "binary":
+        p1 = probs[:, :, 0]
+        return np.where(labels[None, :] == 1, p1, 1.0 - p1)
+    return np.where(labels[None, :, :] == 1, probs, 1.0 - probs)
+
+
+def compute(
+    source: DynamicsLike,
+    labels: LabelsLike,
+    *,
+    task: Optional[str] = None,
+    correctness: Optional[str] = None,
+    threshold: float = 0.5,
+    epochs: EpochWindow = None,
+    ddof: int = 0,
+    threads: Optional[int] = None,
+    progress: Any = False,
+) -> Statistics:
+    """Same signature and result as :func:`datacarto.compute` (``threads`` and ``progress`` are ignored)."""
+    probs = _load(source)
+    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "probs"
+    args = resolve(labels, probs.shape, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, source_name=name)
+    window = np.asarray(probs[args.epoch_start : args.epoch_stop], dtype=np.float64)
+    n_epochs, n_examples, n_labels = window.shape
+    gold = args.labels
+    p = gold_probabilities(window, gold, args.task)
+
+    if args.task == "multiclass":
+        rows = np.arange(n_examples)
+        others = window.copy()
+        others[:, rows, gold] = -np.inf
+        other_max = others.max(axis=2)
+        right = p > other_max if args.correctness == "argmax" else p >= args.threshold
+        margin = (p - other_max).mean(axis=0)
+        onehot = np.eye(n_labels)[gold]
+        el2n = np.sqrt(((window - onehot[None]) ** 2).sum(axis=2)).mean(axis=0)
+    else:
+        # one-column binary and multilabel: each (example, label) is its own binary problem
+        right = p > 0.5 if args.correctness == "argmax" else p >= args.threshold
+        margin = (p - (1.0 - p)).mean(axis=0)
+        el2n = (np.abs(1.0 - p) * np.sqrt(2.0)).mean(axis=0)
+
+    confidence = p.mean(axis=0)
+    variability = p.std(axis=0, ddof=args.ddof)
+    forgetting = (right[:-1] & ~right[1:]).sum(axis=0).astype(np.int32)
+    never_learned = ~right.any(axis=0)
+    wrong = ~right
+    # index of the last wrong epoch (-1 when never wrong)
+    last_wrong = np.where(wrong.any(axis=0), n_epochs - 1 - np.argmax(wrong[::-1], axis=0), -1)
+    first_learned = np.where(right[-1], last_wrong + 1, -1).astype(np.int32)
+
+    return Statistics(
+        confidence=confidence,
+        variability=variability,
+        correctness=right.mean(axis=0),
+        forgetting=forgetting,
+        never_learned=never_learned,
+        first_learned=first_learned,
+        threshold_closeness=confidence * (1.0 - confidence),
+        margin=margin,
+        aleatoric=(p * (1.0 - p)).mean(axis=0),
+        el2n=el2n,
+        labels=gold,
+        task=args.task,
+        correctness_rule=args.correctness,
+        threshold=args.threshold,
+        epochs=(args.epoch_start, args.epoch_stop),
+        ddof=args.ddof,
+        n_examples=n_examples,
+        n_labels=n_labels,
+        source=name if isinstance(source, (str, os.PathLike)) else None,
+    )
