@@ -1,1 +1,20 @@
+//! datacarto's core: training-dynamics statistics over memory-mapped `[epochs, examples, labels]`
+//! probability files.
+//!
+//! The pure modules ([`npy`], [`dynamics`], [`stats`]) never touch Python and are tested with
+//! `cargo test`; the `python` feature adds the thin PyO3 binding layer that maturin builds.
+
+#[cfg(target_endian = "big")]
+compile_error!("datacarto reads little-endian .npy data in place and supports little-endian targets only");
+
+pub mod dynamics;
 pub mod error;
+pub mod npy;
+pub mod stats;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use dynamics::{Dims, DynamicsFile, DynamicsView, Probs};
+pub use error::{Error, Result};
+pub use stats::{compute, Correctness, Labels, Options, Statistics, Task};

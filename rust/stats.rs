@@ -1,0 +1,483 @@
+//! The statistics kernels: one streaming pass over a dynamics block.
+//!
+//! Work is split into fixed blocks of consecutive "units" (examples, or (example, label)
+//! pairs for multilabel). Each block walks the epochs of the window, reading one contiguous
+//! chunk per epoch and folding it into small per-unit accumulators, then writes its slice of
+//! every output. Blocks never depend on each other or on the thread count, so the results are
+//! bit-identical for any number of threads, and no `[E, N]` intermediate is ever built: memory
+//! beyond the outputs is a few KiB of accumulators per block in flight.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+
+use crate::dynamics::{DynamicsView, Probs};
+use crate::error::{Error, Result};
+
+/// How the rows of the dynamics block are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// each row is a probability vector over `L >= 2` classes; gold is a class index
+    Multiclass,
+    /// one column holding P(class 1); gold is 0 or 1
+    Binary,
+    /// `L` independent probabilities; gold is a 0/1 matrix `[N, L]`
+    Multilabel,
+}
+
+/// When an epoch's prediction counts as right.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Correctness {
+    /// the gold label's probability is strictly the largest (ties are wrong)
+    Argmax,
+    /// the gold label's probability is at least this threshold
+    Threshold(f64),
+}
+
+/// Gold labels.
+#[derive(Clone, Copy, Debug)]
+pub enum Labels<'a> {
+    /// `[N]` class indices (multiclass, binary)
+    Classes(&'a [i64]),
+    /// `[N, L]` flattened 0/1 targets (multilabel)
+    Multilabel(&'a [u8]),
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub task: Task,
+    pub correctness: Correctness,
+    /// half-open epoch window
+    pub epochs: Range<usize>,
+    /// delta degrees of freedom of the variability (0: population std, the paper's)
+    pub ddof: usize,
+    /// worker threads; `None` uses rayon's global pool (all cores)
+    pub threads: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { task: Task::Multiclass, correctness: Correctness::Argmax, epochs: 0..usize::MAX, ddof: 0, threads: None }
+    }
+}
+
+/// Per-unit results, each `N` long (multiclass, binary) or `N * L` (multilabel, example-major).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Statistics {
+    pub confidence: Vec<f64>,
+    pub variability: Vec<f64>,
+    pub correctness: Vec<f64>,
+    pub forgetting: Vec<i32>,
+    pub never_learned: Vec<bool>,
+    pub first_learned: Vec<i32>,
+    pub threshold_closeness: Vec<f64>,
+    pub margin: Vec<f64>,
+    pub aleatoric: Vec<f64>,
+    pub el2n: Vec<f64>,
+}
+
+impl Statistics {
+    fn zeroed(units: usize) -> Self {
+        Statistics {
+            confidence: vec![0.0; units],
+            variability: vec![0.0; units],
+            correctness: vec![0.0; units],
+            forgetting: vec![0; units],
+            never_learned: vec![false; units],
+            first_learned: vec![0; units],
+            threshold_closeness: vec![0.0; units],
+            margin: vec![0.0; units],
+            aleatoric: vec![0.0; units],
+            el2n: vec![0.0; units],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.confidence.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.confidence.is_empty()
+    }
+}
+
+/// Bytes of one epoch's chunk of a block: small enough that a block's accumulators and chunk
+/// stay in L1/L2, large enough that per-chunk overhead vanishes.
+const CHUNK_BYTES: usize = 32 * 1024;
+
+/// Called after each block with (examples done, total examples); returning `false` stops the
+/// computation with [`Error::Interrupted`]. It may be called from any worker thread.
+pub type Progress<'a> = &'a (dyn Fn(usize, usize) -> bool + Sync);
+
+/// Compute every statistic over `view` in one parallel streaming pass.
+pub fn compute(view: DynamicsView<'_>, labels: Labels<'_>, options: &Options, progress: Option<Progress<'_>>) -> Result<Statistics> {
+    let plan = Plan::new(&view, labels, options)?;
+    match options.threads {
+        None => plan.run(progress),
+        Some(threads) => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| Error::invalid("threads", "threads", format!("could not start {threads} worker threads: {e}")))?;
+            pool.install(|| plan.run(progress))
+        }
+    }
+}
+
+/// Validated inputs of one computation.
+struct Plan<'a> {
+    view: DynamicsView<'a>,
+    labels: Labels<'a>,
+    task: Task,
+    correctness: Correctness,
+    epochs: Range<usize>,
+    ddof: usize,
+    /// units (examples, or example-label pairs) and the columns each unit reads per epoch
+    units: usize,
+    row_len: usize,
+}
+
+impl<'a> Plan<'a> {
+    fn new(view: &DynamicsView<'a>, labels: Labels<'a>, options: &Options) -> Result<Self> {
+        let dims = view.dims;
+        let origin = view.origin;
+        let epochs = options.epochs.start..options.epochs.end.min(dims.n_epochs);
+        if epochs.start >= epochs.end {
+            return Err(Error::invalid("epochs", "window", format!("expected a non-empty window inside [0, {}), found {:?}", dims.n_epochs, options.epochs)));
+        }
+        let window = epochs.end - epochs.start;
+        if options.ddof >= window {
+            return Err(Error::invalid("ddof", "ddof", format!("{} leaves no degrees of freedom over a window of {window} epoch(s)", options.ddof)));
+        }
+        if let Correctness::Threshold(t) = options.correctness {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(Error::invalid("threshold", "threshold", format!("expected a probability in [0, 1], found {t}")));
+            }
+        }
+        let n_classes = match options.task {
+            Task::Multiclass if dims.n_labels < 2 => {
+                return Err(Error::invalid(origin, "shape", format!("task multiclass expects at least 2 label columns, found {}", dims.n_labels)))
+            }
+            Task::Binary if dims.n_labels != 1 => {
+                return Err(Error::invalid(origin, "shape", format!("task binary expects 1 label column, found {}", dims.n_labels)))
+            }
+            Task::Multiclass => dims.n_labels,
+            Task::Binary | Task::Multilabel => 2,
+        };
+        match (options.task, labels) {
+            (Task::Multiclass | Task::Binary, Labels::Classes(classes)) => {
+                if classes.len() != dims.n_examples {
+                    return Err(Error::invalid("labels", "shape", format!("expected {} labels to match {origin}, found {}", dims.n_examples, classes.len())));
+                }
+                if let Some((index, &bad)) = classes.iter().enumerate().find(|(_, &c)| c < 0 || c as u64 >= n_classes as u64) {
+                    return Err(Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {bad} at index {index}")));
+                }
+            }
+            (Task::Multilabel, Labels::Multilabel(targets)) => {
+                if targets.len() != dims.n_examples * dims.n_labels {
+                    return Err(Error::invalid("labels", "shape", format!("expected a 0/1 array [{}, {}] to match {origin}, found {} values", dims.n_examples, dims.n_labels, targets.len())));
+                }
+                if let Some((index, &bad)) = targets.iter().enumerate().find(|(_, &y)| y > 1) {
+                    return Err(Error::invalid("labels", "value", format!("expected 0 or 1, found {bad} at ({}, {})", index / dims.n_labels, index % dims.n_labels)));
+                }
+            }
+            (Task::Multilabel, Labels::Classes(_)) => return Err(Error::invalid("labels", "shape", "task multilabel expects a 0/1 array [N, L]")),
+            (_, Labels::Multilabel(_)) => return Err(Error::invalid("labels", "shape", "a 0/1 array [N, L] needs task multilabel")),
+        }
+        let (units, row_len) = match options.task {
+            Task::Multiclass => (dims.n_examples, dims.n_labels),
+            Task::Binary => (dims.n_examples, 1),
+            Task::Multilabel => (dims.n_examples * dims.n_labels, 1),
+        };
+        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len })
+    }
+
+    fn block_units(&self) -> usize {
+        let element = match self.view.probs {
+            Probs::F16(_) => 2,
+            Probs::F32(_) => 4,
+            Probs::F64(_) => 8,
+        };
+        (CHUNK_BYTES / (self.row_len * element)).max(1)
+    }
+
+    fn run(&self, progress: Option<Progress<'_>>) -> Result<Statistics> {
+        let mut out = Statistics::zeroed(self.units);
+        let block = self.block_units();
+        let done = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let per_example = self.units / self.view.dims.n_examples;
+        let blocks: Vec<OutBlock<'_>> = split_outputs(&mut out, block);
+        blocks.into_par_iter().try_for_each(|mut out_block| -> Result<()> {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            self.process(&mut out_block)?;
+            if let Some(report) = progress {
+                let units_done = done.fetch_add(out_block.len(), Ordering::Relaxed) + out_block.len();
+                if !report(units_done / per_example, self.view.dims.n_examples) {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(Error::Interrupted);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn process(&self, out: &mut OutBlock<'_>) -> Result<()> {
+        let range = out.start..out.start + out.len();
+        let mut acc = vec![Accumulator::default(); range.len()];
+        for (k, e) in self.epochs.clone().enumerate() {
+            let chunk = self.chunk_range(e, &range);
+            match self.view.probs {
+                Probs::F32(data) => self.fold_epoch(&data[chunk], range.start, e, k as u32, &mut acc)?,
+                Probs::F64(data) => self.fold_epoch(&data[chunk], range.start, e, k as u32, &mut acc)?,
+                Probs::F16(data) => {
+                    let source: &[f16] = &data[chunk];
+                    let mut widened = vec![0.0f32; source.len()];
+                    // SIMD-converted when the CPU has F16C
+                    source.convert_to_f32_slice(&mut widened);
+                    self.fold_epoch(&widened, range.start, e, k as u32, &mut acc)?
+                }
+            }
+        }
+        self.finalize(&acc, out);
+        Ok(())
+    }
+
+    /// Element range of epoch `e` for the units in `range`.
+    fn chunk_range(&self, e: usize, range: &Range<usize>) -> Range<usize> {
+        let epoch_len = self.units * self.row_len;
+        e * epoch_len + range.start * self.row_len..e * epoch_len + range.end * self.row_len
+    }
+
+    fn fold_epoch<F: Float>(&self, values: &[F], first_unit: usize, epoch: usize, k: u32, acc: &mut [Accumulator]) -> Result<()> {
+        let argmax = matches!(self.correctness, Correctness::Argmax);
+        let threshold = match self.correctness {
+            Correctness::Threshold(t) => t,
+            Correctness::Argmax => 0.5,
+        };
+        match (self.task, self.labels) {
+            (Task::Multiclass, Labels::Classes(classes)) => {
+                let rows = values.chunks_exact(self.row_len);
+                for (offset, (row, a)) in rows.zip(acc.iter_mut()).enumerate() {
+                    let unit = first_unit + offset;
+                    let gold = classes[unit] as usize;
+                    let (valid, p_gold, other_max, others_sq) = multiclass_row(row, gold);
+                    if !valid {
+                        return Err(self.bad_value(epoch, unit, row));
+                    }
+                    let right = if argmax { p_gold > other_max } else { p_gold.to_f64() >= threshold };
+                    let p = p_gold.to_f64();
+                    let miss = 1.0 - p;
+                    a.update(k, p, right, p - other_max.to_f64(), (others_sq + miss * miss).sqrt());
+                }
+            }
+            (Task::Binary, Labels::Classes(_)) | (Task::Multilabel, Labels::Multilabel(_)) => {
+                for (offset, (&x, a)) in values.iter().zip(acc.iter_mut()).enumerate() {
+                    let unit = first_unit + offset;
+                    if !x.is_probability() {
+                        return Err(self.bad_value(epoch, unit, std::slice::from_ref(&x)));
+                    }
+                    let gold_is_one = match self.labels {
+                        Labels::Classes(classes) => classes[unit] == 1,
+                        Labels::Multilabel(targets) => targets[unit] == 1,
+                    };
+                    let x = x.to_f64();
+                    let p = if gold_is_one { x } else { 1.0 - x };
+                    let right = if argmax { p > 0.5 } else { p >= threshold };
+                    a.update(k, p, right, p - (1.0 - p), (1.0 - p) * std::f64::consts::SQRT_2);
+                }
+            }
+            _ => unreachable!("labels were matched to the task in Plan::new"),
+        }
+        Ok(())
+    }
+
+    fn bad_value<F: Float>(&self, epoch: usize, unit: usize, row: &[F]) -> Error {
+        let (example, label) = match self.task {
+            Task::Multilabel => (unit / self.view.dims.n_labels, unit % self.view.dims.n_labels),
+            _ => (unit, row.iter().position(|x| !x.is_probability()).unwrap_or(0)),
+        };
+        let value = row.iter().find(|x| !x.is_probability()).map(|x| x.to_f64()).unwrap_or(f64::NAN);
+        Error::invalid(
+            self.view.origin,
+            "values",
+            format!("expected probabilities in [0, 1], found {value} at epoch {epoch}, example {example}, label {label}"),
+        )
+    }
+
+    fn finalize(&self, acc: &[Accumulator], out: &mut OutBlock<'_>) {
+        let n = (self.epochs.end - self.epochs.start) as f64;
+        let divisor = n - self.ddof as f64;
+        for (i, a) in acc.iter().enumerate() {
+            let confidence = a.mean;
+            out.confidence[i] = confidence;
+            out.variability[i] = (a.m2 / divisor).max(0.0).sqrt();
+            out.correctness[i] = a.right as f64 / n;
+            out.forgetting[i] = a.forgetting as i32;
+            out.never_learned[i] = a.right == 0;
+            out.first_learned[i] = if a.last_right { a.last_wrong + 1 } else { -1 };
+            out.threshold_closeness[i] = confidence * (1.0 - confidence);
+            out.margin[i] = a.margin_sum / n;
+            out.aleatoric[i] = a.aleatoric_sum / n;
+            out.el2n[i] = a.el2n_sum / n;
+        }
+    }
+}
+
+/// Running state of one unit across the epochs of the window.
+#[derive(Clone, Copy, Debug)]
+struct Accumulator {
+    /// Welford running mean and sum of squared deviations of p_e
+    mean: f64,
+    m2: f64,
+    margin_sum: f64,
+    el2n_sum: f64,
+    aleatoric_sum: f64,
+    right: u32,
+    forgetting: u32,
+    last_right: bool,
+    /// window index of the last wrong epoch, -1 when none yet
+    last_wrong: i32,
+}
+
+impl Default for Accumulator {
+    fn default() -> Self {
+        Accumulator { mean: 0.0, m2: 0.0, margin_sum: 0.0, el2n_sum: 0.0, aleatoric_sum: 0.0, right: 0, forgetting: 0, last_right: false, last_wrong: -1 }
+    }
+}
+
+impl Accumulator {
+    #[inline]
+    fn update(&mut self, k: u32, p: f64, right: bool, margin: f64, el2n: f64) {
+        let delta = p - self.mean;
+        self.mean += delta / (k + 1) as f64;
+        self.m2 += delta * (p - self.mean);
+        self.margin_sum += margin;
+        self.el2n_sum += el2n;
+        self.aleatoric_sum += p * (1.0 - p);
+        if right {
+            self.right += 1;
+        } else {
+            if k > 0 && self.last_right {
+                self.forgetting += 1;
+            }
+            self.last_wrong = k as i32;
+        }
+        self.last_right = right;
+    }
+}
+
+/// The element types the kernels run on (float16 is widened to float32 first).
+pub trait Float: Copy + PartialOrd + Send + Sync + 'static {
+    const NEG_INFINITY: Self;
+    fn to_f64(self) -> f64;
+    fn is_probability(self) -> bool;
+}
+
+impl Float for f32 {
+    const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline]
+    fn is_probability(self) -> bool {
+        // false for NaN as well
+        (0.0..=1.0).contains(&self)
+    }
+}
+
+impl Float for f64 {
+    const NEG_INFINITY: Self = f64::NEG_INFINITY;
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline]
+    fn is_probability(self) -> bool {
+        (0.0..=1.0).contains(&self)
+    }
+}
+
+/// One multiclass row: (all values in [0, 1], p_gold, max over the other columns, sum of the
+/// other columns' squares). Split around the gold column so each half is a straight loop.
+#[inline]
+fn multiclass_row<F: Float>(row: &[F], gold: usize) -> (bool, F, F, f64) {
+    let (before, rest) = row.split_at(gold);
+    let (p_gold, after) = (rest[0], &rest[1..]);
+    let mut valid = p_gold.is_probability();
+    let mut other_max = F::NEG_INFINITY;
+    let mut others_sq = 0.0f64;
+    for &x in before.iter().chain(after) {
+        valid &= x.is_probability();
+        if x > other_max {
+            other_max = x;
+        }
+        let x = x.to_f64();
+        others_sq += x * x;
+    }
+    (valid, p_gold, other_max, others_sq)
+}
+
+/// One block's mutable slices of every output.
+struct OutBlock<'a> {
+    start: usize,
+    confidence: &'a mut [f64],
+    variability: &'a mut [f64],
+    correctness: &'a mut [f64],
+    forgetting: &'a mut [i32],
+    never_learned: &'a mut [bool],
+    first_learned: &'a mut [i32],
+    threshold_closeness: &'a mut [f64],
+    margin: &'a mut [f64],
+    aleatoric: &'a mut [f64],
+    el2n: &'a mut [f64],
+}
+
+impl OutBlock<'_> {
+    fn len(&self) -> usize {
+        self.confidence.len()
+    }
+}
+
+fn split_outputs(out: &mut Statistics, block: usize) -> Vec<OutBlock<'_>> {
+    let Statistics { confidence, variability, correctness, forgetting, never_learned, first_learned, threshold_closeness, margin, aleatoric, el2n } = out;
+    let mut blocks = Vec::with_capacity(confidence.len().div_ceil(block));
+    let mut iters = (
+        confidence.chunks_mut(block),
+        variability.chunks_mut(block),
+        correctness.chunks_mut(block),
+        forgetting.chunks_mut(block),
+        never_learned.chunks_mut(block),
+        first_learned.chunks_mut(block),
+        threshold_closeness.chunks_mut(block),
+        margin.chunks_mut(block),
+        aleatoric.chunks_mut(block),
+        el2n.chunks_mut(block),
+    );
+    let mut start = 0;
+    while let Some(confidence) = iters.0.next() {
+        let len = confidence.len();
+        blocks.push(OutBlock {
+            start,
+            confidence,
+            variability: iters.1.next().unwrap(),
+            correctness: iters.2.next().unwrap(),
+            forgetting: iters.3.next().unwrap(),
+            never_learned: iters.4.next().unwrap(),
+            first_learned: iters.5.next().unwrap(),
+            threshold_closeness: iters.6.next().unwrap(),
+            margin: iters.7.next().unwrap(),
+            aleatoric: iters.8.next().unwrap(),
+            el2n: iters.9.next().unwrap(),
+        });
+        start += len;
+    }
+    blocks
+}
