@@ -316,6 +316,9 @@ fn parse_dict(text: &str) -> std::result::Result<std::collections::HashMap<Strin
 }
 
 #[cfg(test)]
+pub(crate) use tests::npy_bytes;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -426,5 +429,3 @@ mod tests {
     }
 }
 
-#[cfg(test)]
-pub(crate) use tests::npy_bytes;
