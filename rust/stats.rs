@@ -107,6 +107,8 @@ impl Statistics {
 /// Bytes of one epoch's chunk of a block: small enough that a block's accumulators and chunk
 /// stay in L1/L2, large enough that per-chunk overhead vanishes.
 const CHUNK_BYTES: usize = 32 * 1024;
+/// Cap on units per block, so the accumulators (~56 bytes a unit) stay within L2.
+const MAX_BLOCK_UNITS: usize = 2048;
 
 /// Called after each block with (examples done, total examples); returning `false` stops the
 /// computation with [`Error::Interrupted`]. It may be called from any worker thread.
@@ -201,7 +203,7 @@ impl<'a> Plan<'a> {
             Probs::F32(_) => 4,
             Probs::F64(_) => 8,
         };
-        (CHUNK_BYTES / (self.row_len * element)).max(1)
+        (CHUNK_BYTES / (self.row_len * element)).clamp(1, MAX_BLOCK_UNITS)
     }
 
     fn run(&self, progress: Option<Progress<'_>>) -> Result<Statistics> {
@@ -230,22 +232,37 @@ impl<'a> Plan<'a> {
 
     fn process(&self, out: &mut OutBlock<'_>) -> Result<()> {
         let range = out.start..out.start + out.len();
-        let mut acc = vec![Accumulator::default(); range.len()];
+        let mut acc = Accumulators::new(range.len());
+        // Gold targets of the block as 0/1 bytes (binary, multilabel) or class indices.
+        let gold_bits: Vec<u8> = match (self.task, self.labels) {
+            (Task::Binary, Labels::Classes(classes)) => classes[range.clone()].iter().map(|&c| c as u8).collect(),
+            (Task::Multilabel, Labels::Multilabel(targets)) => targets[range.clone()].to_vec(),
+            _ => Vec::new(),
+        };
+        let classes: &[i64] = match self.labels {
+            Labels::Classes(classes) if self.task == Task::Multiclass => &classes[range.clone()],
+            _ => &[],
+        };
+        let rule = Rule::new(self.correctness);
+        let mut widened: Vec<f32> = Vec::new();
         for (k, e) in self.epochs.clone().enumerate() {
             let chunk = self.chunk_range(e, &range);
-            match self.view.probs {
-                Probs::F32(data) => self.fold_epoch(&data[chunk], range.start, e, k as u32, &mut acc)?,
-                Probs::F64(data) => self.fold_epoch(&data[chunk], range.start, e, k as u32, &mut acc)?,
+            let valid = match self.view.probs {
+                Probs::F32(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, &mut acc),
+                Probs::F64(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, &mut acc),
                 Probs::F16(data) => {
                     let source: &[f16] = &data[chunk];
-                    let mut widened = vec![0.0f32; source.len()];
+                    widened.resize(source.len(), 0.0);
                     // SIMD-converted when the CPU has F16C
                     source.convert_to_f32_slice(&mut widened);
-                    self.fold_epoch(&widened, range.start, e, k as u32, &mut acc)?
+                    self.fold_epoch(&widened, classes, &gold_bits, k as u32, rule, &mut acc)
                 }
+            };
+            if !valid {
+                return Err(self.bad_value(e, &range));
             }
         }
-        self.finalize(&acc, out);
+        self.finalize(&mut acc, out);
         Ok(())
     }
 
@@ -255,55 +272,29 @@ impl<'a> Plan<'a> {
         e * epoch_len + range.start * self.row_len..e * epoch_len + range.end * self.row_len
     }
 
-    fn fold_epoch<F: Float>(&self, values: &[F], first_unit: usize, epoch: usize, k: u32, acc: &mut [Accumulator]) -> Result<()> {
-        let argmax = matches!(self.correctness, Correctness::Argmax);
-        let threshold = match self.correctness {
-            Correctness::Threshold(t) => t,
-            Correctness::Argmax => 0.5,
-        };
-        match (self.task, self.labels) {
-            (Task::Multiclass, Labels::Classes(classes)) => {
-                let rows = values.chunks_exact(self.row_len);
-                for (offset, (row, a)) in rows.zip(acc.iter_mut()).enumerate() {
-                    let unit = first_unit + offset;
-                    let gold = classes[unit] as usize;
-                    let (valid, p_gold, other_max, others_sq) = multiclass_row(row, gold);
-                    if !valid {
-                        return Err(self.bad_value(epoch, unit, row));
-                    }
-                    let right = if argmax { p_gold > other_max } else { p_gold.to_f64() >= threshold };
-                    let p = p_gold.to_f64();
-                    let miss = 1.0 - p;
-                    a.update(k, p, right, p - other_max.to_f64(), (others_sq + miss * miss).sqrt());
-                }
-            }
-            (Task::Binary, Labels::Classes(_)) | (Task::Multilabel, Labels::Multilabel(_)) => {
-                for (offset, (&x, a)) in values.iter().zip(acc.iter_mut()).enumerate() {
-                    let unit = first_unit + offset;
-                    if !x.is_probability() {
-                        return Err(self.bad_value(epoch, unit, std::slice::from_ref(&x)));
-                    }
-                    let gold_is_one = match self.labels {
-                        Labels::Classes(classes) => classes[unit] == 1,
-                        Labels::Multilabel(targets) => targets[unit] == 1,
-                    };
-                    let x = x.to_f64();
-                    let p = if gold_is_one { x } else { 1.0 - x };
-                    let right = if argmax { p > 0.5 } else { p >= threshold };
-                    a.update(k, p, right, p - (1.0 - p), (1.0 - p) * std::f64::consts::SQRT_2);
-                }
-            }
-            _ => unreachable!("labels were matched to the task in Plan::new"),
+    /// Fold one epoch's chunk into the accumulators; false when some value is not a probability.
+    fn fold_epoch<F: Float>(&self, values: &[F], classes: &[i64], gold_bits: &[u8], k: u32, rule: Rule, acc: &mut Accumulators) -> bool {
+        match self.task {
+            Task::Multiclass if self.row_len == 2 => kernels::two_class(values, classes, k, rule, acc),
+            Task::Multiclass => kernels::multiclass(values, self.row_len, classes, k, rule, acc),
+            Task::Binary | Task::Multilabel => kernels::binary(values, gold_bits, k, rule, acc),
         }
-        Ok(())
     }
 
-    fn bad_value<F: Float>(&self, epoch: usize, unit: usize, row: &[F]) -> Error {
+    /// Locate the first bad value of epoch `e` in the block (the slow path, for the message).
+    fn bad_value(&self, epoch: usize, range: &Range<usize>) -> Error {
+        let chunk = self.chunk_range(epoch, range);
+        let (offset, value) = match self.view.probs {
+            Probs::F32(data) => first_bad(&data[chunk]),
+            Probs::F64(data) => first_bad(&data[chunk]),
+            Probs::F16(data) => first_bad(&data[chunk].iter().map(|x| x.to_f32()).collect::<Vec<_>>()),
+        }
+        .unwrap_or((0, f64::NAN));
+        let unit = range.start + offset / self.row_len;
         let (example, label) = match self.task {
             Task::Multilabel => (unit / self.view.dims.n_labels, unit % self.view.dims.n_labels),
-            _ => (unit, row.iter().position(|x| !x.is_probability()).unwrap_or(0)),
+            _ => (unit, offset % self.row_len),
         };
-        let value = row.iter().find(|x| !x.is_probability()).map(|x| x.to_f64()).unwrap_or(f64::NAN);
         Error::invalid(
             self.view.origin,
             "values",
@@ -311,122 +302,297 @@ impl<'a> Plan<'a> {
         )
     }
 
-    fn finalize(&self, acc: &[Accumulator], out: &mut OutBlock<'_>) {
+    fn finalize(&self, acc: &mut Accumulators, out: &mut OutBlock<'_>) {
         let n = (self.epochs.end - self.epochs.start) as f64;
-        let divisor = n - self.ddof as f64;
-        for (i, a) in acc.iter().enumerate() {
-            let confidence = a.mean;
-            out.confidence[i] = confidence;
-            out.variability[i] = (a.m2 / divisor).max(0.0).sqrt();
-            out.correctness[i] = a.right as f64 / n;
-            out.forgetting[i] = a.forgetting as i32;
-            out.never_learned[i] = a.right == 0;
-            out.first_learned[i] = if a.last_right { a.last_wrong + 1 } else { -1 };
-            out.threshold_closeness[i] = confidence * (1.0 - confidence);
-            out.margin[i] = a.margin_sum / n;
-            out.aleatoric[i] = a.aleatoric_sum / n;
-            out.el2n[i] = a.el2n_sum / n;
-        }
+        kernels::finalize(acc, out, n, n - self.ddof as f64, self.task == Task::Multiclass);
     }
 }
 
-/// Running state of one unit across the epochs of the window.
+fn first_bad<F: Float>(values: &[F]) -> Option<(usize, f64)> {
+    values.iter().position(|x| !x.is_probability()).map(|i| (i, values[i].to_f64()))
+}
+
+/// The correctness rule in the form the kernels test it.
 #[derive(Clone, Copy, Debug)]
-struct Accumulator {
-    /// Welford running mean and sum of squared deviations of p_e
-    mean: f64,
-    m2: f64,
-    margin_sum: f64,
-    el2n_sum: f64,
-    aleatoric_sum: f64,
-    right: u32,
-    forgetting: u32,
-    last_right: bool,
-    /// window index of the last wrong epoch, -1 when none yet
-    last_wrong: i32,
+pub(crate) struct Rule {
+    argmax: bool,
+    threshold: f64,
 }
 
-impl Default for Accumulator {
-    fn default() -> Self {
-        Accumulator { mean: 0.0, m2: 0.0, margin_sum: 0.0, el2n_sum: 0.0, aleatoric_sum: 0.0, right: 0, forgetting: 0, last_right: false, last_wrong: -1 }
+impl Rule {
+    fn new(correctness: Correctness) -> Self {
+        match correctness {
+            Correctness::Argmax => Rule { argmax: true, threshold: 0.5 },
+            Correctness::Threshold(threshold) => Rule { argmax: false, threshold },
+        }
     }
 }
 
-impl Accumulator {
-    #[inline]
-    fn update(&mut self, k: u32, p: f64, right: bool, margin: f64, el2n: f64) {
-        let delta = p - self.mean;
-        self.mean += delta / (k + 1) as f64;
-        self.m2 += delta * (p - self.mean);
-        self.margin_sum += margin;
-        self.el2n_sum += el2n;
-        self.aleatoric_sum += p * (1.0 - p);
-        if right {
-            self.right += 1;
-        } else {
-            if k > 0 && self.last_right {
-                self.forgetting += 1;
-            }
-            self.last_wrong = k as i32;
+/// Running per-unit state across the epochs of the window, one array per field so the
+/// update loops vectorize.
+pub(crate) struct Accumulators {
+    /// p at the first epoch: sums are of d = p - shift (the shifted-data variance algorithm)
+    shift: Vec<f64>,
+    sum_d: Vec<f64>,
+    sum_d2: Vec<f64>,
+    margin_sum: Vec<f64>,
+    el2n_sum: Vec<f64>,
+    right: Vec<u32>,
+    forgetting: Vec<u32>,
+    /// 1 when right at the previous epoch
+    last_right: Vec<u32>,
+    /// window index of the last wrong epoch, -1 when none yet
+    last_wrong: Vec<i32>,
+}
+
+impl Accumulators {
+    fn new(len: usize) -> Self {
+        Accumulators {
+            shift: vec![0.0; len],
+            sum_d: vec![0.0; len],
+            sum_d2: vec![0.0; len],
+            margin_sum: vec![0.0; len],
+            el2n_sum: vec![0.0; len],
+            right: vec![0; len],
+            forgetting: vec![0; len],
+            last_right: vec![0; len],
+            last_wrong: vec![-1; len],
         }
-        self.last_right = right;
+    }
+
+    /// Every field cut to exactly `n` units, so the kernels' index loops carry no bounds checks.
+    #[inline(always)]
+    fn slices(&mut self, n: usize) -> AccSlices<'_> {
+        AccSlices {
+            shift: &mut self.shift[..n],
+            sum_d: &mut self.sum_d[..n],
+            sum_d2: &mut self.sum_d2[..n],
+            margin_sum: &mut self.margin_sum[..n],
+            el2n_sum: &mut self.el2n_sum[..n],
+            right: &mut self.right[..n],
+            forgetting: &mut self.forgetting[..n],
+            last_right: &mut self.last_right[..n],
+            last_wrong: &mut self.last_wrong[..n],
+        }
+    }
+}
+
+pub(crate) struct AccSlices<'a> {
+    shift: &'a mut [f64],
+    sum_d: &'a mut [f64],
+    sum_d2: &'a mut [f64],
+    margin_sum: &'a mut [f64],
+    el2n_sum: &'a mut [f64],
+    right: &'a mut [u32],
+    forgetting: &'a mut [u32],
+    last_right: &'a mut [u32],
+    last_wrong: &'a mut [i32],
+}
+
+impl AccSlices<'_> {
+    /// Record unit `i`'s gold probability and verdict at window epoch `k`, branch-free.
+    #[inline(always)]
+    fn update(&mut self, i: usize, k: u32, p: f64, right: bool) {
+        if k == 0 {
+            self.shift[i] = p;
+        }
+        let d = p - self.shift[i];
+        self.sum_d[i] += d;
+        self.sum_d2[i] += d * d;
+        let r = right as u32;
+        self.right[i] += r;
+        self.forgetting[i] += self.last_right[i] & (r ^ 1);
+        self.last_wrong[i] = if right { self.last_wrong[i] } else { k as i32 };
+        self.last_right[i] = r;
+    }
+}
+
+/// The per-epoch loops, compiled for several instruction sets and picked at run time.
+mod kernels {
+    use super::{Accumulators, Float, OutBlock, Rule};
+    use multiversion::multiversion;
+
+    #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+    pub(crate) fn binary<F: Float>(values: &[F], gold_bits: &[u8], k: u32, rule: Rule, acc: &mut Accumulators) -> bool {
+        let n = values.len();
+        let (values, gold_bits, mut acc) = (&values[..n], &gold_bits[..n], acc.slices(n));
+        let mut valid = true;
+        for i in 0..n {
+            let (x, y) = (values[i], gold_bits[i]);
+            valid &= x.is_probability();
+            let x = x.to_f64();
+            let p = if y == 1 { x } else { 1.0 - x };
+            let right = if rule.argmax { p > 0.5 } else { p >= rule.threshold };
+            acc.update(i, k, p, right);
+        }
+        valid
+    }
+
+    #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+    pub(crate) fn two_class<F: Float>(values: &[F], classes: &[i64], k: u32, rule: Rule, acc: &mut Accumulators) -> bool {
+        let n = values.len() / 2;
+        let (values, classes, mut acc) = (&values[..2 * n], &classes[..n], acc.slices(n));
+        let mut valid = true;
+        for i in 0..n {
+            let (a, b, gold) = (values[2 * i], values[2 * i + 1], classes[i]);
+            valid &= a.is_probability() & b.is_probability();
+            let (p_gold, other) = if gold == 0 { (a, b) } else { (b, a) };
+            let right = if rule.argmax { p_gold > other } else { p_gold.to_f64() >= rule.threshold };
+            let (p, q) = (p_gold.to_f64(), other.to_f64());
+            let miss = 1.0 - p;
+            acc.margin_sum[i] += p - q;
+            acc.el2n_sum[i] += (q * q + miss * miss).sqrt();
+            acc.update(i, k, p, right);
+        }
+        valid
+    }
+
+    /// Turn one block's accumulators into its outputs.
+    #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+    pub(crate) fn finalize<'o>(acc: &mut Accumulators, out: &mut OutBlock<'o>, n: f64, divisor: f64, multiclass: bool) {
+        let len = out.len();
+        let a = acc.slices(len);
+        let (inv_n, inv_divisor) = (1.0 / n, 1.0 / divisor);
+        let o = out.slices(len);
+        for i in 0..len {
+            // shifted sums: d = p - shift, so the mean and variance lose no precision to cancellation
+            let mean_d = a.sum_d[i] * inv_n;
+            let confidence = a.shift[i] + mean_d;
+            let m2 = (a.sum_d2[i] - a.sum_d[i] * mean_d).max(0.0);
+            let closeness = confidence * (1.0 - confidence);
+            o.confidence[i] = confidence;
+            o.variability[i] = (m2 * inv_divisor).sqrt();
+            // a division, not a reciprocal product: count / n must equal the reference exactly
+            o.correctness[i] = a.right[i] as f64 / n;
+            o.forgetting[i] = a.forgetting[i] as i32;
+            o.never_learned[i] = a.right[i] == 0;
+            o.first_learned[i] = if a.last_right[i] != 0 { a.last_wrong[i] + 1 } else { -1 };
+            o.threshold_closeness[i] = closeness;
+            // mean p(1 - p) = mean p - mean p^2 = confidence (1 - confidence) - population variance
+            o.aleatoric[i] = (closeness - m2 * inv_n).max(0.0);
+            if multiclass {
+                o.margin[i] = a.margin_sum[i] * inv_n;
+                o.el2n[i] = a.el2n_sum[i] * inv_n;
+            } else {
+                // p - (1 - p) and |p - y| sqrt 2 = (1 - p) sqrt 2 are linear in p
+                o.margin[i] = 2.0 * confidence - 1.0;
+                o.el2n[i] = (1.0 - confidence) * std::f64::consts::SQRT_2;
+            }
+        }
+    }
+
+    /// Lanes of the row loop: wide enough for AVX-512 float32, reduced at the end of each row.
+    const LANES: usize = 8;
+    /// Rows up to this many columns are staged in a zero-padded stack buffer.
+    const ROW_BUFFER: usize = 64;
+
+    #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+    pub(crate) fn multiclass<F: Float>(values: &[F], row_len: usize, classes: &[i64], k: u32, rule: Rule, acc: &mut Accumulators) -> bool {
+        let n = values.len() / row_len;
+        let (classes, mut acc) = (&classes[..n], acc.slices(n));
+        let mut valid = true;
+        // The row is copied into a buffer whose gold entry is zeroed: since every value is in
+        // [0, 1] (checked in the same loop), the max and sum of squares over the buffer are
+        // those over the other columns, with no data-dependent branch or tail loop.
+        let mut buffer = [F::ZERO; ROW_BUFFER];
+        let padded = row_len.div_ceil(LANES) * LANES;
+        for (i, row) in values.chunks_exact(row_len).enumerate() {
+            let gold = classes[i] as usize;
+            let p_gold = row[gold];
+            let (other, others_sq, ok) = if padded <= ROW_BUFFER {
+                buffer[..row_len].copy_from_slice(row);
+                buffer[gold] = F::ZERO;
+                lane_summary(&buffer[..padded])
+            } else {
+                let (before, after) = (&row[..gold], &row[gold + 1..]);
+                let (max_a, sq_a, ok_a) = scalar_summary(before);
+                let (max_b, sq_b, ok_b) = scalar_summary(after);
+                (if max_b > max_a { max_b } else { max_a }, sq_a + sq_b, ok_a & ok_b)
+            };
+            valid &= ok & p_gold.is_probability();
+            let right = if rule.argmax { p_gold > other } else { p_gold.to_f64() >= rule.threshold };
+            let p = p_gold.to_f64();
+            let miss = 1.0 - p;
+            acc.margin_sum[i] += p - other.to_f64();
+            acc.el2n_sum[i] += (others_sq + miss * miss).sqrt();
+            acc.update(i, k, p, right);
+        }
+        valid
+    }
+
+    /// (max, sum of squares in float64, all in [0, 1]) of a buffer whose length is a multiple of LANES.
+    #[inline(always)]
+    fn lane_summary<F: Float>(buffer: &[F]) -> (F, f64, bool) {
+        let mut max = [F::ZERO; LANES];
+        let mut squares = [0.0f64; LANES];
+        let mut ok = [true; LANES];
+        for chunk in buffer.chunks_exact(LANES) {
+            for lane in 0..LANES {
+                let x = chunk[lane];
+                ok[lane] &= x.is_probability();
+                max[lane] = if x > max[lane] { x } else { max[lane] };
+                let xf = x.to_f64();
+                squares[lane] += xf * xf;
+            }
+        }
+        let mut best = max[0];
+        for &m in &max[1..] {
+            best = if m > best { m } else { best };
+        }
+        (best, squares.iter().sum(), ok.iter().all(|&o| o))
+    }
+
+    #[inline(always)]
+    fn scalar_summary<F: Float>(values: &[F]) -> (F, f64, bool) {
+        let (mut best, mut squares, mut ok) = (F::ZERO, 0.0f64, true);
+        for &x in values {
+            ok &= x.is_probability();
+            best = if x > best { x } else { best };
+            squares += x.to_f64() * x.to_f64();
+        }
+        (best, squares, ok)
     }
 }
 
 /// The element types the kernels run on (float16 is widened to float32 first).
 pub trait Float: Copy + PartialOrd + Send + Sync + 'static {
     const NEG_INFINITY: Self;
+    const ZERO: Self;
     fn to_f64(self) -> f64;
     fn is_probability(self) -> bool;
 }
 
 impl Float for f32 {
     const NEG_INFINITY: Self = f32::NEG_INFINITY;
-    #[inline]
+    const ZERO: Self = 0.0;
+    #[inline(always)]
     fn to_f64(self) -> f64 {
         self as f64
     }
-    #[inline]
+    #[inline(always)]
+    #[allow(clippy::manual_range_contains)] // `&`, not `&&`: no branch, so the loops vectorize
     fn is_probability(self) -> bool {
         // false for NaN as well
-        (0.0..=1.0).contains(&self)
+        (self >= 0.0) & (self <= 1.0)
     }
 }
 
 impl Float for f64 {
     const NEG_INFINITY: Self = f64::NEG_INFINITY;
-    #[inline]
+    const ZERO: Self = 0.0;
+    #[inline(always)]
     fn to_f64(self) -> f64 {
         self
     }
-    #[inline]
+    #[inline(always)]
+    #[allow(clippy::manual_range_contains)]
     fn is_probability(self) -> bool {
-        (0.0..=1.0).contains(&self)
+        (self >= 0.0) & (self <= 1.0)
     }
-}
-
-/// One multiclass row: (all values in [0, 1], p_gold, max over the other columns, sum of the
-/// other columns' squares). Split around the gold column so each half is a straight loop.
-#[inline]
-fn multiclass_row<F: Float>(row: &[F], gold: usize) -> (bool, F, F, f64) {
-    let (before, rest) = row.split_at(gold);
-    let (p_gold, after) = (rest[0], &rest[1..]);
-    let mut valid = p_gold.is_probability();
-    let mut other_max = F::NEG_INFINITY;
-    let mut others_sq = 0.0f64;
-    for &x in before.iter().chain(after) {
-        valid &= x.is_probability();
-        if x > other_max {
-            other_max = x;
-        }
-        let x = x.to_f64();
-        others_sq += x * x;
-    }
-    (valid, p_gold, other_max, others_sq)
 }
 
 /// One block's mutable slices of every output.
-struct OutBlock<'a> {
+pub(crate) struct OutBlock<'a> {
     start: usize,
     confidence: &'a mut [f64],
     variability: &'a mut [f64],
@@ -443,6 +609,24 @@ struct OutBlock<'a> {
 impl OutBlock<'_> {
     fn len(&self) -> usize {
         self.confidence.len()
+    }
+
+    /// Reborrow every output cut to exactly `n`, so index loops carry no bounds checks.
+    #[inline(always)]
+    fn slices(&mut self, n: usize) -> OutBlock<'_> {
+        OutBlock {
+            start: self.start,
+            confidence: &mut self.confidence[..n],
+            variability: &mut self.variability[..n],
+            correctness: &mut self.correctness[..n],
+            forgetting: &mut self.forgetting[..n],
+            never_learned: &mut self.never_learned[..n],
+            first_learned: &mut self.first_learned[..n],
+            threshold_closeness: &mut self.threshold_closeness[..n],
+            margin: &mut self.margin[..n],
+            aleatoric: &mut self.aleatoric[..n],
+            el2n: &mut self.el2n[..n],
+        }
     }
 }
 
