@@ -82,16 +82,16 @@ pub struct Statistics {
 impl Statistics {
     fn zeroed(units: usize) -> Self {
         Statistics {
-            confidence: vec![0.0; units],
-            variability: vec![0.0; units],
-            correctness: vec![0.0; units],
-            forgetting: vec![0; units],
-            never_learned: vec![false; units],
-            first_learned: vec![0; units],
-            threshold_closeness: vec![0.0; units],
-            margin: vec![0.0; units],
-            aleatoric: vec![0.0; units],
-            el2n: vec![0.0; units],
+            confidence: zeroed_output(units),
+            variability: zeroed_output(units),
+            correctness: zeroed_output(units),
+            forgetting: zeroed_output(units),
+            never_learned: zeroed_output(units),
+            first_learned: zeroed_output(units),
+            threshold_closeness: zeroed_output(units),
+            margin: zeroed_output(units),
+            aleatoric: zeroed_output(units),
+            el2n: zeroed_output(units),
         }
     }
 
@@ -102,6 +102,11 @@ impl Statistics {
     pub fn is_empty(&self) -> bool {
         self.confidence.is_empty()
     }
+}
+
+/// A zeroed output array (a calloc: pages are faulted in by the worker that fills them).
+fn zeroed_output<T: Clone + Default>(len: usize) -> Vec<T> {
+    vec![T::default(); len]
 }
 
 /// Bytes of one epoch's chunk of a block: small enough that a block's accumulators and chunk
@@ -454,6 +459,7 @@ mod kernels {
         let a = acc.slices(len);
         let (inv_n, inv_divisor) = (1.0 / n, 1.0 / divisor);
         let o = out.slices(len);
+        // one simple loop per group of outputs, so each vectorizes
         for i in 0..len {
             // shifted sums: d = p - shift, so the mean and variance lose no precision to cancellation
             let mean_d = a.sum_d[i] * inv_n;
@@ -462,21 +468,27 @@ mod kernels {
             let closeness = confidence * (1.0 - confidence);
             o.confidence[i] = confidence;
             o.variability[i] = (m2 * inv_divisor).sqrt();
+            o.threshold_closeness[i] = closeness;
+            // mean p(1 - p) = mean p - mean p^2 = confidence (1 - confidence) - population variance
+            o.aleatoric[i] = (closeness - m2 * inv_n).max(0.0);
+        }
+        for i in 0..len {
             // a division, not a reciprocal product: count / n must equal the reference exactly
             o.correctness[i] = a.right[i] as f64 / n;
             o.forgetting[i] = a.forgetting[i] as i32;
             o.never_learned[i] = a.right[i] == 0;
             o.first_learned[i] = if a.last_right[i] != 0 { a.last_wrong[i] + 1 } else { -1 };
-            o.threshold_closeness[i] = closeness;
-            // mean p(1 - p) = mean p - mean p^2 = confidence (1 - confidence) - population variance
-            o.aleatoric[i] = (closeness - m2 * inv_n).max(0.0);
-            if multiclass {
+        }
+        if multiclass {
+            for i in 0..len {
                 o.margin[i] = a.margin_sum[i] * inv_n;
                 o.el2n[i] = a.el2n_sum[i] * inv_n;
-            } else {
-                // p - (1 - p) and |p - y| sqrt 2 = (1 - p) sqrt 2 are linear in p
-                o.margin[i] = 2.0 * confidence - 1.0;
-                o.el2n[i] = (1.0 - confidence) * std::f64::consts::SQRT_2;
+            }
+        } else {
+            // p - (1 - p) and |p - y| sqrt 2 = (1 - p) sqrt 2 are linear in p
+            for i in 0..len {
+                o.margin[i] = 2.0 * o.confidence[i] - 1.0;
+                o.el2n[i] = (1.0 - o.confidence[i]) * std::f64::consts::SQRT_2;
             }
         }
     }
