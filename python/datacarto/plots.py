@@ -1,0 +1,641 @@
+"""Static pictures of a data map (matplotlib), each returned as a :class:`~matplotlib.figure.Figure`.
+
+- :func:`plot_map`: the paper's data map (Swayamdipta et al. 2020, Figure 1): variability on x,
+  confidence on y, colour and marker by correctness, the three regions annotated, and
+  histograms of confidence, variability and correctness beside it. Above ``max_scatter``
+  points it switches to a log-scaled density image so a 1,000,000-point map still draws in
+  about a second.
+- :func:`plot_label_grid`: one small map per label (multilabel) or per gold class.
+- :func:`plot_trajectories`: the gold label's probability of chosen examples across epochs,
+  correct and wrong epochs drawn with different markers.
+
+The functions build :class:`~matplotlib.figure.Figure` objects directly and never touch
+``matplotlib.pyplot``, so they work under any backend (including headless Agg servers) and leave
+no global figure state behind. Save with ``fig.savefig("map.png", dpi=150)``.
+
+Every function takes a data map duck-typed like :class:`datacarto.DataMap`: ``dm.frame`` (a
+polars DataFrame with ``example``, ``[label]``, ``gold``, the statistics and optionally
+``region``), ``dm.task``, ``dm.n_labels``, ``dm.label_names``, ``dm.epochs``, ``dm.dynamics``
+and ``dm.labels``.
+
+Example:
+    >>> import numpy as np, datacarto as dc
+    >>> probs = np.random.default_rng(0).dirichlet(np.ones(3), size=(5, 200)).astype(np.float32)
+    >>> dm = dc.DataMap(dc.compute(probs, np.zeros(200, dtype=int)))
+    >>> fig = dc.plots.plot_map(dm)
+    >>> [ax.get_xlabel() for ax in fig.axes][:1]
+    ['variability']
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import LinearSegmentedColormap, LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import EngFormatter
+
+from datacarto._core import DatacartoError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = ["plot_map", "plot_label_grid", "plot_trajectories", "correctness_levels"]
+
+LabelLike = Union[int, str, None]
+
+#: Red (always wrong) through dark grey to blue (always right): dark in the middle so that
+#: every level stays visible on a white background (the paper's palette is centred dark too).
+CORRECTNESS_CMAP = LinearSegmentedColormap.from_list("datacarto_correctness", ["#d7301f", "#3f3f3f", "#2166ac"])
+#: Markers per categorical level, as distinguishable as possible in the order used.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_REGION_STYLE = {
+    # region -> (box text, box edge colour, annotation position in axes fraction)
+    "easy": ("easy-to-learn", "#2166ac", (0.25, 0.88)),
+    "ambiguous": ("ambiguous", "#3f3f3f", (0.86, 0.52)),
+    "hard": ("hard-to-learn", "#d7301f", (0.25, 0.12)),
+}
+_DENSITY_BINS = 200
+_MAX_CATEGORIES = 20
+
+
+# ----------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _require_columns(frame: "pl.DataFrame", columns: Sequence[str], what: str = "dm.frame") -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DatacartoError(f"{what}: columns: expected {', '.join(repr(c) for c in missing)}, found {frame.columns}")
+
+
+def _n_epochs(dm: Any) -> Optional[int]:
+    epochs = getattr(dm, "epochs", None)
+    if epochs is None:
+        return None
+    start, stop = epochs
+    return int(stop) - int(start)
+
+
+def _label_names(dm: Any) -> Optional[List[str]]:
+    names = getattr(dm, "label_names", None)
+    return None if names is None else [str(n) for n in names]
+
+
+def _resolve_label(dm: Any, label: LabelLike, argument: str = "label") -> int:
+    """A label index from an index or a name in ``dm.label_names``."""
+    n_labels = int(getattr(dm, "n_labels", 0) or 0)
+    names = _label_names(dm)
+    if isinstance(label, str):
+        if names is None or label not in names:
+            raise DatacartoError(f"{argument}: expected a label index or one of the label names {names}, found {label!r}")
+        return names.index(label)
+    if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
+        raise DatacartoError(f"{argument}: expected a label index (int) or name (str), found {label!r}")
+    if not 0 <= int(label) < n_labels:
+        raise DatacartoError(f"{argument}: expected a label index in [0, {n_labels}), found {label}")
+    return int(label)
+
+
+def _label_title(dm: Any, index: int) -> str:
+    names = _label_names(dm)
+    return names[index] if names is not None and index < len(names) else f"label {index}"
+
+
+def _map_view(dm: Any, label: LabelLike) -> Tuple["pl.DataFrame", Optional[str]]:
+    """The rows one map draws and a caption for them.
+
+    Multilabel: the rows of one label (``label`` is required unless there is only one).
+    Multiclass / binary: every row, or the examples whose gold class is ``label``.
+    """
+    import polars as pl
+
+    frame = dm.frame
+    _require_columns(frame, ("confidence", "variability"))
+    if dm.task == "multilabel":
+        if label is None:
+            if int(dm.n_labels) != 1:
+                raise DatacartoError(
+                    f"label: expected a label index or name for a multilabel map with {dm.n_labels} labels "
+                    "(or draw every label with plot_label_grid), found None"
+                )
+            label = 0
+        index = _resolve_label(dm, label)
+        _require_columns(frame, ("label",))
+        return frame.filter(pl.col("label") == index), _label_title(dm, index)
+    if label is None:
+        return frame, None
+    index = _resolve_label(dm, label)
+    _require_columns(frame, ("gold",))
+    return frame.filter(pl.col("gold") == index), f"gold = {_label_title(dm, index)}"
+
+
+def correctness_levels(correctness: np.ndarray, n_epochs: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
+    """Bin correctness into the discrete levels the map colours by.
+
+    With ``E`` epochs correctness takes the ``E + 1`` values ``0, 1/E, ..., 1``: each is its own
+    level when ``E + 1 <= 8`` (few enough for distinct markers, as in the paper), otherwise
+    values round to the nearest of ``0.0, 0.2, ..., 1.0``. Returns ``(codes, levels)``: the level
+    index of every example and the level values.
+
+    Example:
+        >>> codes, levels = correctness_levels(np.array([0.0, 0.5, 1.0, 1.0]), n_epochs=2)
+        >>> codes.tolist(), levels.tolist()
+        ([0, 1, 2, 2], [0.0, 0.5, 1.0])
+        >>> correctness_levels(np.array([0.1, 0.45, 0.95]), n_epochs=20)[1].tolist()
+        [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    """
+    correctness = np.asarray(correctness, dtype=np.float64)
+    if n_epochs is None or n_epochs <= 0:
+        # unknown window: count the distinct values actually present
+        n_epochs = max(1, len(np.unique(np.round(correctness, 6))) - 1)
+    steps = n_epochs if n_epochs + 1 <= 8 else 5
+    codes = np.clip(np.rint(correctness * steps), 0, steps).astype(np.int64)
+    return codes, np.arange(steps + 1) / steps
+
+
+def _format_level(value: float) -> str:
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+class _Colouring:
+    """How one map colours its points: discrete levels (with markers) or a continuous scale."""
+
+    def __init__(self, name: str, codes: Optional[np.ndarray] = None, level_names: Sequence[str] = (),
+                 colours: Sequence[Any] = (), markers: Sequence[str] = (), values: Optional[np.ndarray] = None) -> None:
+        self.name = name
+        self.codes = codes
+        self.level_names = list(level_names)
+        self.colours = list(colours)
+        self.markers = list(markers)
+        self.values = values
+
+    @property
+    def categorical(self) -> bool:
+        return self.codes is not None
+
+
+def _colouring(dm: Any, view: "pl.DataFrame", color: Optional[str]) -> _Colouring:
+    if color is None:
+        return _Colouring("", np.zeros(view.height, dtype=np.int64), [""], ["#2166ac"], ["o"])
+    if color not in view.columns:
+        raise DatacartoError(f"color: expected a statistic or a column of dm.frame {view.columns}, found {color!r}")
+    series = view[color]
+    if color == "correctness":
+        codes, levels = correctness_levels(series.to_numpy(), _n_epochs(dm))
+        colours = [CORRECTNESS_CMAP(x) for x in levels]
+        return _Colouring(color, codes, [_format_level(v) for v in levels], colours, _markers(len(levels)))
+    if color == "region":
+        order = [r for r in ("easy", "ambiguous", "hard") if r in set(series.drop_nulls().to_list())]
+        extra = sorted(set(series.drop_nulls().cast(str).to_list()) - set(order))
+        order += extra
+        lookup = {name: i for i, name in enumerate(order)}
+        codes = np.array([lookup.get(v, -1) if v is not None else -1 for v in series.cast(str).to_list()], dtype=np.int64)
+        palette = {"easy": "#2166ac", "ambiguous": "#3f3f3f", "hard": "#d7301f"}
+        colours = [palette.get(name, f"C{i}") for i, name in enumerate(order)]
+        return _Colouring(color, codes, order, colours, _markers(len(order)))
+    values = series.to_numpy()
+    numeric = values.dtype.kind in "iufb"
+    distinct = np.unique(values[~_isnan(values)]) if numeric else np.array(sorted(set(series.drop_nulls().cast(str).to_list())))
+    if numeric and (values.dtype.kind == "f" or len(distinct) > _MAX_CATEGORIES):
+        # fractions and long-tailed counts read best on a continuous scale
+        return _Colouring(color, values=values.astype(np.float64))
+    if len(distinct) > _MAX_CATEGORIES:
+        raise DatacartoError(f"color: expected a numeric column or one with at most {_MAX_CATEGORIES} distinct values, found {len(distinct)} in {color!r}")
+    keys = distinct
+    if values.dtype.kind in "iub":
+        codes = np.searchsorted(keys, values)
+    else:
+        lookup = {k: i for i, k in enumerate(keys.tolist())}
+        codes = np.array([lookup.get(v, -1) if v is not None else -1 for v in series.cast(str).to_list()], dtype=np.int64)
+    names = [str(k) for k in keys.tolist()]
+    if color == "gold" and dm.task != "multilabel" and _label_names(dm) is not None:
+        label_names = _label_names(dm)
+        names = [label_names[int(k)] if 0 <= int(k) < len(label_names) else str(k) for k in keys.tolist()]
+    colours = [f"C{i % 10}" for i in range(len(names))] if len(names) <= 10 else [_tab20(i) for i in range(len(names))]
+    return _Colouring(color, codes, names, colours, _markers(len(names)))
+
+
+def _isnan(values: np.ndarray) -> np.ndarray:
+    return np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, dtype=bool)
+
+
+def _tab20(i: int) -> Any:
+    from matplotlib import colormaps
+
+    return colormaps["tab20"](i % 20)
+
+
+def _markers(n_levels: int) -> List[str]:
+    # Distinct markers only for a handful of levels (the paper does the same below 8 hues);
+    # more shapes than that stop being readable.
+    return list(_MARKERS[:n_levels]) if n_levels <= len(_MARKERS) else ["o"] * n_levels
+
+
+def _point_size(n: int) -> float:
+    # shrink markers as the cloud grows so dense clusters keep their shape
+    return float(np.clip(500.0 / np.sqrt(max(n, 1)), 1.5, 25.0))
+
+
+def _draw_scatter(ax: Axes, x: np.ndarray, y: np.ndarray, colouring: _Colouring, *, legend: bool = True) -> Any:
+    size = _point_size(len(x))
+    alpha = 0.75 if len(x) <= 5_000 else 0.5
+    if not colouring.categorical:
+        values = colouring.values
+        finite = values[np.isfinite(values)] if values is not None else np.array([0.0])
+        norm = Normalize(vmin=float(finite.min()) if finite.size else 0.0, vmax=float(finite.max()) if finite.size else 1.0)
+        mappable = ax.scatter(x, y, c=values, cmap="viridis", norm=norm, s=size, alpha=alpha, linewidths=0, rasterized=len(x) > 2_000)
+        return mappable
+    handles = []
+    assert colouring.codes is not None
+    for code, (name, colour, marker) in enumerate(zip(colouring.level_names, colouring.colours, colouring.markers)):
+        mask = colouring.codes == code
+        if mask.any():
+            ax.scatter(x[mask], y[mask], color=colour, marker=marker, s=size, alpha=alpha, linewidths=0, rasterized=len(x) > 2_000)
+        handles.append(Line2D([], [], linestyle="", marker=marker, color=colour, markersize=7, label=f"{name} ({int(mask.sum()):,})"))
+    if legend and colouring.name:
+        ax.legend(handles=handles, title=colouring.name, loc="lower right", fontsize=8, title_fontsize=9, framealpha=0.85)
+    return None
+
+
+def _variability_limit(x: np.ndarray) -> float:
+    finite = x[np.isfinite(x)]
+    top = float(finite.max()) if finite.size else 0.5
+    # the std of a [0, 1] quantity never exceeds 0.5
+    return min(max(top * 1.05, 0.05), 0.55)
+
+
+def _draw_density(ax: Axes, x: np.ndarray, y: np.ndarray, xmax: float) -> Any:
+    counts, xedges, yedges = np.histogram2d(x, y, bins=_DENSITY_BINS, range=[[0.0, xmax], [0.0, 1.0]])
+    masked = np.ma.masked_equal(counts.T, 0)  # empty cells stay white
+    vmax = max(float(counts.max()), 1.0)
+    return ax.pcolormesh(xedges, yedges, masked, norm=LogNorm(vmin=1.0, vmax=max(vmax, 1.0 + 1e-9)), cmap="viridis", rasterized=True)
+
+
+def _annotate_regions(ax: Axes, view: "pl.DataFrame", fontsize: float = 12) -> None:
+    counts: Dict[str, int] = {}
+    if "region" in view.columns:
+        for value, count in view["region"].cast(str).value_counts().iter_rows():
+            if value is None:
+                continue
+            key = "easy" if value.startswith("easy") else "hard" if value.startswith("hard") else value
+            counts[key] = counts.get(key, 0) + int(count)
+    total = max(view.height, 1)
+    for key, (text, edge, position) in _REGION_STYLE.items():
+        if counts:
+            text += f"\n{counts.get(key, 0):,} ({100.0 * counts.get(key, 0) / total:.0f}%)"
+        ax.annotate(text, xy=position, xycoords="axes fraction", ha="center", va="center", fontsize=fontsize,
+                    bbox=dict(boxstyle="round,pad=0.3", ec=edge, lw=2, fc="white", alpha=0.85))
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
+def _histogram(ax: Axes, values: np.ndarray, lo: float, hi: float, name: str, colour: str = "#4d4d4d") -> None:
+    counts, edges = np.histogram(_finite(values), bins=30, range=(lo, hi))
+    ax.stairs(counts, edges, fill=True, color=colour, alpha=0.8)
+    ax.set_xlabel(name, fontsize=9)
+    ax.set_ylabel("examples", fontsize=9)
+    ax.yaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.tick_params(labelsize=8)
+    ax.set_xlim(lo, hi)
+
+
+def _correctness_bars(ax: Axes, correctness: np.ndarray, n_epochs: Optional[int]) -> None:
+    codes, levels = correctness_levels(correctness, n_epochs)
+    counts = np.bincount(codes, minlength=len(levels))
+    width = 0.8 / max(len(levels) - 1, 1)
+    ax.bar(levels, counts, width=width, color=[CORRECTNESS_CMAP(v) for v in levels], alpha=0.85)
+    ax.set_xticks(levels, [_format_level(v) for v in levels])
+    ax.set_xlabel("correctness", fontsize=9)
+    ax.set_ylabel("examples", fontsize=9)
+    ax.yaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.tick_params(labelsize=8)
+
+
+# ----------------------------------------------------------------------------------------------
+# the data map
+
+
+def plot_map(
+    dm: Any,
+    *,
+    label: LabelLike = None,
+    color: Optional[str] = "correctness",
+    density: Optional[bool] = None,
+    title: Optional[str] = None,
+    annotate_regions: bool = True,
+    max_scatter: int = 100_000,
+) -> Figure:
+    """The paper's data map with histograms of confidence, variability and correctness beside it.
+
+    Args:
+        dm: a :class:`datacarto.DataMap`.
+        label: multilabel: the label to draw (index or name; required unless there is one
+            label; :func:`plot_label_grid` draws them all). Multiclass / binary: ``None`` for
+            every example, or a class to draw only the examples whose gold label it is.
+        color: the column that colours the points. ``"correctness"`` (default) bins it into
+            levels (:func:`correctness_levels`) with one colour and marker each, as the paper
+            does; ``"region"`` and integer, boolean or text columns with at most 20 distinct
+            values are categorical; float columns use a continuous colour scale. ``None``: one colour.
+        density: draw a log-scaled 2-D histogram instead of points. ``None`` (default): when
+            there are more than ``max_scatter`` points. The density view ignores ``color``.
+        title: the figure title (default: "Data map", the label and the example count).
+        annotate_regions: label the easy-to-learn (top left), ambiguous (right) and
+            hard-to-learn (bottom left) regions; with a ``region`` column the labels carry
+            the counts of each region.
+        max_scatter: the largest number of points drawn one by one.
+
+    Returns:
+        A :class:`~matplotlib.figure.Figure`; the map is ``fig.axes[0]``.
+
+    Raises:
+        DatacartoError: an unknown ``label`` or ``color``, or a multilabel map without ``label``.
+
+    Example:
+        >>> import numpy as np, datacarto as dc
+        >>> probs = np.random.default_rng(1).dirichlet(np.ones(2), size=(4, 300)).astype(np.float32)
+        >>> dm = dc.DataMap(dc.compute(probs, np.ones(300, dtype=int)))
+        >>> fig = dc.plots.plot_map(dm, title="random")
+        >>> fig.axes[0].get_title()
+        'random'
+        >>> dense = dc.plots.plot_map(dm, density=True)   # the rendering used above max_scatter
+    """
+    view, caption = _map_view(dm, label)
+    x = view["variability"].to_numpy().astype(np.float64, copy=False)
+    y = view["confidence"].to_numpy().astype(np.float64, copy=False)
+    n = len(x)
+    dense = n > max_scatter if density is None else bool(density)
+    xmax = _variability_limit(x)
+
+    fig = Figure(figsize=(12, 8), layout="constrained")
+    grid = fig.add_gridspec(3, 2, width_ratios=[4, 1.3])
+    ax = fig.add_subplot(grid[:, 0])
+    if dense:
+        mesh = _draw_density(ax, x, y, xmax)
+        fig.colorbar(mesh, ax=ax, label="examples per cell (log scale)", shrink=0.6, pad=0.01)
+    else:
+        colouring = _colouring(dm, view, color)
+        mappable = _draw_scatter(ax, x, y, colouring)
+        if mappable is not None:
+            fig.colorbar(mappable, ax=ax, label=colouring.name, shrink=0.6, pad=0.01)
+    ax.set_xlim(0.0, xmax)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("variability")
+    ax.set_ylabel("confidence")
+    ax.grid(True, alpha=0.25)
+    if annotate_regions:
+        _annotate_regions(ax, view)
+    if title is None:
+        title = "Data map" + (f": {caption}" if caption else "") + f" ({n:,} examples" + (", density" if dense else "") + ")"
+    ax.set_title(title)
+
+    _histogram(fig.add_subplot(grid[0, 1]), y, 0.0, 1.0, "confidence")
+    _histogram(fig.add_subplot(grid[1, 1]), x, 0.0, xmax, "variability")
+    if "correctness" in view.columns:
+        _correctness_bars(fig.add_subplot(grid[2, 1]), view["correctness"].to_numpy(), _n_epochs(dm))
+    return fig
+
+
+def plot_label_grid(
+    dm: Any,
+    labels: Optional[Sequence[Union[int, str]]] = None,
+    *,
+    ncols: int = 4,
+    color: Optional[str] = "correctness",
+    density: Optional[bool] = None,
+    max_scatter: int = 100_000,
+    title: Optional[str] = None,
+) -> Figure:
+    """One small data map per label (multilabel) or per gold class (multiclass / binary).
+
+    Args:
+        dm: a :class:`datacarto.DataMap`.
+        labels: the labels to draw (indices or names); default: all of them.
+        ncols: panels per row.
+        color: as in :func:`plot_map`.
+        density: log-scaled density images instead of points; ``None`` (default): when the
+            panels together hold more than ``max_scatter`` points.
+        max_scatter: the largest total number of points drawn one by one.
+        title: the figure title.
+
+    Example:
+        >>> import numpy as np, datacarto as dc
+        >>> rng = np.random.default_rng(0)
+        >>> probs = rng.uniform(size=(4, 100, 3)).astype(np.float32)
+        >>> dm = dc.DataMap(dc.compute(probs, rng.integers(0, 2, size=(100, 3))))
+        >>> fig = dc.plots.plot_label_grid(dm, ncols=3)
+        >>> len([ax for ax in fig.axes if ax.get_title()])
+        3
+    """
+    if isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1:
+        raise DatacartoError(f"ncols: expected a positive int, found {ncols!r}")
+    n_labels = int(dm.n_labels) if dm.task == "multilabel" else _n_classes(dm)
+    indices = list(range(n_labels)) if labels is None else [_resolve_label(dm, lab, "labels") for lab in labels]
+    if not indices:
+        raise DatacartoError("labels: expected at least one label, found none")
+    frame = dm.frame
+    _require_columns(frame, ("confidence", "variability"))
+    key = "label" if dm.task == "multilabel" else "gold"
+    _require_columns(frame, (key,))
+    views = {int(k[0]): part for k, part in zip(*_partition(frame, key))}
+    empty = frame.clear()
+    panels = [(i, views.get(i, empty)) for i in indices]
+    total = sum(p.height for _, p in panels)
+    dense = total > max_scatter if density is None else bool(density)
+
+    ncols = min(int(ncols), len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(3.2 * ncols, 3.0 * nrows + 0.6), layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
+    xmax = _variability_limit(frame["variability"].to_numpy())
+    legend_handles: List[Line2D] = []
+    for ax, (index, view) in zip(axes.flat, panels):
+        x = view["variability"].to_numpy().astype(np.float64, copy=False)
+        y = view["confidence"].to_numpy().astype(np.float64, copy=False)
+        if dense:
+            _draw_density(ax, x, y, xmax)
+        else:
+            colouring = _colouring(dm, view, color)
+            _draw_scatter(ax, x, y, colouring, legend=False)
+            if colouring.categorical and not legend_handles and colouring.name:
+                legend_handles = [Line2D([], [], linestyle="", marker=m, color=c, markersize=6, label=name)
+                                  for name, c, m in zip(colouring.level_names, colouring.colours, colouring.markers)]
+        ax.set_title(f"{_label_title(dm, index)} ({view.height:,})", fontsize=9)
+        ax.set_xlim(0.0, xmax)
+        ax.set_ylim(-0.02, 1.02)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.25)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("variability", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("confidence", fontsize=8)
+    if legend_handles:
+        fig.legend(handles=legend_handles, title=color, loc="outside lower center", ncols=min(len(legend_handles), 8), fontsize=8, title_fontsize=8)
+    fig.suptitle(title if title is not None else f"Data maps per {'label' if key == 'label' else 'gold class'}" + (" (density, log scale)" if dense else ""))
+    return fig
+
+
+def _n_classes(dm: Any) -> int:
+    names = _label_names(dm)
+    if names is not None:
+        return len(names)
+    n_labels = int(getattr(dm, "n_labels", 0) or 0)
+    if dm.task == "binary" or n_labels < 2:
+        return 2
+    return n_labels
+
+
+def _partition(frame: "pl.DataFrame", key: str) -> Tuple[List[Tuple[Any, ...]], List["pl.DataFrame"]]:
+    parts = frame.partition_by(key, as_dict=True, maintain_order=True)
+    return list(parts.keys()), list(parts.values())
+
+
+# ----------------------------------------------------------------------------------------------
+# trajectories
+
+
+def _example_ids(examples: Any) -> np.ndarray:
+    try:
+        import polars as pl
+
+        if isinstance(examples, pl.DataFrame):
+            _require_columns(examples, ("example",), "examples")
+            examples = examples["example"]
+        if isinstance(examples, pl.Series):
+            examples = examples.to_numpy()
+    except ImportError:  # pragma: no cover - polars is a dependency
+        pass
+    if isinstance(examples, (int, np.integer)) and not isinstance(examples, (bool, np.bool_)):
+        examples = [examples]
+    array = np.asarray(examples)
+    if array.ndim != 1 or array.size == 0:
+        raise DatacartoError(f"examples: expected a non-empty list of example ids, found shape {array.shape}")
+    if array.dtype.kind not in "iu":
+        raise DatacartoError(f"examples: expected integer example ids, found dtype {array.dtype}")
+    # keep the caller's order, drop repeats (a multilabel selection lists an example per label)
+    _, first = np.unique(array, return_index=True)
+    return array[np.sort(first)].astype(np.int64)
+
+
+def _snippet(text: Any, width: int = 48) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def plot_trajectories(
+    dm: Any,
+    examples: Any,
+    *,
+    label: LabelLike = None,
+    ax: Optional[Axes] = None,
+    text_column: Optional[str] = None,
+) -> Figure:
+    """The gold label's probability of chosen examples across epochs (the tutorial's per-example plot).
+
+    Epochs where the model was right (by the map's correctness rule: argmax with ties wrong for
+    multiclass, ``p >= threshold`` otherwise) are drawn as filled circles, wrong epochs as
+    crosses. Every epoch of the dynamics is drawn; epochs outside the window the statistics
+    were computed over (a burn-in) are shaded grey.
+
+    Args:
+        dm: a :class:`datacarto.DataMap` that knows its dynamics (the ``.npy`` path, read with
+            a memory map so that only the chosen examples are loaded, or the array); the
+            probabilities come from :meth:`datacarto.DataMap.trajectories`.
+        examples: example ids (ints), or a polars frame / series with an ``example`` column
+            (e.g. ``dm.suspects(5)``). Repeated ids are drawn once.
+        label: multilabel: the label whose probability to draw (index or name).
+        ax: draw into this axes instead of a new figure.
+        text_column: the column whose text the legend shows (default: ``text`` if present).
+
+    Returns:
+        The figure holding the axes.
+
+    Raises:
+        DatacartoError: the map has no dynamics, an id is out of range, or a bad ``label``.
+
+    Example:
+        >>> import numpy as np, datacarto as dc
+        >>> probs = np.random.default_rng(2).dirichlet(np.ones(3), size=(6, 50)).astype(np.float32)
+        >>> dm = dc.DataMap.from_dynamics(probs, np.zeros(50, dtype=int))
+        >>> fig = dc.plots.plot_trajectories(dm, [0, 7])
+        >>> fig.axes[0].get_xlabel()
+        'epoch'
+    """
+    ids = _example_ids(examples)
+    if dm.task == "multilabel" and label is None and int(dm.n_labels) == 1:
+        label = 0
+    traj = dm.trajectories(ids, label=label)
+    p, right = np.asarray(traj.probability), np.asarray(traj.correct)  # [k, E]
+    epochs = np.asarray(traj.epochs) + 1  # 1-based, as people count epochs
+    in_window = np.asarray(traj.in_window, dtype=bool)
+    gold = np.asarray(dm.labels)[ids]
+    names = _label_names(dm)
+    caption = ""
+    if traj.label is not None:
+        gold = gold[:, traj.label]
+        caption = f" of {_label_title(dm, traj.label)}"
+
+    if ax is None:
+        fig = Figure(figsize=(9, 5), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure  # type: ignore[assignment]
+    if not in_window.all():
+        # shade the epochs the statistics ignore (burn-in or a window's tail)
+        for e in epochs[~in_window]:
+            ax.axvspan(e - 0.5, e + 0.5, color="#000000", alpha=0.06, lw=0)
+        ax.fill_between([], [], color="#000000", alpha=0.06, label="outside the statistics window")
+    texts = _texts(dm, ids, text_column)
+    for j, example in enumerate(ids.tolist()):
+        colour = f"C{j % 10}"
+        ok = right[j]
+        ax.plot(epochs, p[j], color=colour, lw=1.5, alpha=0.8)
+        ax.plot(epochs[ok], p[j, ok], linestyle="", marker="o", color=colour, markersize=6)
+        ax.plot(epochs[~ok], p[j, ~ok], linestyle="", marker="x", color=colour, markersize=7, markeredgewidth=2)
+        gold_text = str(int(gold[j]))
+        if traj.label is None and names is not None and 0 <= int(gold[j]) < len(names):
+            gold_text = names[int(gold[j])]
+        entry = f"#{example} (gold {gold_text})"
+        if texts is not None:
+            entry += f": {_snippet(texts[j])}"
+        ax.plot([], [], color=colour, lw=1.5, label=entry)
+    ax.plot([], [], linestyle="", marker="o", color="#555555", label="right at this epoch")
+    ax.plot([], [], linestyle="", marker="x", color="#555555", markeredgewidth=2, label="wrong at this epoch")
+    rule = getattr(dm, "correctness_rule", None) or ("argmax" if dm.task == "multiclass" else "threshold")
+    if rule == "threshold" or dm.task != "multiclass":
+        threshold = float(getattr(dm, "threshold", None) or 0.5)
+        ax.axhline(threshold, color="#999999", lw=0.8, ls="--", label=f"threshold {threshold:g}")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"probability of the gold label{caption}")
+    ax.set_xticks(epochs if len(epochs) <= 20 else np.unique(np.linspace(epochs[0], epochs[-1], 10).round().astype(int)))
+    ax.grid(True, alpha=0.25)
+    if len(ids) <= 20:
+        # below the axes: inside it would hide the very lines it explains
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=2 if len(ids) > 6 else 1, frameon=False)
+    ax.set_title(f"Training dynamics of {len(ids)} example{'s' if len(ids) != 1 else ''}{caption}")
+    return fig  # type: ignore[return-value]
+
+
+def _texts(dm: Any, ids: np.ndarray, text_column: Optional[str]) -> Optional[List[str]]:
+    import polars as pl
+
+    frame = dm.frame
+    column = text_column if text_column is not None else ("text" if "text" in frame.columns else None)
+    if column is None:
+        return None
+    _require_columns(frame, (column,))
+    _require_columns(frame, ("example",))
+    rows = frame.select("example", column).unique(subset="example", keep="first", maintain_order=True)
+    lookup = dict(zip(rows["example"].to_list(), rows[column].cast(pl.Utf8).to_list()))
+    return [lookup.get(int(i)) or "" for i in ids]

@@ -1,0 +1,420 @@
+"""Record training dynamics from any PyTorch training loop.
+
+Two pieces:
+
+* :class:`IndexedDataset` (or :func:`with_indices`) wraps a map-style dataset so every item carries
+  its example index, which survives a shuffled ``DataLoader`` and its worker processes.
+* :class:`Recorder` writes one ``[N, L]`` block of probabilities per epoch into a growing
+  dynamics file (see :class:`datacarto.DynamicsWriter`), either
+
+  - from the training forward pass (:meth:`Recorder.record` after each step, then
+    :meth:`Recorder.end_epoch`): free, and what the original Cartography code does, but the
+    probabilities come from a model that changes during the epoch and runs with dropout; or
+  - from a separate evaluation pass at the end of each epoch (:meth:`Recorder.evaluate`):
+    the paper's definition, one extra forward pass over the training set per epoch.
+
+Tensors may live on any device and have any floating dtype (float16 and bfloat16 included):
+they are detached, moved to the CPU and converted to float64 before softmax / sigmoid.
+
+This module imports torch; ``import datacarto`` does not (``datacarto.torch`` loads on first use).
+
+Example:
+    >>> import torch, datacarto as dc
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> x, y = torch.randn(8, 3), torch.tensor([0, 1] * 4)
+    >>> loader = DataLoader(dc.torch.IndexedDataset(TensorDataset(x, y)), batch_size=4, shuffle=True)
+    >>> model = torch.nn.Linear(3, 2)
+    >>> import tempfile, os; path = os.path.join(tempfile.mkdtemp(), "dynamics.npy")
+    >>> with dc.torch.Recorder(path, n_examples=8, n_labels=2) as recorder:
+    ...     for epoch in range(2):
+    ...         for index, (xb, yb) in loader:
+    ...             logits = model(xb)          # the training forward pass
+    ...             recorder.record(index, logits)
+    ...         _ = recorder.end_epoch()
+    >>> dc.read_header(path)["shape"]
+    (2, 8, 2)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Callable, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from datacarto._core import DatacartoError
+from datacarto.writer import DynamicsWriter
+
+__all__ = ["IndexedDataset", "Recorder", "default_forward", "to_numpy", "with_indices"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+ForwardFn = Callable[[torch.nn.Module, Any], Tuple[Any, Any]]
+
+_TASKS = ("multiclass", "binary", "multilabel")
+_INPUTS = ("logits", "probabilities")
+# Keys a dict batch may carry gold labels under; they are not model inputs for the eval pass.
+_LABEL_KEYS = ("labels", "label", "label_ids", "y", "target", "targets")
+
+
+class IndexedDataset(torch.utils.data.Dataset):
+    """Wrap a map-style dataset so that item ``i`` becomes ``(i, item)``.
+
+    When the wrapped items are dicts (as Hugging Face style datasets return), the index is added
+    under ``key`` instead: ``{key: i, **item}``. Either way PyTorch's default collate turns the
+    indices of a batch into an int64 tensor, so a shuffled ``DataLoader`` tells you which
+    examples each batch holds. The wrapper is a plain picklable object: it works with
+    ``num_workers > 0``.
+
+    Example:
+        >>> import torch, datacarto as dc
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> ds = dc.torch.IndexedDataset(TensorDataset(torch.arange(5.0)))
+        >>> ds[3]
+        (3, (tensor(3.),))
+        >>> index, (x,) = next(iter(DataLoader(ds, batch_size=5, shuffle=True)))
+        >>> bool((x == index.float()).all())
+        True
+    """
+
+    def __init__(self, dataset: Any, key: str = "index") -> None:
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+            raise DatacartoError(
+                f"dataset: type: expected a map-style dataset (with __getitem__ and __len__), "
+                f"found {type(dataset).__name__}"
+            )
+        self.dataset = dataset
+        self.key = key
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        item = self.dataset[index]
+        index = int(index)
+        if isinstance(item, Mapping):
+            if self.key in item:
+                raise DatacartoError(
+                    f"dataset: item {index}: expected no {self.key!r} key (it would be overwritten), "
+                    f"found one; pass another key= to IndexedDataset"
+                )
+            return {self.key: index, **item}
+        return index, item
+
+
+def with_indices(dataset: Any, key: str = "index") -> IndexedDataset:
+    """Same as ``IndexedDataset(dataset, key)``.
+
+    Example:
+        >>> import datacarto as dc
+        >>> dc.torch.with_indices([{"x": 1.0}, {"x": 2.0}])[1]
+        {'index': 1, 'x': 2.0}
+    """
+    return IndexedDataset(dataset, key)
+
+
+def to_numpy(values: Any, name: str = "values") -> np.ndarray:
+    """A tensor (any device, any dtype, with or without grad), array or list as a CPU numpy array.
+
+    The tensor is detached and moved to the CPU; float16, float32 and float64 keep their dtype,
+    bfloat16 (which numpy lacks) becomes float32, exactly; integer tensors become int64. The
+    writer converts logits to float64 before the softmax / sigmoid.
+
+    Example:
+        >>> import torch, datacarto as dc
+        >>> dc.torch.to_numpy(torch.tensor([1.5, -2.0], dtype=torch.bfloat16)).tolist()
+        [1.5, -2.0]
+    """
+    if isinstance(values, torch.Tensor):
+        t = values.detach().cpu()  # move before widening: half the bytes for fp16/bf16
+        if t.dtype == torch.bfloat16:
+            return t.to(torch.float32).numpy()
+        if t.is_floating_point():
+            return t.numpy()
+        if t.dtype == torch.bool or t.is_complex():
+            raise DatacartoError(f"{name}: dtype: expected a real number tensor, found {t.dtype}")
+        return t.to(torch.int64).numpy()
+    return np.asarray(values)
+
+
+def _move(batch: Any, device: torch.device) -> Any:
+    """Move every tensor inside a (nested) batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: _move(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(_move(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_move(v, device) for v in batch)
+    return batch
+
+
+def _logits_of(output: Any) -> Any:
+    """The logits inside a model output: a tensor, ``.logits`` (transformers), ``["logits"]`` or ``[0]``."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if logits is not None:
+        return logits
+    if isinstance(output, Mapping) and "logits" in output:
+        return output["logits"]
+    if isinstance(output, (list, tuple)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise DatacartoError(
+        f"model output: type: expected a tensor, an object with .logits or a (logits, ...) tuple, "
+        f"found {type(output).__name__}; pass forward=... to Recorder.evaluate"
+    )
+
+
+def default_forward(model: torch.nn.Module, batch: Any, *, key: str = "index") -> Tuple[Any, Any]:
+    """The forward pass :meth:`Recorder.evaluate` uses when none is given.
+
+    Understands the batches an :class:`IndexedDataset` produces:
+
+    * ``(index, (x, y, ...))``: ``model(x)``;
+    * ``(index, x)`` with ``x`` a tensor: ``model(x)``;
+    * ``{"index": ..., **inputs}``: ``model(**inputs)`` without the index and label keys
+      (``labels``, ``label``, ``label_ids``, ``y``, ``target``, ``targets``).
+
+    The output may be a tensor of logits, an object with ``.logits`` (transformers models),
+    a dict with ``"logits"`` or a tuple whose first element is the logits.
+
+    Example:
+        >>> import torch, datacarto as dc
+        >>> model = torch.nn.Linear(3, 2)
+        >>> index, logits = dc.torch.default_forward(model, (torch.tensor([4, 7]), (torch.zeros(2, 3), None)))
+        >>> index.tolist(), tuple(logits.shape)
+        ([4, 7], (2, 2))
+    """
+    if isinstance(batch, Mapping):
+        if key not in batch:
+            raise DatacartoError(
+                f"batch: {key!r}: expected the example index in every dict batch (wrap the dataset in "
+                f"datacarto.torch.IndexedDataset), found keys {sorted(map(str, batch))}"
+            )
+        inputs = {k: v for k, v in batch.items() if k != key and k not in _LABEL_KEYS}
+        return batch[key], _logits_of(model(**inputs))
+    if isinstance(batch, (list, tuple)) and len(batch) == 2:
+        index, item = batch
+        if isinstance(item, (list, tuple)):
+            if not item:
+                raise DatacartoError("batch: item: expected (x, ...) after the index, found an empty tuple")
+            item = item[0]
+        return index, _logits_of(model(item))
+    raise DatacartoError(
+        f"batch: structure: expected (index, (x, y)), (index, x) or a dict with {key!r} "
+        f"(from datacarto.torch.IndexedDataset), found {type(batch).__name__}; pass forward=... "
+        f"to Recorder.evaluate"
+    )
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+class Recorder:
+    """Record per-epoch probabilities of every training example from a PyTorch training loop.
+
+    Args:
+        path: the dynamics file (``.npy``) to create, or to continue with ``resume=True``.
+        n_examples: number of training examples ``N``.
+        n_labels: number of columns ``L``: classes (multiclass; a two-class model with two
+            logits is multiclass too), 1 (binary with a single logit: the probability of class 1
+            is stored) or labels (multilabel).
+        task: ``"multiclass"`` (softmax), ``"binary"`` (one column, sigmoid) or
+            ``"multilabel"`` (sigmoid per label). Default: binary when ``n_labels == 1``, else
+            multiclass.
+        inputs: what :meth:`record` receives and the model returns in :meth:`evaluate`:
+            ``"logits"`` (converted in float64) or ``"probabilities"`` (stored as given).
+        dtype: storage dtype of the file (``"float32"``, ``"float64"`` or ``"float16"``).
+        resume: continue an existing file after its last committed epoch (a new file is started
+            when there is none, so a training script can always pass ``resume=True``).
+        overwrite: replace an existing file (without it or ``resume``, an existing file raises
+            ``FileExistsError``).
+        fsync: force each committed epoch to the disk (see :class:`datacarto.DynamicsWriter`).
+
+    Every epoch must cover every example exactly once; :meth:`end_epoch` raises
+    :class:`datacarto.DatacartoError` otherwise (so a ``DataLoader`` with ``drop_last=True``
+    cannot feed :meth:`record`). NaN or inf logits raise at once. Epochs already committed
+    stay in the file whatever happens later.
+
+    Example (the paper's definition: an evaluation pass at each epoch's end):
+        >>> import os, tempfile, torch, datacarto as dc
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+        >>> dataset = dc.torch.IndexedDataset(TensorDataset(x, y))
+        >>> train = DataLoader(dataset, batch_size=4, shuffle=True)
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> path = os.path.join(tempfile.mkdtemp(), "dynamics.npy")
+        >>> with dc.torch.Recorder(path, n_examples=16, n_labels=3) as recorder:
+        ...     for epoch in range(3):
+        ...         for _, (xb, yb) in train:
+        ...             opt.zero_grad(); torch.nn.functional.cross_entropy(model(xb), yb).backward(); opt.step()
+        ...         _ = recorder.evaluate(model, train)  # any order: indices travel with the batches
+        ...     stats = recorder.compute(y.numpy())
+        >>> stats.n_epochs, stats.confidence.shape
+        (3, (16,))
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        n_examples: int,
+        n_labels: int,
+        *,
+        task: Optional[str] = None,
+        inputs: str = "logits",
+        dtype: str = "float32",
+        resume: bool = False,
+        overwrite: bool = False,
+        fsync: bool = True,
+    ) -> None:
+        if task is not None and task not in _TASKS:
+            raise DatacartoError(f"task: value: expected one of {', '.join(_TASKS)}, found {task!r}")
+        if inputs not in _INPUTS:
+            raise DatacartoError(f"inputs: value: expected 'logits' or 'probabilities', found {inputs!r}")
+        self.path = os.fspath(path)
+        # The writer validates the rest (counts, dtype, task vs n_labels) and converts logits
+        # in float64, naming the epoch and example of a NaN or inf.
+        self._writer: Optional[DynamicsWriter] = DynamicsWriter(
+            self.path, n_examples, n_labels, dtype,
+            task=task, inputs=inputs, resume=resume, overwrite=overwrite, fsync=fsync,
+        )  # fmt: skip
+        self.task: str = self._writer.task
+        self.inputs = inputs
+        self.n_examples: int = self._writer.n_examples
+        self.n_labels: int = self._writer.n_labels
+
+    # -- recording -------------------------------------------------------------------------
+
+    @property
+    def writer(self) -> DynamicsWriter:
+        """The underlying :class:`datacarto.DynamicsWriter` (raises once the recorder is closed)."""
+        if self._writer is None:
+            raise DatacartoError(f"{self.path}: recorder: expected an open recorder, found it closed")
+        return self._writer
+
+    @property
+    def n_epochs(self) -> int:
+        """Number of epochs committed to the file so far."""
+        if self._writer is None:
+            from datacarto import read_header
+
+            return int(read_header(self.path)["shape"][0])
+        return int(self._writer.n_epochs)
+
+    def record(self, indices: Any, outputs: Any) -> None:
+        """Record one batch: ``outputs[k]`` belongs to example ``indices[k]``.
+
+        ``indices`` is an int tensor, array or list (``[B]``); ``outputs`` is ``[B, L]`` (or
+        ``[B]`` when ``n_labels == 1``) logits or probabilities, per ``inputs``: a tensor on any
+        device, of any floating dtype, with or without grad (it is detached, so recording never
+        touches the autograd graph), or an array.
+
+        Example:
+            >>> import os, tempfile, torch, datacarto as dc
+            >>> path = os.path.join(tempfile.mkdtemp(), "d.npy")
+            >>> with dc.torch.Recorder(path, 3, 2) as rec:
+            ...     rec.record(torch.tensor([2, 0]), torch.zeros(2, 2, dtype=torch.float16))
+            ...     rec.record([1], torch.tensor([[0.0, 0.0]], requires_grad=True))
+            ...     _ = rec.end_epoch()
+            >>> float(dc.compute(path, [0, 1, 0]).confidence[0])
+            0.5
+        """
+        self.writer.write_batch(to_numpy(indices, "indices"), to_numpy(outputs, self.inputs))
+
+    def end_epoch(self) -> int:
+        """Commit the epoch recorded since the last commit; return the number of committed epochs.
+
+        Raises :class:`datacarto.DatacartoError` (from the writer) when some example was not
+        recorded in this epoch or was recorded twice; the epoch then stays open (record the
+        missing rows and call again, or :meth:`discard_epoch`).
+        """
+        self.writer.commit_epoch()
+        return self.n_epochs
+
+    def discard_epoch(self) -> None:
+        """Drop the examples recorded since the last commit (e.g. after :meth:`end_epoch` refused an incomplete epoch)."""
+        self.writer.discard_epoch()
+
+    def evaluate(
+        self,
+        model: torch.nn.Module,
+        dataloader: Any,
+        *,
+        device: Optional[Union[str, torch.device]] = None,
+        forward: Optional[ForwardFn] = None,
+    ) -> int:
+        """Run an evaluation pass over ``dataloader``, record it as one epoch and commit it.
+
+        The model is put in ``eval()`` mode under ``torch.no_grad()`` and its previous mode is
+        restored afterwards (also on error). Batches are moved to ``device`` (default: the
+        device of the model's first parameter). ``forward(model, batch) -> (indices, outputs)``
+        computes one batch; the default (:func:`default_forward`) handles the batches of an
+        :class:`IndexedDataset`. The loader may be the shuffled training loader: indices travel
+        with the batches. It must not drop examples (``drop_last=False``).
+
+        Returns the number of committed epochs. When the pass fails (also when the epoch misses
+        examples) its rows are discarded and the exception propagates.
+        """
+        pending = self.writer.pending
+        if pending:
+            raise DatacartoError(
+                f"{self.path}: epoch {self.n_epochs}: expected no examples recorded with record() before "
+                f"evaluate(), found {pending}; call end_epoch() first or record only one way"
+            )
+        forward = forward or default_forward
+        target = torch.device(device) if device is not None else _model_device(model)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for batch in dataloader:
+                    indices, outputs = forward(model, _move(batch, target))
+                    self.record(indices, outputs)
+            return self.end_epoch()
+        except BaseException:
+            # A failed pass leaves no half epoch behind: the recorder stays usable.
+            if self._writer is not None and not self._writer.closed:
+                self._writer.discard_epoch()
+            raise
+        finally:
+            model.train(was_training)
+
+    # -- results and lifetime --------------------------------------------------------------
+
+    def compute(self, labels: Any, **kwargs: Any) -> Any:
+        """Statistics over the committed epochs: ``datacarto.compute(path, labels, task=..., **kwargs)``.
+
+        ``labels`` may be a tensor (any device). Returns :class:`datacarto.Statistics`.
+        """
+        from datacarto import compute
+
+        kwargs.setdefault("task", self.task)
+        return compute(self.path, to_numpy(labels, "labels"), **kwargs)
+
+    def close(self) -> None:
+        """Close the file. An epoch recorded but not committed is discarded (the file keeps every committed epoch)."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def __enter__(self) -> "Recorder":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._writer is None else f"{self.n_epochs} epochs"
+        return (
+            f"Recorder({self.path!r}, n_examples={self.n_examples}, n_labels={self.n_labels}, "
+            f"task={self.task!r}, inputs={self.inputs!r}, {state})"
+        )
