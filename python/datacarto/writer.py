@@ -40,7 +40,7 @@ from __future__ import annotations
 import ast
 import mmap
 import os
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
@@ -54,6 +54,7 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = ["DynamicsWriter", "to_probabilities"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+Rows = Union[None, int, np.ndarray]
 
 TASKS = ("multiclass", "binary", "multilabel")
 INPUTS = ("probabilities", "logits")
@@ -62,6 +63,9 @@ _MAGIC = b"\x93NUMPY"
 _ALIGN = 64  # numpy's header alignment: data starts on a 64-byte boundary
 _EPOCH_WIDTH = 20  # digits reserved for the epoch count (any u64)
 _MAX_WRITE = 1 << 30  # bytes per os.pwrite call (Linux caps one call just under 2 GiB)
+# An epoch is checked, converted and written in blocks of about this many input bytes: each
+# block is read from memory once and stays in the CPU cache for the check and the write.
+_BLOCK_BYTES = 1 << 18
 
 
 # --- conversion of what the training loop hands over ------------------------------------------
@@ -89,14 +93,19 @@ def _check_numeric(array: np.ndarray, name: str) -> None:
         raise TypeError(f"{name}: dtype: expected real numbers, found {array.dtype}")
 
 
-def _where(index: Tuple[int, ...], rows: Optional[np.ndarray], epoch: Optional[int]) -> str:
-    """'epoch 3, example 17, label 2' for the element at ``index`` of an [rows, L] block."""
+def _where(index: Tuple[int, ...], rows: Rows, epoch: Optional[int]) -> str:
+    """'epoch 3, example 17, label 2' for the element at ``index`` of a block of rows.
+
+    ``rows`` maps a row of the block to its example: an array of example indices (a batch),
+    an int (the block starts at that example) or ``None`` (row = example).
+    """
     parts = []
     if epoch is not None:
         parts.append(f"epoch {epoch}")
     if len(index) >= 1:
         row = int(index[0])
-        parts.append(f"example {int(rows[row]) if rows is not None else row}")
+        example = int(rows[row]) if isinstance(rows, np.ndarray) else row + (rows or 0)
+        parts.append(f"example {example}")
     if len(index) >= 2:
         parts.append(f"label {int(index[-1])}")
     return ", ".join(parts)
@@ -106,7 +115,7 @@ def _first_bad(array: np.ndarray, bad: np.ndarray) -> Tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), array.shape))
 
 
-def _raise_non_finite(array: np.ndarray, name: str, rows: Optional[np.ndarray] = None, epoch: Optional[int] = None) -> None:
+def _raise_non_finite(array: np.ndarray, name: str, rows: Rows = None, epoch: Optional[int] = None) -> None:
     bad = ~np.isfinite(array)
     if bad.any():
         where = _first_bad(array, bad)
@@ -414,30 +423,39 @@ class DynamicsWriter:
 
     # -- validating and converting values --------------------------------------------------
 
-    def _prepare(self, values: Any, n_rows: int, rows: Optional[np.ndarray]) -> np.ndarray:
-        """Validate one block of ``n_rows`` rows and return it C-contiguous in the storage dtype."""
+    def _array(self, values: Any, n_rows: int) -> np.ndarray:
+        """The values as an ``[n_rows, L]`` array of real numbers (not yet checked or converted)."""
         name = f"{self.path}: {self.inputs}"
-        epoch = self._n_epochs
         array = _as_array(values, name)
         _check_numeric(array, name)
         if array.ndim == 1 and self.n_labels == 1:
             array = array[:, None]
         if array.shape != (n_rows, self.n_labels):
             raise DatacartoError(f"{name}: shape: expected [{n_rows}, {self.n_labels}], found {list(array.shape)}")
+        return array
+
+    def _convert(self, array: np.ndarray, rows: Rows) -> np.ndarray:
+        """Check one block of rows and return it C-contiguous in the storage dtype."""
+        name = f"{self.path}: {self.inputs}"
+        epoch = self._n_epochs
         if self.inputs == "logits":
             x = np.asarray(array, dtype=np.float64)
             _raise_non_finite(x, name, rows, epoch)
             return np.ascontiguousarray(to_probabilities(x, self.task), dtype=self.dtype)
-        if array.dtype.kind == "f" and array.size:
+        if array.size:
             low, high = array.min(), array.max()  # NaN propagates into both
             if not (low >= 0 and high <= 1):
                 array = self._repair_range(array, name, rows, epoch)
-        elif array.size and (array.min() < 0 or array.max() > 1):  # ints and bools
-            self._repair_range(array, name, rows, epoch)
         return np.ascontiguousarray(array, dtype=self.dtype)
 
+    def _blocks(self, array: np.ndarray) -> Iterator[Tuple[int, np.ndarray]]:
+        """(first row, converted block) over an ``[N, L]`` epoch, in cache-sized blocks of rows."""
+        step = max(1, _BLOCK_BYTES // max(1, array.shape[1] * array.itemsize))
+        for start in range(0, array.shape[0], step):
+            yield start, self._convert(array[start:start + step], start)
+
     @staticmethod
-    def _repair_range(array: np.ndarray, name: str, rows: Optional[np.ndarray], epoch: int) -> np.ndarray:
+    def _repair_range(array: np.ndarray, name: str, rows: Rows, epoch: int) -> np.ndarray:
         if array.dtype.kind == "f":
             _raise_non_finite(array, name, rows, epoch)
             tolerance = max(1e-6, float(np.finfo(array.dtype).eps))
@@ -471,8 +489,12 @@ class DynamicsWriter:
                 f"{self.path}: epoch {self._n_epochs}: expected no epoch in progress for write_epoch, found {self.pending} "
                 "example(s) written by write_batch; call commit_epoch() or discard_epoch() first"
             )
-        block = self._prepare(values, self.n_examples, None)
-        _pwrite_all(fd, memoryview(block).cast("B"), self._epoch_offset())
+        array = self._array(values, self.n_examples)
+        offset = self._epoch_offset()
+        # Blocks are written as soon as they pass the checks: if a later block fails, the bytes
+        # written so far lie after the committed epochs, where no reader looks.
+        for start, block in self._blocks(array):
+            _pwrite_all(fd, memoryview(block.reshape(-1)).cast("B"), offset + start * self._row_bytes)
         self._commit()
 
     def write_batch(self, indices: Any, values: Any) -> None:
@@ -505,7 +527,7 @@ class DynamicsWriter:
         if index.size and (index.min() < 0 or index.max() >= self.n_examples):
             bad = int(index[(index < 0) | (index >= self.n_examples)][0])
             raise DatacartoError(f"{self.path}: indices: expected example indices in [0, {self.n_examples}), found {bad}")
-        block = self._prepare(values, index.size, index)
+        block = self._convert(self._array(values, index.size), index)
         if self._counts is None:
             self._open_epoch_map(fd)
         assert self._view is not None and self._counts is not None
