@@ -234,6 +234,18 @@ def test_quantile_regions_follow_the_paper_selection(multiclass, fraction):
     assert counts.get("unassigned", 0) == int(np.sum(region == None))  # noqa: E711
 
 
+def test_quantile_ties_go_to_the_lower_example_index():
+    # 10 examples, 2 epochs, gold probabilities on a coarse grid: many exact ties
+    gold = np.array([0.9, 0.9, 0.9, 0.9, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1], dtype=np.float32)
+    probs = np.stack([np.stack([gold, 1 - gold], axis=1)] * 2)
+    dm = dc.DataMap.from_dynamics(probs, np.zeros(10, dtype=int)).regions("quantiles", fraction=0.3)
+    # 0.3 * 10 is 3.0000000000000004 in floating point: still 3 rows per selection, not 4.
+    # variability is 0 everywhere, so ambiguous takes the first three examples and wins them;
+    # easy then holds only example 3, hard the first three of the 0.1 group.
+    assert dm.frame["region"].to_list() == ["ambiguous"] * 3 + ["easy", None, None, "hard", "hard", "hard", None]
+    assert dm.region_counts() == {"easy": 1, "ambiguous": 3, "hard": 3, "unassigned": 3}
+
+
 def test_quantile_regions_are_per_label_for_multilabel(multilabel):
     _, _, stats = multilabel
     dm = dc.DataMap(stats).regions("quantiles", fraction=0.25)

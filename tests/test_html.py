@@ -42,7 +42,8 @@ def make_map(n=400, seed=0):
     high = rng.random(n) < 0.6
     confidence = np.where(high, rng.uniform(0.72, 0.95, n), rng.uniform(0.1, 0.58, n))
     variability = np.where(high, rng.uniform(0.02, 0.05, n), rng.uniform(0.03, 0.09, n))
-    confidence[0], variability[0] = 0.5, 0.3  # far from everything: a clean hover target
+    # far from everything and each other: clean hover targets
+    confidence[:2], variability[:2] = (0.5, 0.3), (0.3, 0.2)
     probs, gold = controlled_dynamics(confidence, variability)
     texts = [TRICKY if i == 1 else f"example text number {i}" for i in range(n)]
     return dc.DataMap.from_dynamics(probs, gold, {"text": texts, "source": [f"s{i % 3}" for i in range(n)]}, label_names=["pos", "neu", "neg"]).regions()
@@ -219,11 +220,15 @@ def test_hover_shows_text_and_statistics(loaded):
 
 
 def test_hover_shows_html_text_literally(loaded):
-    _, page = loaded
-    page.js("Plotly.Fx.hover(datacarto.gd, [{curveNumber: 0, pointNumber: 1}])")
+    dm, page = loaded
+    row = dm.frame.row(1, named=True)
+    x, y = page.pixel(row["variability"], row["confidence"])
+    page.page.mouse.move(x + 30, y + 30)
+    page.page.mouse.move(x, y, steps=5)
     page.page.locator("#dc-tip").wait_for(state="visible", timeout=10_000)
     assert TRICKY in page.page.locator("#dc-tip .text").inner_text()
-    page.js("Plotly.Fx.unhover(datacarto.gd)")
+    page.page.mouse.move(5, 5)
+    page.page.locator("#dc-tip").wait_for(state="hidden", timeout=10_000)
 
 
 def drag(page, corners):
@@ -231,7 +236,7 @@ def drag(page, corners):
     mouse.move(*corners[0])
     mouse.down()
     for corner in corners[1:] + corners[:1]:
-        mouse.move(*corner, steps=8)
+        mouse.move(*corner, steps=2)
     mouse.up()
 
 
@@ -272,7 +277,7 @@ def test_box_selection_and_sorting(loaded):
     mouse = page.page.mouse
     mouse.move(left, top)
     mouse.down()
-    mouse.move(right, bottom, steps=10)
+    mouse.move(right, bottom, steps=3)
     mouse.up()
     expected = dm.frame.filter(pl.col("confidence") < 0.6)
     page.page.wait_for_function(f"datacarto.selection().length === {expected.height}", timeout=10_000)
@@ -303,30 +308,26 @@ def test_colour_control_recolours_the_markers(loaded):
     assert page.errors == []
 
 
-def test_multilabel_label_control(browser, tmp_path):
-    dm = make_multilabel()
-    page = Page(browser, html.write_html(dm, tmp_path / "ml.html", color="confidence"))
+def test_multilabel_label_control_on_a_subsampled_page(browser, tmp_path):
+    dm = make_multilabel(n=300)
+    page = Page(browser, html.write_html(dm, tmp_path / "ml.html", color="confidence", max_points=4 * 150))
     try:
         assert page.errors == []
+        assert "150 of 300" in page.page.locator("#dc-notice").inner_text()
         assert page.js("document.getElementById('dc-label-wrap').hidden") is False
+        ids = np.array(page.js("Array.from(datacarto.columns.example)"))
+        assert len(ids) == 150 and len(set(ids.tolist())) == 150
         for j, name in ((0, "joy"), (2, "fear")):
             page.page.select_option("#dc-label", label=name)
-            xs = page.js("Array.from(datacarto.gd._fullData[0].x)")
-            expected = dm.frame.filter(pl.col("label") == j).sort("example")["variability"].to_numpy()
-            np.testing.assert_allclose(xs, expected, rtol=1e-6)
-            colours = page.js("Array.from(datacarto.gd._fullData[0].marker.color)")
-            np.testing.assert_allclose(colours, dm.frame.filter(pl.col("label") == j).sort("example")["confidence"].to_numpy(), rtol=1e-6)
-        assert page.errors == []
-    finally:
-        page.page.close()
-
-
-def test_subsampled_page_says_so(browser, tmp_path):
-    dm = make_map(n=400)
-    page = Page(browser, html.write_html(dm, tmp_path / "s.html", max_points=150))
-    try:
-        assert page.js("datacarto.gd._fullData[0].x.length") == 150
-        assert "150 of 400" in page.page.locator("#dc-notice").inner_text()
+            rows = dm.frame.filter((pl.col("label") == j) & pl.col("example").is_in(ids)).sort("example")
+            np.testing.assert_allclose(page.js("Array.from(datacarto.gd._fullData[0].x)"), rows["variability"].to_numpy(), rtol=1e-6)
+            np.testing.assert_allclose(page.js("Array.from(datacarto.gd._fullData[0].marker.color)"), rows["confidence"].to_numpy(), rtol=1e-6)
+        # the hover names the label being shown
+        row = dm.frame.filter((pl.col("label") == 2) & (pl.col("example") == int(ids[0]))).row(0, named=True)
+        page.js("([i]) => datacarto.select([i])", [0])
+        assert page.page.locator("#dc-table tbody tr").count() == 1
+        cells = page.page.locator("#dc-table tbody tr td").all_inner_texts()
+        assert cells[:3] == [str(ids[0]), "fear", str(row["gold"])]
         assert page.errors == []
     finally:
         page.page.close()

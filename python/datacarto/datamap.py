@@ -450,14 +450,13 @@ class DataMap:
             params = {"rule": rule_name, "easy": easy_t, "hard": hard_t, "aleatoric_quantile": q}
         else:
             fractions = _fractions(0.33 if fraction is None else fraction)
-            example = frame["example"].to_numpy()
             for rows in self._groups():
                 sub = region[rows]
-                conf, var, ex = confidence[rows], variability[rows], example[rows]
-                # Stable selections: value first, then example index, so ties resolve the same way every time.
-                sub[_top(-conf, ex, fractions["hard"])] = "hard"
-                sub[_top(conf, ex, fractions["easy"])] = "easy"
-                sub[_top(var, ex, fractions["ambiguous"])] = "ambiguous"
+                conf, var = confidence[rows], variability[rows]
+                # Stable selections (ties: lower example index first); ambiguous written last wins overlaps.
+                sub[_top(-conf, fractions["hard"])] = "hard"
+                sub[_top(conf, fractions["easy"])] = "easy"
+                sub[_top(var, fractions["ambiguous"])] = "ambiguous"
                 region[rows] = sub
             params = {"rule": rule_name, "fraction": fractions}
         frame = frame.drop("region") if "region" in frame.columns else frame
@@ -548,8 +547,7 @@ class DataMap:
             desc = bool(descending)
         ids = ["example"] + (["label"] if self.task == "multilabel" else [])
         ids = [c for c in ids if c not in columns]
-        rows = rows.sort(columns + ids, descending=[desc] * len(columns) + [False] * len(ids), nulls_last=True)
-        return rows if n is None else rows.head(n)
+        return _sorted_rows(rows, columns + ids, [desc] * len(columns) + [False] * len(ids), n)
 
     def suspects(self, n: Optional[int] = 50, *, label: Union[int, str, None] = None) -> pl.DataFrame:
         """The rows most likely to carry a wrong label, for a person to re-check.
@@ -569,9 +567,7 @@ class DataMap:
         n = _count("n", n)
         rows = self._rows_for_label(self._frame, label)
         ids = ["example"] + (["label"] if self.task == "multilabel" else [])
-        rows = rows.sort(["never_learned", "confidence", "margin"] + ids, descending=[True, False, False] + [False] * len(ids))
-        if n is not None:
-            rows = rows.head(n)
+        rows = _sorted_rows(rows, ["never_learned", "confidence", "margin"] + ids, [True, False, False] + [False] * len(ids), n)
         return rows.with_row_index("rank", offset=1).with_columns(pl.col("rank").cast(pl.Int64))
 
     # ------------------------------------------------------------------ trajectories and pictures
@@ -889,11 +885,26 @@ def _fractions(fraction: Union[float, Mapping[str, float]]) -> Dict[str, float]:
     return fractions
 
 
-def _top(value: np.ndarray, example: np.ndarray, fraction: float) -> np.ndarray:
-    """Indices of the ``ceil(fraction * n)`` largest values (ties: lower example index first)."""
-    k = min(len(value), math.ceil(round(fraction * len(value), 9)))
-    order = np.lexsort((example, -value))
-    return order[:k]
+def _top(value: np.ndarray, fraction: float) -> np.ndarray:
+    """Indices of the ``ceil(fraction * n)`` largest values; ties go to the earlier row (the
+    rows of a group are in example order, and a stable sort keeps that order among ties)."""
+    n = len(value)
+    k = min(n, math.ceil(round(fraction * n, 9)))
+    if k == 0:
+        return np.empty(0, dtype=np.int64)
+    # linear time: everything above the k-th largest value, then the earliest of its ties
+    kth = np.partition(value, n - k)[n - k]
+    above = np.flatnonzero(value > kth)
+    ties = np.flatnonzero(value == kth)[: k - len(above)]
+    return np.concatenate([above, ties])
+
+
+def _sorted_rows(frame: pl.DataFrame, by: List[str], descending: List[bool], n: Optional[int]) -> pl.DataFrame:
+    """``frame`` sorted by ``by``, first ``n`` rows. For a few rows out of many a partial
+    selection (``bottom_k``) beats a full sort by an order of magnitude."""
+    if n is not None and n < frame.height:
+        frame = frame.bottom_k(n, by=by, reverse=descending)
+    return frame.sort(by, descending=descending, nulls_last=True, maintain_order=True)
 
 
 def _count(name: str, n: Optional[int]) -> Optional[int]:

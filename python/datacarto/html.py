@@ -197,7 +197,7 @@ def write_html(
             if n_classes <= _MAX_CATEGORIES:
                 categorical["gold"] = [class_names[k] if class_names and k < len(class_names) else str(k) for k in range(n_classes)]
     if "region" in frame.columns:
-        values = frame["region"].cast(pl.Utf8).fill_null("none").to_list()
+        values = frame["region"].cast(pl.Utf8).fill_null("unassigned").to_list()
         levels = [r for r in ("easy", "ambiguous", "hard") if r in set(values)]
         levels += sorted(set(values) - set(levels))
         lookup = {name: k for k, name in enumerate(levels)}
@@ -330,7 +330,7 @@ const TABLE_ROWS = 1000;
 const CORRECTNESS_SCALE = [[0, "#d7301f"], [0.5, "#3f3f3f"], [1, "#2166ac"]];
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
   "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"];
-const NAMED = {easy: "#2166ac", ambiguous: "#3f3f3f", hard: "#d7301f", "false": "#9e9e9e", "true": "#d7301f"};
+const NAMED = {easy: "#2166ac", ambiguous: "#3f3f3f", hard: "#d7301f", unassigned: "#b0b0b0", "false": "#9e9e9e", "true": "#d7301f"};
 let view = 0, colour = D.color, selection = [], sortKey = null, sortDir = 1;
 
 function col(name) { const a = cols[name]; return perRow.has(name) ? a.subarray(view * n, (view + 1) * n) : a; }
@@ -379,7 +379,7 @@ function marker() {
 function trace() {
   return {type: "scattergl", mode: "markers", x: col("variability"), y: col("confidence"), marker: marker(),
           hoverinfo: "none", selectedpoints: selection.length ? selection : null,
-          selected: {marker: {opacity: 1}}, unselected: {marker: {opacity: 0.12}}};
+          selected: {marker: {opacity: 1}}, unselected: {marker: {opacity: 0.2}}};
 }
 function box(text, colour, x, y) {
   return {text: text, x: x, y: y, xref: "paper", yref: "paper", showarrow: false, font: {size: 14},

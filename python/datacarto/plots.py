@@ -180,6 +180,8 @@ class _Colouring:
 
 
 def _colouring(dm: Any, view: "pl.DataFrame", color: Optional[str]) -> _Colouring:
+    import polars as pl
+
     if color is None:
         return _Colouring("", np.zeros(view.height, dtype=np.int64), [""], ["#2166ac"], ["o"])
     if color not in view.columns:
@@ -190,17 +192,20 @@ def _colouring(dm: Any, view: "pl.DataFrame", color: Optional[str]) -> _Colourin
         colours = [CORRECTNESS_CMAP(x) for x in levels]
         return _Colouring(color, codes, [_format_level(v) for v in levels], colours, _markers(len(levels)))
     if color == "region":
-        order = [r for r in ("easy", "ambiguous", "hard") if r in set(series.drop_nulls().to_list())]
-        extra = sorted(set(series.drop_nulls().cast(str).to_list()) - set(order))
-        order += extra
+        # rows outside the three regions (null: e.g. between the quantiles) are drawn too, in grey
+        values = series.cast(pl.Utf8).fill_null("unassigned").to_list()
+        present = set(values)
+        order = [r for r in ("easy", "ambiguous", "hard") if r in present] + sorted(present - {"easy", "ambiguous", "hard"})
         lookup = {name: i for i, name in enumerate(order)}
-        codes = np.array([lookup.get(v, -1) if v is not None else -1 for v in series.cast(str).to_list()], dtype=np.int64)
-        palette = {"easy": "#2166ac", "ambiguous": "#3f3f3f", "hard": "#d7301f"}
+        codes = np.array([lookup[v] for v in values], dtype=np.int64)
+        palette = {"easy": "#2166ac", "ambiguous": "#3f3f3f", "hard": "#d7301f", "unassigned": "#b0b0b0"}
         colours = [palette.get(name, f"C{i}") for i, name in enumerate(order)]
         return _Colouring(color, codes, order, colours, _markers(len(order)))
     values = series.to_numpy()
     numeric = values.dtype.kind in "iufb"
-    distinct = np.unique(values[~_isnan(values)]) if numeric else np.array(sorted(set(series.drop_nulls().cast(str).to_list())))
+    if not numeric:
+        series = series.cast(pl.Utf8).fill_null("none")
+    distinct = np.unique(values[~_isnan(values)]) if numeric else np.array(sorted(set(series.to_list())))
     if numeric and (values.dtype.kind == "f" or len(distinct) > _MAX_CATEGORIES):
         # fractions and long-tailed counts read best on a continuous scale
         return _Colouring(color, values=values.astype(np.float64))
@@ -211,7 +216,7 @@ def _colouring(dm: Any, view: "pl.DataFrame", color: Optional[str]) -> _Colourin
         codes = np.searchsorted(keys, values)
     else:
         lookup = {k: i for i, k in enumerate(keys.tolist())}
-        codes = np.array([lookup.get(v, -1) if v is not None else -1 for v in series.cast(str).to_list()], dtype=np.int64)
+        codes = np.array([lookup[v] for v in series.to_list()], dtype=np.int64)
     names = [str(k) for k in keys.tolist()]
     if color == "gold" and dm.task != "multilabel" and _label_names(dm) is not None:
         label_names = _label_names(dm)
@@ -269,11 +274,16 @@ def _variability_limit(x: np.ndarray) -> float:
     return min(max(top * 1.05, 0.05), 0.55)
 
 
-def _draw_density(ax: Axes, x: np.ndarray, y: np.ndarray, xmax: float) -> Any:
-    counts, xedges, yedges = np.histogram2d(x, y, bins=_DENSITY_BINS, range=[[0.0, xmax], [0.0, 1.0]])
+def _density(x: np.ndarray, y: np.ndarray, xmax: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.histogram2d(x, y, bins=_DENSITY_BINS, range=[[0.0, xmax], [0.0, 1.0]])
+
+
+def _draw_density(ax: Axes, histogram: Tuple[np.ndarray, np.ndarray, np.ndarray], norm: Optional[LogNorm] = None) -> Any:
+    counts, xedges, yedges = histogram
+    if norm is None:
+        norm = LogNorm(vmin=1.0, vmax=max(float(counts.max()), 1.0 + 1e-9))
     masked = np.ma.masked_equal(counts.T, 0)  # empty cells stay white
-    vmax = max(float(counts.max()), 1.0)
-    return ax.pcolormesh(xedges, yedges, masked, norm=LogNorm(vmin=1.0, vmax=max(vmax, 1.0 + 1e-9)), cmap="viridis", rasterized=True)
+    return ax.pcolormesh(xedges, yedges, masked, norm=norm, cmap="viridis", rasterized=True)
 
 
 def _annotate_regions(ax: Axes, view: "pl.DataFrame", fontsize: float = 12) -> None:
@@ -378,7 +388,7 @@ def plot_map(
     grid = fig.add_gridspec(3, 2, width_ratios=[4, 1.3])
     ax = fig.add_subplot(grid[:, 0])
     if dense:
-        mesh = _draw_density(ax, x, y, xmax)
+        mesh = _draw_density(ax, _density(x, y, xmax))
         fig.colorbar(mesh, ax=ax, label="examples per cell (log scale)", shrink=0.6, pad=0.01)
     else:
         colouring = _colouring(dm, view, color)
@@ -456,11 +466,15 @@ def plot_label_grid(
     axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
     xmax = _variability_limit(frame["variability"].to_numpy())
     legend_handles: List[Line2D] = []
-    for ax, (index, view) in zip(axes.flat, panels):
+    histograms = [_density(p["variability"].to_numpy(), p["confidence"].to_numpy(), xmax) for _, p in panels] if dense else []
+    # one colour scale for every panel, so that panels compare
+    norm = LogNorm(vmin=1.0, vmax=max([float(h[0].max()) for h in histograms] + [1.0 + 1e-9])) if dense else None
+    mesh = None
+    for k, (ax, (index, view)) in enumerate(zip(axes.flat, panels)):
         x = view["variability"].to_numpy().astype(np.float64, copy=False)
         y = view["confidence"].to_numpy().astype(np.float64, copy=False)
         if dense:
-            _draw_density(ax, x, y, xmax)
+            mesh = _draw_density(ax, histograms[k], norm)
         else:
             colouring = _colouring(dm, view, color)
             _draw_scatter(ax, x, y, colouring, legend=False)
@@ -472,12 +486,18 @@ def plot_label_grid(
         ax.set_ylim(-0.02, 1.02)
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.25)
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("variability", fontsize=8)
+    for k in range(len(panels), nrows * ncols):
+        axes.flat[k].set_visible(False)
+        # the panel above an empty slot is the bottom of its column: it carries the x axis
+        above = axes.flat[k - ncols]
+        above.xaxis.set_tick_params(labelbottom=True)
+        above.set_xlabel("variability", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("confidence", fontsize=8)
+    if mesh is not None:
+        fig.colorbar(mesh, ax=axes, label="examples per cell (log scale)", shrink=0.8, pad=0.01)
     if legend_handles:
         fig.legend(handles=legend_handles, title=color, loc="outside lower center", ncols=min(len(legend_handles), 8), fontsize=8, title_fontsize=8)
     fig.suptitle(title if title is not None else f"Data maps per {'label' if key == 'label' else 'gold class'}" + (" (density, log scale)" if dense else ""))
