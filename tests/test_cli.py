@@ -140,6 +140,29 @@ def test_select_and_suspects_write_the_library_rows(files, capsys):
         assert f"┆ {example} " in printed
 
 
+def test_multilabel_flow(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    n = 60
+    labels = (rng.random((n, 3)) < 0.4).astype(np.uint8)
+    probs = rng.random((4, n, 3)).astype(np.float32)
+    np.save(tmp_path / "d.npy", probs)
+    np.save(tmp_path / "y.npy", labels)
+    stats = str(tmp_path / "s.parquet")
+    assert main(["compute", str(tmp_path / "d.npy"), str(tmp_path / "y.npy"), "--label-names", "joy,anger,gratitude", "-q", "-o", stats]) == 0
+    capsys.readouterr()
+    assert main(["regions", stats, "--rule", "data-iq"]) == 0
+    out = capsys.readouterr().out
+    assert "gratitude" in out  # the per-label table
+    out_file = tmp_path / "sus.csv"
+    assert main(["suspects", stats, "--label", "gratitude", "-n", "5", "-o", str(out_file)]) == 0
+    rows = pl.read_csv(out_file)
+    assert rows["label_name"].to_list() == ["gratitude"] * 5
+    expected = dc.DataMap.read(stats).suspects(5, label=2)
+    assert rows["example"].to_list() == expected["example"].to_list()
+    assert main(["suspects", stats, "--label", "fear"]) == 2
+    assert "label: expected a label index or one of the label names, found 'fear'" in _error_line(capsys)
+
+
 def test_plot_writes_each_format(files):
     pytest.importorskip("datacarto.plots")
     stats = _compute(files)
@@ -244,4 +267,17 @@ def test_import_cartography(files, capsys):
     np.testing.assert_allclose(probs, z / z.sum(axis=2, keepdims=True), atol=1e-6)
     assert np.load(files["dir"] / "imported-labels.npy").tolist() == gold
     assert (files["dir"] / "imported-guids.txt").read_text().split() == [str(100 + i) for i in range(5)]
+    # the imported file feeds compute directly
+    assert main(["compute", str(out), str(files["dir"] / "imported-labels.npy"), "-q", "-o", str(files["dir"] / "imp.parquet")]) == 0
+    assert dc.DataMap.read(files["dir"] / "imp.parquet").n_examples == 5
+    capsys.readouterr()
+    # an existing output is refused without --overwrite
+    assert main(["import-cartography", str(folder), "-o", str(out), "-q"]) == 2
+    assert "imported.npy" in _error_line(capsys)
+    assert main(["import-cartography", str(folder), "-o", str(out), "-q", "--overwrite"]) == 0
+    # a broken log names the file
+    with open(folder / "dynamics_epoch_1.jsonl", "a") as handle:
+        handle.write("{not json\n")
+    assert main(["import-cartography", str(folder), "-o", str(files["dir"] / "again.npy"), "-q"]) == 2
+    assert "dynamics_epoch_1.jsonl" in _error_line(capsys)
     assert importers is not None

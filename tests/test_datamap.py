@@ -240,10 +240,11 @@ def test_quantile_ties_go_to_the_lower_example_index():
     probs = np.stack([np.stack([gold, 1 - gold], axis=1)] * 2)
     dm = dc.DataMap.from_dynamics(probs, np.zeros(10, dtype=int)).regions("quantiles", fraction=0.3)
     # 0.3 * 10 is 3.0000000000000004 in floating point: still 3 rows per selection, not 4.
-    # variability is 0 everywhere, so ambiguous takes the first three examples and wins them;
-    # easy then holds only example 3, hard the first three of the 0.1 group.
-    assert dm.frame["region"].to_list() == ["ambiguous"] * 3 + ["easy", None, None, "hard", "hard", "hard", None]
-    assert dm.region_counts() == {"easy": 1, "ambiguous": 3, "hard": 3, "unassigned": 3}
+    # Variability is 0 everywhere, so the ambiguous selection is examples 0-2; the easy one is
+    # also examples 0-2 (the lowest indices among the four tied at 0.9), and ambiguous wins them.
+    # Hard is the first three of the four tied at 0.1.
+    assert dm.frame["region"].to_list() == ["ambiguous"] * 3 + [None] * 3 + ["hard"] * 3 + [None]
+    assert dm.region_counts() == {"easy": 0, "ambiguous": 3, "hard": 3, "unassigned": 4}
 
 
 def test_quantile_regions_are_per_label_for_multilabel(multilabel):

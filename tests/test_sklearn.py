@@ -121,6 +121,7 @@ def test_mlp_with_chunked_prediction_and_callback(tmp_path) -> None:
                           callback=lambda epoch, model: seen.append((epoch, model.score(X, y))))
     b = dc.sklearn.record(MLPClassifier((16,), random_state=0), X, y, epochs=5, path=tmp_path / "b.npy", predict_batch_size=50)
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    np.testing.assert_array_equal(a.confidence, b.confidence)
     assert [e for e, _ in seen] == [0, 1, 2, 3, 4]
     assert seen[-1][1] > seen[0][1]  # training went on between the recorded epochs
     assert_matches_reference(a, np.load(tmp_path / "a.npy"))
@@ -148,6 +149,22 @@ def test_multilabel_one_vs_rest_balanced_sparse(tmp_path) -> None:
     # and training continues where it stopped
     more = dc.sklearn.record(model, X, Y, epochs=2)
     assert more.n_epochs == 2
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_one_vs_rest_multiclass_with_balanced_estimators(tmp_path, n_classes) -> None:
+    X, y = make_classification(300, 10, n_informative=5, n_classes=n_classes, weights=[0.6] + [0.4 / (n_classes - 1)] * (n_classes - 1), random_state=8)
+    model = OneVsRestClassifier(sgd(class_weight="balanced"))
+    stats = dc.sklearn.record(model, X, y, epochs=3, path=tmp_path / "ovr.npy")
+    assert stats.task == "multiclass" and stats.n_labels == n_classes
+    columns = [1] if n_classes == 2 else range(n_classes)  # a binary problem has one estimator
+    assert len(model.estimators_) == len(columns)
+    for estimator, k in zip(model.estimators_, columns):
+        counts = np.bincount(y == k, minlength=2)
+        assert estimator.class_weight == pytest.approx({0: 300 / (2 * counts[0]), 1: 300 / (2 * counts[1])})
+    # the last recorded epoch is the trained model's predict_proba
+    np.testing.assert_allclose(np.load(tmp_path / "ovr.npy")[-1], model.predict_proba(X), rtol=1e-6, atol=1e-7)
+    assert (model.predict(X) == y).mean() > 0.5
 
 
 def test_multilabel_mlp_and_window_passthrough() -> None:
@@ -186,7 +203,7 @@ def test_existing_dynamics_file_is_not_overwritten(tmp_path) -> None:
     assert dc.sklearn.record(sgd(), X, y, epochs=3, path=path, overwrite=True).n_epochs == 3
 
 
-def test_class_labels_clone_independence() -> None:
+def test_record_trains_the_estimator_it_is_given() -> None:
     # record() trains the estimator it is given, like fit(): a clone stays untouched
     X, y = make_classification(80, 5, random_state=0)
     model = sgd()

@@ -330,6 +330,38 @@ def test_a_second_writer_on_the_same_file_is_refused(tmp_path) -> None:
     np.testing.assert_array_equal(np.load(path), np.stack([epoch_probs(0), epoch_probs(1)]))
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_copy_of_the_writer_neither_writes_nor_truncates(tmp_path) -> None:
+    path = tmp_path / "fork.npy"
+    with dc.DynamicsWriter(path, N, L) as writer:
+        writer.write_epoch(epoch_probs(0))
+        writer.write_batch(np.arange(N // 2), epoch_probs(1)[: N // 2])  # an epoch in progress
+        pid = os.fork()
+        if pid == 0:  # the child: what a DataLoader worker inheriting the writer could do
+            code = 1
+            try:
+                try:
+                    writer.write_batch([N - 1], epoch_probs(1)[-1:])
+                except dc.DatacartoError as exc:
+                    code = 0 if "forked" in str(exc) else 2
+                writer.close()  # lets go of its descriptor only
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+        writer.write_batch(np.arange(N // 2, N), epoch_probs(1)[N // 2:])  # the parent's epoch is intact
+        writer.commit_epoch()
+    np.testing.assert_array_equal(np.load(path), np.stack([epoch_probs(0), epoch_probs(1)]))
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import datacarto.writer
+
+    assert doctest.testmod(datacarto.writer).failed == 0
+
+
 def test_a_torn_header_read_never_promises_uncommitted_epochs() -> None:
     """A reader that catches the header half-rewritten (old bytes mixed with new) gets a count
     of committed epochs, a count the file cannot hold (> E + 2), zero (refused), or a parse error."""

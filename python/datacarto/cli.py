@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 PROG = "datacarto"
 EXIT_BAD_INPUT = 2
@@ -88,7 +88,8 @@ _HELP: Dict[str, Tuple[str, str]] = {
         "convert allenai/cartography training_dynamics/ logs into a dynamics .npy",
         """examples:
   datacarto import-cartography output/training_dynamics -o dynamics.npy
-  datacarto import-cartography output/training_dynamics -o dynamics.npy --labels labels.npy --guids guids.txt --dtype float16""",
+  datacarto import-cartography output/training_dynamics -o dynamics.npy --labels labels.npy --guids guids.txt --dtype float16
+  datacarto import-cartography output/training_dynamics -o dynamics.npy && datacarto compute dynamics.npy dynamics-labels.npy""",
     ),
     "demo": (
         "train on scikit-learn's digits with 5%% flipped labels and map them (no download)",
@@ -102,7 +103,7 @@ _HELP: Dict[str, Tuple[str, str]] = {
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors read ``datacarto: error: ...`` like every other error."""
 
-    def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_BAD_INPUT, f"{PROG}: error: {self.prog}: {message}\n")
 
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("statistics", help="statistics file (.parquet or .csv)")
     p.add_argument("-o", "--output", default="map.html", help="HTML file (default: %(default)s)")
     p.add_argument("--text-column", metavar="COL", help="column shown on hover (default: 'text' if present)")
+    p.add_argument("--color", default="correctness", help="initial colour statistic (default: %(default)s)")
+    p.add_argument("--title")
     p.set_defaults(handler=_cmd_html)
 
     p = command("import-cartography")
@@ -188,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="FILE", default=None, help="write the gold labels here (default: <output>-labels.npy)")
     p.add_argument("--guids", metavar="FILE", default=None, help="write the example guids here, one per line (default: <output>-guids.txt)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "float64"), help="stored dtype (default: %(default)s)")
+    p.add_argument("--id-field", default="guid", help="the JSON key holding each example's id (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     _add_quiet(p)
     p.set_defaults(handler=_cmd_import_cartography)
 
@@ -297,21 +302,14 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     output = Path(args.output)
     _check_suffix(output, (".png", ".svg", ".pdf"), "--output")
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: never open a window, works without a display
-    import matplotlib.pyplot as plt
-
     dm = DataMap.read(args.statistics, dynamics=args.dynamics)
     if args.trajectories:
         examples = _parse_int_list(args.trajectories, "--trajectories")
         figure = dm.plot_trajectories(examples, label=_label_arg(args.label))
     else:
         figure = dm.plot(label=_label_arg(args.label), color=args.color, density=args.density, title=args.title)
-    try:
-        figure.savefig(output, dpi=args.dpi, bbox_inches="tight")
-    finally:
-        plt.close(figure)
+    # a bare matplotlib Figure (no pyplot): saving needs no display and leaves nothing open
+    figure.savefig(output, dpi=args.dpi)
     print(f"wrote {output}", file=sys.stderr)
     return 0
 
@@ -322,7 +320,7 @@ def _cmd_html(args: argparse.Namespace) -> int:
     output = Path(args.output)
     _check_suffix(output, (".html", ".htm"), "--output")
     dm = DataMap.read(args.statistics)
-    written = dm.to_html(output, text_column=args.text_column)
+    written = dm.to_html(output, text_column=args.text_column, color=args.color, title=args.title)
     print(f"wrote {written}", file=sys.stderr)
     return 0
 
@@ -334,11 +332,8 @@ def _cmd_import_cartography(args: argparse.Namespace) -> int:
 
     output = Path(args.output)
     _check_suffix(output, (".npy",), "--output")
-    kwargs: Dict[str, Any] = {"dtype": args.dtype}
-    if _accepts(importers.import_cartography, "progress"):
-        kwargs["progress"] = not args.quiet
-    result = importers.import_cartography(args.directory, output, **kwargs)
-    labels, guids = _labels_and_guids(result)
+    result = importers.import_cartography(args.directory, output, dtype=args.dtype, id_field=args.id_field, overwrite=args.overwrite, progress=not args.quiet)
+    labels, guids = result.labels, list(result.guids)
     stem = output.with_suffix("")
     labels_path = Path(args.labels) if args.labels else stem.with_name(stem.name + "-labels.npy")
     guids_path = Path(args.guids) if args.guids else stem.with_name(stem.name + "-guids.txt")
@@ -490,24 +485,6 @@ def _check_suffix(path: Path, allowed: Sequence[str], argument: str) -> str:
     return suffix
 
 
-def _accepts(function: Any, name: str) -> bool:
-    import inspect
-
-    try:
-        return name in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _labels_and_guids(result: Any) -> Tuple[Any, List[Any]]:
-    """``import_cartography`` returns labels and guids: as a tuple or as attributes / keys."""
-    if isinstance(result, tuple) and len(result) >= 2:
-        return result[0], list(result[1])
-    if isinstance(result, dict):
-        return result["labels"], list(result["guids"])
-    return result.labels, list(result.guids)
-
-
 def _error_message(exc: BaseException) -> str:
     message = str(exc).strip() or type(exc).__name__
     if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in message:
@@ -526,6 +503,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         datacarto: error: missing.parquet: statistics file not found
         2
     """
+    from polars.exceptions import PolarsError
+
     from datacarto import DatacartoError
 
     parser = build_parser()
@@ -535,7 +514,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_BAD_INPUT
     try:
         return int(args.handler(args))
-    except (DatacartoError, ValueError, FileNotFoundError, TypeError, OSError) as exc:
+    except (DatacartoError, ValueError, FileNotFoundError, TypeError, OSError, PolarsError) as exc:
+        # bad input: one line, no traceback (PolarsError: e.g. a metadata file polars cannot write)
         print(f"{PROG}: error: {_error_message(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -635,23 +635,33 @@ class DataMap:
         in_window = (np.arange(n_epochs) >= window[0]) & (np.arange(n_epochs) < window[1])
         return Trajectories(idx, label_index, np.arange(n_epochs), p.T.copy(), correct.T.copy(), in_window)
 
-    def plot(self, *, label: Union[int, str, None] = None, color: str = "correctness", density: Optional[bool] = None, title: Optional[str] = None) -> "Figure":
-        """The data map figure (see :func:`datacarto.plots.plot_map`)."""
+    def plot(self, *, label: Union[int, str, None] = None, color: str = "correctness", density: Optional[bool] = None, title: Optional[str] = None, **options: Any) -> "Figure":
+        """The paper's data map figure; ``options`` go to :func:`datacarto.plots.plot_map`.
+
+        Example:
+            >>> import numpy as np, datacarto as dc
+            >>> probs = np.random.default_rng(0).dirichlet(np.ones(3), size=(4, 50)).astype(np.float32)
+            >>> figure = dc.DataMap.from_dynamics(probs, np.arange(50) % 3).regions().plot(title="demo")
+            >>> type(figure).__name__
+            'Figure'
+        """
         from datacarto import plots
 
-        return plots.plot_map(self, label=label, color=color, density=density, title=title)
+        return plots.plot_map(self, label=label, color=color, density=density, title=title, **options)
 
-    def plot_trajectories(self, examples: Sequence[int], *, label: Union[int, str, None] = None) -> "Figure":
-        """Gold-label probability across epochs for ``examples`` (see :func:`datacarto.plots.plot_trajectories`)."""
+    def plot_trajectories(self, examples: Sequence[int], *, label: Union[int, str, None] = None, **options: Any) -> "Figure":
+        """Gold-label probability across epochs for ``examples``; ``options`` go to
+        :func:`datacarto.plots.plot_trajectories`. Needs the map's dynamics."""
         from datacarto import plots
 
-        return plots.plot_trajectories(self, examples, label=label)
+        return plots.plot_trajectories(self, examples, label=label, **options)
 
-    def to_html(self, path: PathLike, *, text_column: Optional[str] = None) -> Path:
-        """Write the interactive, self-contained HTML map (see :func:`datacarto.html.write_html`)."""
+    def to_html(self, path: PathLike, *, text_column: Optional[str] = None, **options: Any) -> Path:
+        """Write the interactive, self-contained HTML map; ``options`` go to
+        :func:`datacarto.html.write_html`."""
         from datacarto import html
 
-        return html.write_html(self, path, text_column=text_column)
+        return html.write_html(self, path, text_column=text_column, **options)
 
     def to_pandas(self) -> Any:
         """The frame as a pandas DataFrame (needs pandas and pyarrow)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Union
 
 import numpy as np
 
@@ -129,14 +129,9 @@ def run_demo(
     ).regions("thresholds")
     dm.write_parquet(files["statistics"])
 
-    import matplotlib
-
-    matplotlib.use("Agg")  # write files only; works without a display
-    import matplotlib.pyplot as plt
-
+    # plots build bare matplotlib Figures (no pyplot): nothing to close, any backend works
     figure = dm.plot(title=f"Digits, {n_flip} of {n} labels flipped ({epochs} epochs)")
-    figure.savefig(files["map_png"], dpi=120, bbox_inches="tight")
-    plt.close(figure)
+    figure.savefig(files["map_png"], dpi=120)
     dm.to_html(files["map_html"], text_column="text")
 
     k = n_flip

@@ -37,7 +37,7 @@ import numpy as np
 
 from datacarto._core import DatacartoError
 from datacarto._stats import Statistics, compute
-from datacarto.writer import DynamicsWriter
+from datacarto.writer import DynamicsWriter, _sync_directory
 
 __all__ = ["CartographyImport", "import_cartography", "find_cartography_epochs"]
 
@@ -252,6 +252,7 @@ def import_cartography(
         with open(partial, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(partial, output)
+        _sync_directory(output)
     except BaseException:
         if os.path.exists(partial):
             os.remove(partial)

@@ -259,7 +259,9 @@ def record(
             from tqdm.auto import tqdm
 
             epoch_iter = tqdm(epoch_iter, desc="epochs", unit="epoch")
-        with DynamicsWriter(file, n, n_labels, dtype, task="multilabel" if task == "multilabel" else "multiclass", overwrite=overwrite) as writer:
+        writer_task = "multilabel" if task == "multilabel" else "multiclass"
+        # a temporary file needs no protection against power cuts
+        with DynamicsWriter(file, n, n_labels, dtype, task=writer_task, overwrite=overwrite, fsync=temporary is None) as writer:
             first_call = True
             for epoch in epoch_iter:
                 if batch_size is None:

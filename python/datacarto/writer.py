@@ -224,6 +224,19 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
 _sync = getattr(os, "fdatasync", os.fsync)
 
 
+def _sync_directory(path: str) -> None:
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
 def _storage_dtype(dtype: Any) -> np.dtype:
     try:
         resolved = np.dtype(dtype)
@@ -332,6 +345,7 @@ class DynamicsWriter:
         self._map: Optional[mmap.mmap] = None
         self._view: Optional[np.ndarray] = None
         self._counts: Optional[np.ndarray] = None  # writes per example in the open batch epoch
+        self._pid = os.getpid()  # a forked child (a DataLoader worker) must never touch the file
 
         if resume and os.path.exists(self.path):
             self._open_existing()
@@ -358,14 +372,19 @@ class DynamicsWriter:
         # Lock before truncating, so that a file another writer is filling is never cut.
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
         self._lock(fd)
-        os.ftruncate(fd, 0)
-        self._fd = fd
         header = _header_bytes((0, self.n_examples, self.n_labels), self.dtype)
+        try:
+            os.ftruncate(fd, 0)
+            _pwrite_all(fd, memoryview(header), 0)
+            if self.fsync:
+                os.fsync(fd)
+                _sync_directory(self.path)  # the new file's name survives a power cut too
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
         self._data_offset = len(header)
         self._n_epochs = 0
-        _pwrite_all(fd, memoryview(header), 0)
-        if self.fsync:
-            os.fsync(fd)
 
     def _open_existing(self) -> None:
         fd = os.open(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
@@ -416,6 +435,11 @@ class DynamicsWriter:
     def _require_open(self) -> int:
         if self._fd is None:
             raise DatacartoError(f"{self.path}: writer: expected an open writer, found it closed")
+        if os.getpid() != self._pid:
+            raise DatacartoError(
+                f"{self.path}: writer: expected calls from the process that opened it ({self._pid}), found process {os.getpid()} "
+                "(a forked worker); send the values to the main process and write there"
+            )
         return self._fd
 
     def _epoch_offset(self) -> int:
@@ -607,11 +631,12 @@ class DynamicsWriter:
             return
         fd = self._fd
         try:
-            self._close_epoch_map(flush=False)
-            os.ftruncate(fd, self._epoch_offset())
+            if os.getpid() == self._pid:  # a forked copy only lets go of its descriptor
+                self._close_epoch_map(flush=False)
+                os.ftruncate(fd, self._epoch_offset())
         finally:
             self._fd = None
-            os.close(fd)  # also releases the lock
+            os.close(fd)  # the last descriptor closed releases the lock
 
     def __enter__(self) -> "DynamicsWriter":
         return self
