@@ -95,6 +95,28 @@ def _show(frame: pl.DataFrame, limit: int) -> None:
         print(f"    conf {row['confidence']:.2f}  var {row['variability']:.2f}  {tag}  {text}")
 
 
+def report(result: GratitudeMap, *, show: int = 5, out: Optional[Path] = None) -> None:
+    """Print the map's summary and each region's counts and first examples."""
+    stats, frame = result.stats, result.frame
+    print(f"GoEmotions train: {stats.n_examples} comments, {int(result.gold.sum())} labelled gratitude; "
+          f"{stats.n_epochs} epochs recorded" + (f" in {out}" if out else ""))
+    print("time: " + ", ".join(f"{name} {s:.1f} s" for name, s in result.seconds.items()))
+    always_right = float((frame["correctness"] == 1.0).mean())
+    print(f"right at every epoch: {always_right:.1%} of the comments")
+
+    for name, region in result.regions().items():
+        positives = int(region["gold"].sum())
+        rule = {"easy": f"confidence > {EASY_ABOVE}", "hard": f"confidence < {HARD_BELOW}", "ambiguous": f"top {N_AMBIGUOUS} by variability"}[name]
+        print(f"\n{name.upper()} ({rule}): {region.height} comments ({positives} gratitude, {region.height - positives} other)")
+        if name == "ambiguous":
+            _show(region, min(show, N_AMBIGUOUS))
+        else:
+            print("  gratitude:")
+            _show(region.filter(pl.col("gold") == 1), show)
+            print("  other:")
+            _show(region.filter(pl.col("gold") == 0), show)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", type=Path, help="folder holding GoEmotions train.tsv")
@@ -104,24 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     result = gratitude_map(args.data_dir, epochs=args.epochs, path=args.out, progress=True)
-    stats, frame = result.stats, result.frame
-    print(f"GoEmotions train: {stats.n_examples} comments, {int(result.gold.sum())} labelled gratitude; "
-          f"{stats.n_epochs} epochs recorded" + (f" in {args.out}" if args.out else ""))
-    print("time: " + ", ".join(f"{name} {s:.1f} s" for name, s in result.seconds.items()))
-    accuracy = float((frame["correctness"] == 1.0).mean())
-    print(f"right at every epoch: {accuracy:.1%} of the comments")
-
-    for name, region in result.regions().items():
-        positives = int(region["gold"].sum())
-        rule = {"easy": f"confidence > {EASY_ABOVE}", "hard": f"confidence < {HARD_BELOW}", "ambiguous": f"top {N_AMBIGUOUS} by variability"}[name]
-        print(f"\n{name.upper()} ({rule}): {region.height} comments ({positives} gratitude, {region.height - positives} other)")
-        if name == "ambiguous":
-            _show(region, args.show if args.show < N_AMBIGUOUS else N_AMBIGUOUS)
-        else:
-            print("  gratitude:")
-            _show(region.filter(pl.col("gold") == 1), args.show)
-            print("  other:")
-            _show(region.filter(pl.col("gold") == 0), args.show)
+    report(result, show=args.show, out=args.out)
     return 0
 
 

@@ -164,7 +164,6 @@ def test_file_memmap_and_array_inputs_agree(tmp_path: Path, dtype: Any) -> None:
     for stats in (from_path, from_memmap, dc.compute(raw_map, labels)):
         assert_identical(stats, from_array)
     assert from_path.source == os.fspath(path) and from_array.source is None and from_memmap.source is None
-    assert_identical(dc.compute(path, labels), reference.compute(path, labels)) if False else None  # noqa: exactness not promised
     np.testing.assert_allclose(from_path.variability, reference.compute(path, labels).variability, rtol=1e-9, atol=1e-12)
 
 
@@ -320,12 +319,10 @@ def test_progress_callback_exception_propagates() -> None:
 # --- docs -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module_name", ["datacarto._stats", "datacarto.reference", "datacarto._args", "datacarto"])
+@pytest.mark.parametrize("module_name", ["datacarto._stats", "datacarto.reference", "datacarto"])
 def test_module_doctests(module_name: str) -> None:
     import importlib
 
     module = importlib.import_module(module_name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0
-    if module_name != "datacarto._args":
-        assert result.attempted > 0
+    assert result.failed == 0 and result.attempted > 0

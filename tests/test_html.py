@@ -129,6 +129,10 @@ def test_bad_arguments(tmp_path):
 # ------------------------------------------------------------------------------------- browser
 
 
+# A real browser: about 10 s for launching Chromium and evaluating the 4.8 MB plotly.js twice.
+browser_test = pytest.mark.slow
+
+
 def _chromium():
     for candidate in (os.environ.get("DATACARTO_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium"):
         if candidate and os.path.exists(candidate):
@@ -191,6 +195,7 @@ def loaded(browser, tmp_path_factory):
     page.page.close()
 
 
+@browser_test
 def test_page_loads_offline_without_errors_and_draws_points(loaded):
     dm, page = loaded
     assert page.errors == []
@@ -204,6 +209,7 @@ def test_page_loads_offline_without_errors_and_draws_points(loaded):
     assert page.js("window.pwned === undefined")
 
 
+@browser_test
 def test_hover_shows_text_and_statistics(loaded):
     dm, page = loaded
     row = dm.frame.row(0, named=True)
@@ -219,6 +225,7 @@ def test_hover_shows_text_and_statistics(loaded):
     page.page.mouse.move(5, 5)
 
 
+@browser_test
 def test_hover_shows_html_text_literally(loaded):
     dm, page = loaded
     row = dm.frame.row(1, named=True)
@@ -240,6 +247,7 @@ def drag(page, corners):
     mouse.up()
 
 
+@browser_test
 def test_lasso_selection_fills_the_table_and_downloads_csv(loaded):
     dm, page = loaded
     xmax = page.js("datacarto.gd._fullLayout.xaxis.range[1]")
@@ -268,6 +276,7 @@ def test_lasso_selection_fills_the_table_and_downloads_csv(loaded):
     assert page.js("datacarto.selection().length") == 0 and page.page.locator("#dc-table tbody tr").count() == 0
 
 
+@browser_test
 def test_box_selection_and_sorting(loaded):
     dm, page = loaded
     page.js("Plotly.relayout(datacarto.gd, {dragmode: 'select'})")
@@ -287,6 +296,7 @@ def test_box_selection_and_sorting(loaded):
     page.page.click("#dc-clear")
 
 
+@browser_test
 def test_colour_control_recolours_the_markers(loaded):
     dm, page = loaded
     before_png = page.plot_png()
@@ -308,6 +318,7 @@ def test_colour_control_recolours_the_markers(loaded):
     assert page.errors == []
 
 
+@browser_test
 def test_multilabel_label_control_on_a_subsampled_page(browser, tmp_path):
     dm = make_multilabel(n=300)
     page = Page(browser, html.write_html(dm, tmp_path / "ml.html", color="confidence", max_points=4 * 150))
@@ -338,3 +349,13 @@ def test_datamap_to_html(tmp_path):
     out = dm.to_html(tmp_path / "dm.html")
     data, _, _ = embedded(out)
     assert data["n"] == 60 and data["text_column"] == "text"
+
+
+def test_binary_map_without_text(tmp_path):
+    rng = np.random.default_rng(5)
+    probs = rng.uniform(size=(4, 80, 1)).astype(np.float32)
+    dm = dc.DataMap.from_dynamics(probs, rng.integers(0, 2, 80), label_names=["neg", "pos"])
+    data, columns, _ = embedded(html.write_html(dm, tmp_path / "b.html", color="gold"))
+    assert data["text"] is None and data["views"] is None and data["color"] == "gold"
+    assert data["categorical"]["gold"] == ["neg", "pos"] and data["meta"] == {}  # gold_name is not repeated as metadata
+    assert "region" not in data["colour_options"]

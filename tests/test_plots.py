@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
 import sys
 import time
 
@@ -275,25 +274,23 @@ def test_trajectories_draw_into_a_given_axes(dm):
 
 
 def test_figures_save_as_svg_and_pdf(dm):
-    fig = plots.plot_map(dm)
-    for fmt, magic in (("svg", b"<?xml"), ("pdf", b"%PDF")):
+    for fig, fmt, magic in ((plots.plot_map(dm), "svg", b"<?xml"), (plots.plot_trajectories(dm, [0, 1]), "pdf", b"%PDF")):
         buffer = io.BytesIO()
         fig.savefig(buffer, format=fmt)
         assert buffer.getvalue().startswith(magic)
 
 
-def test_no_pyplot_state():
+def test_no_pyplot_state(dm):
     # plots must work on a headless server and leave no pyplot figures behind
-    code = (
-        "import sys, numpy as np, datacarto as dc\n"
-        "from datacarto import plots\n"
-        "probs = np.random.default_rng(0).dirichlet(np.ones(2), size=(3, 50)).astype(np.float32)\n"
-        "m = dc.DataMap.from_dynamics(probs, np.zeros(50, dtype=int))\n"
-        "plots.plot_map(m); plots.plot_label_grid(m); plots.plot_trajectories(m, [0])\n"
-        "print('matplotlib.pyplot' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
-    assert out.stdout.strip() == "False"
+    if "matplotlib.pyplot" in sys.modules:  # another test imported it: no figure may appear
+        import matplotlib.pyplot as plt
+
+        before = plt.get_fignums()
+        plots.plot_map(dm), plots.plot_label_grid(dm), plots.plot_trajectories(dm, [0])
+        assert plt.get_fignums() == before
+    else:  # plotting must not even import it
+        plots.plot_map(dm), plots.plot_label_grid(dm), plots.plot_trajectories(dm, [0])
+        assert "matplotlib.pyplot" not in sys.modules
 
 
 def test_datamap_methods_call_the_plots(dm):
@@ -307,3 +304,21 @@ def test_region_colours_keep_rows_outside_the_three_regions(dm):
     assert len(scatter_points(ax)) == quantiles.frame.height
     names = [t.get_text().split(" ")[0] for t in ax.get_legend().get_texts()]
     assert names[:3] == ["easy", "ambiguous", "hard"] and "unassigned" in names
+
+
+def test_binary_one_column_map_read_back_from_parquet(tmp_path):
+    rng = np.random.default_rng(5)
+    probs = rng.uniform(size=(5, 200, 1)).astype(np.float32)
+    gold = rng.integers(0, 2, 200)
+    m = dc.DataMap.from_dynamics(probs, gold, label_names=["neg", "pos"])
+    grid = plots.plot_label_grid(m)
+    titles = [a.get_title() for a in grid.axes if a.get_title()]
+    assert titles == [f"neg ({int((gold == 0).sum())})", f"pos ({int((gold == 1).sum())})"]
+    back = dc.DataMap.read(m.write_parquet(tmp_path / "m.parquet"))
+    ax = plots.plot_map(back).axes[0]
+    assert len(scatter_points(ax)) == 200
+    # threshold rule: right exactly when the gold probability reaches 0.5
+    traj = plots.plot_trajectories(m, [0]).axes[0]
+    p0 = probs[:, 0, 0] if gold[0] == 1 else 1 - probs[:, 0, 0]
+    circles = [line for line in traj.get_lines() if line.get_marker() == "o" and len(line.get_xdata())]
+    np.testing.assert_array_equal(circles[0].get_xdata(), np.flatnonzero(p0 >= 0.5) + 1)

@@ -231,7 +231,7 @@ def load_example(name: str):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (GOEMOTIONS / "train.tsv").exists(), reason=f"GoEmotions not found at {GOEMOTIONS}")
-def test_goemotions_gratitude_data_map(tmp_path) -> None:
+def test_goemotions_gratitude_data_map(tmp_path, capsys) -> None:
     example = load_example("goemotions_gratitude")
     result = example.gratitude_map(GOEMOTIONS, epochs=10, path=tmp_path / "gratitude.npy")
     stats, frame = result.stats, result.frame
@@ -253,5 +253,8 @@ def test_goemotions_gratitude_data_map(tmp_path) -> None:
     # the most variable examples sit near the decision boundary, unlike the easy ones
     assert regions["ambiguous"]["variability"].min() > regions["easy"]["variability"].median()
 
-    code = example.main([str(GOEMOTIONS), "--epochs", "2", "--show", "2"])
-    assert code == 0
+    example.report(result, show=2)
+    printed = capsys.readouterr().out
+    for region in ("easy", "ambiguous", "hard"):
+        count = result.regions()[region].height
+        assert f"{region.upper()} (" in printed and f"): {count} comments" in printed

@@ -31,6 +31,7 @@ import polars as pl
 
 from datacarto._core import DatacartoError
 from datacarto._stats import STATISTICS, Statistics, compute
+from datacarto import reference
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -613,23 +614,10 @@ class DataMap:
             raise DatacartoError(f"dynamics: expected shape [E, {self.n_examples}, {self.n_labels}] to match the map, found {probs.shape}")
         block = np.asarray(probs[:, idx, :], dtype=np.float64)  # [E, k, L]
         labels = self.labels[idx]
+        p = reference.gold_probabilities(block, labels, self.task)
+        correct = reference.right_epochs(block, labels, self.task, self.correctness_rule, self.threshold)
         if self.task == "multilabel":
-            gold = labels[:, label_index]
-            p1 = block[:, :, label_index]
-            p = np.where(gold[None, :] == 1, p1, 1.0 - p1)
-            correct = p >= self.threshold
-        elif self.task == "binary":
-            p1 = block[:, :, 0]
-            p = np.where(labels[None, :] == 1, p1, 1.0 - p1)
-            correct = p >= self.threshold
-        else:
-            p = np.take_along_axis(block, labels[None, :, None], axis=2)[:, :, 0]
-            if self.correctness_rule == "argmax":
-                others = block.copy()
-                np.put_along_axis(others, labels[None, :, None], -np.inf, axis=2)
-                correct = p > others.max(axis=2)
-            else:
-                correct = p >= self.threshold
+            p, correct = p[:, :, label_index], correct[:, :, label_index]
         n_epochs = probs.shape[0]
         window = self.epochs or (0, n_epochs)
         in_window = (np.arange(n_epochs) >= window[0]) & (np.arange(n_epochs) < window[1])

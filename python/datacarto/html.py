@@ -84,6 +84,15 @@ def _cut(text: Optional[str]) -> str:
     return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1] + "…"
 
 
+def _json_value(value: Any) -> Any:
+    """A metadata cell as JSON: numbers and booleans stay, NaN / inf become null, the rest text."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    return str(value)
+
+
 def _label_names(dm: Any) -> Optional[List[str]]:
     names = getattr(dm, "label_names", None)
     return None if names is None else [str(n) for n in names]
@@ -213,9 +222,7 @@ def write_html(
     # gold_name / label_name are shown through the gold and label controls already; rank comes from suspects()
     meta_names = _scalar_metadata(frame, ("example", "label", "gold", "gold_name", "label_name", "region", "rank", text_column or "", *_STATISTICS))
     # per-example metadata: from the first label's rows (a multilabel frame repeats it per label)
-    meta = {name: [None if v is None else (v if isinstance(v, (int, float, bool)) else str(v)) for v in first_view[name].to_list()] for name in meta_names}
-    for name, values in meta.items():
-        meta[name] = [None if isinstance(v, float) and not np.isfinite(v) else v for v in values]
+    meta = {name: [_json_value(v) for v in first_view[name].to_list()] for name in meta_names}
 
     names = _label_names(dm)
     view_names = [names[int(j)] if names is not None and int(j) < len(names) else f"label {int(j)}" for j in views] if multilabel else None

@@ -619,8 +619,8 @@ def plot_trajectories(
         colour = f"C{j % 10}"
         ok = right[j]
         ax.plot(epochs, p[j], color=colour, lw=1.5, alpha=0.8)
-        ax.plot(epochs[ok], p[j, ok], linestyle="", marker="o", color=colour, markersize=6)
-        ax.plot(epochs[~ok], p[j, ~ok], linestyle="", marker="x", color=colour, markersize=7, markeredgewidth=2)
+        ax.plot(epochs[ok], p[j, ok], linestyle="", marker="o", color=colour, markersize=7)
+        ax.plot(epochs[~ok], p[j, ~ok], linestyle="", marker="x", color=colour, markersize=8, markeredgewidth=2)
         gold_text = str(int(gold[j]))
         if traj.label is None and names is not None and 0 <= int(gold[j]) < len(names):
             gold_text = names[int(gold[j])]

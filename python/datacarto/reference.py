@@ -24,7 +24,7 @@ import numpy as np
 from datacarto._args import EpochWindow, LabelsLike, resolve
 from datacarto._stats import DynamicsLike, Statistics
 
-__all__ = ["compute", "gold_probabilities"]
+__all__ = ["compute", "gold_probabilities", "right_epochs"]
 
 
 def _load(source: DynamicsLike) -> np.ndarray:
@@ -42,6 +42,26 @@ def gold_probabilities(probs: np.ndarray, labels: np.ndarray, task: str) -> np.n
         p1 = probs[:, :, 0]
         return np.where(labels[None, :] == 1, p1, 1.0 - p1)
     return np.where(labels[None, :, :] == 1, probs, 1.0 - probs)
+
+
+def _other_max(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """max over the non-gold columns of each multiclass row: ``[E, N]``."""
+    others = np.array(probs, dtype=np.float64)
+    np.put_along_axis(others, labels[None, :, None], -np.inf, axis=2)
+    return others.max(axis=2)
+
+
+def right_epochs(probs: np.ndarray, labels: np.ndarray, task: str, rule: str, threshold: float) -> np.ndarray:
+    """Whether each epoch's prediction is right: ``[E, N]`` or ``[E, N, L]`` (multilabel).
+
+    Multiclass argmax: the gold probability strictly above every other (ties are wrong); the
+    threshold rule and one-column binary / multilabel: ``p_e >= threshold`` (or ``p_e > 0.5``
+    under argmax, the two-column argmax with ties wrong).
+    """
+    p = gold_probabilities(probs, labels, task)
+    if rule == "argmax":
+        return p > _other_max(probs, labels) if task == "multiclass" else p > 0.5
+    return p >= threshold
 
 
 def compute(
@@ -65,18 +85,14 @@ def compute(
     gold = args.labels
     p = gold_probabilities(window, gold, args.task)
 
+    right = right_epochs(window, gold, args.task, args.correctness, args.threshold)
     if args.task == "multiclass":
-        rows = np.arange(n_examples)
-        others = window.copy()
-        others[:, rows, gold] = -np.inf
-        other_max = others.max(axis=2)
-        right = p > other_max if args.correctness == "argmax" else p >= args.threshold
+        other_max = _other_max(window, gold)
         margin = (p - other_max).mean(axis=0)
         onehot = np.eye(n_labels)[gold]
         el2n = np.sqrt(((window - onehot[None]) ** 2).sum(axis=2)).mean(axis=0)
     else:
         # one-column binary and multilabel: each (example, label) is its own binary problem
-        right = p > 0.5 if args.correctness == "argmax" else p >= args.threshold
         margin = (p - (1.0 - p)).mean(axis=0)
         el2n = (np.abs(1.0 - p) * np.sqrt(2.0)).mean(axis=0)
 

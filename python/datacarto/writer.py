@@ -88,6 +88,25 @@ def _as_array(values: Any, name: str) -> np.ndarray:
     return array
 
 
+# Bit patterns of IEEE floats in [+0, 1] are exactly the unsigned integers up to that of 1.0:
+# negative values (sign bit), values above 1, infinities and NaNs all compare larger. One
+# integer max() checks a block, where min() and max() over the floats would take two passes.
+_ONE_BITS = {
+    np.dtype(np.float16): (np.uint16, 0x3C00),
+    np.dtype(np.float32): (np.uint32, 0x3F800000),
+    np.dtype(np.float64): (np.uint64, 0x3FF0000000000000),
+}
+
+
+def _in_unit_interval(array: np.ndarray) -> bool:
+    """Whether every value is a probability (False also for NaN and -0.0, which the slow path sorts out)."""
+    bits = _ONE_BITS.get(array.dtype)
+    if bits is not None and array.flags.c_contiguous:
+        return int(array.view(bits[0]).max()) <= bits[1]
+    low, high = array.min(), array.max()  # ints, bools, strided or non-native floats; NaN fails both
+    return bool(low >= 0 and high <= 1)
+
+
 def _check_numeric(array: np.ndarray, name: str) -> None:
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{name}: dtype: expected real numbers, found {array.dtype}")
@@ -466,10 +485,8 @@ class DynamicsWriter:
             x = np.asarray(array, dtype=np.float64)
             _raise_non_finite(x, name, rows, epoch)
             return np.ascontiguousarray(to_probabilities(x, self.task), dtype=self.dtype)
-        if array.size:
-            low, high = array.min(), array.max()  # NaN propagates into both
-            if not (low >= 0 and high <= 1):
-                array = self._repair_range(array, name, rows, epoch)
+        if array.size and not _in_unit_interval(array):
+            array = self._repair_range(array, name, rows, epoch)
         return np.ascontiguousarray(array, dtype=self.dtype)
 
     def _blocks(self, array: np.ndarray) -> Iterator[Tuple[int, np.ndarray]]:
