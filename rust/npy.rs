@@ -75,11 +75,11 @@ pub fn parse_header(bytes: &[u8], origin: &str) -> Result<RawHeader> {
         return Err(bad(format!("truncated: the file holds {} bytes, a .npy preamble needs at least 10", bytes.len())));
     }
     let version = (bytes[6], bytes[7]);
-    let (len_size, utf8) = match version.0 {
-        1 => (2usize, false),
-        2 => (4, false),
-        3 => (4, true),
-        major => return Err(bad(format!("expected .npy format version 1.0, 2.0 or 3.0, found {}.{}", major, version.1))),
+    let (len_size, utf8) = match version {
+        (1, 0) => (2usize, false),
+        (2, 0) => (4, false),
+        (3, 0) => (4, true),
+        (major, minor) => return Err(bad(format!("expected .npy format version 1.0, 2.0 or 3.0, found {major}.{minor}"))),
     };
     let preamble = 8 + len_size;
     if bytes.len() < preamble {
@@ -110,7 +110,8 @@ pub fn parse_header(bytes: &[u8], origin: &str) -> Result<RawHeader> {
     let dict = parse_dict(&text).map_err(|m| bad(format!("expected a Python dict literal with 'descr', 'fortran_order' and 'shape': {m}")))?;
     let descr = match dict.get("descr") {
         Some(Value::Str(s)) => s.clone(),
-        Some(_) => return Err(Error::invalid(origin, "descr", "expected a dtype string such as '<f4' (structured dtypes are not supported)")),
+        Some(Value::Structured) => return Err(Error::invalid(origin, "descr", "expected a float dtype such as '<f4', found a structured dtype (a list of fields); structured dtypes are not supported")),
+        Some(_) => return Err(Error::invalid(origin, "descr", "expected a dtype string such as '<f4'")),
         None => return Err(Error::invalid(origin, "descr", "missing from the header")),
     };
     let fortran_order = match dict.get("fortran_order") {
@@ -191,6 +192,8 @@ enum Value {
     Bool(bool),
     Int(u64),
     Tuple(Vec<u64>),
+    /// a list literal (numpy writes structured dtypes' descr as a list of fields); not kept
+    Structured,
 }
 
 struct Cursor<'a> {
@@ -276,6 +279,26 @@ impl Cursor<'_> {
                     "False" => Ok(Value::Bool(false)),
                     _ => Err(format!("expected True or False, found '{word}'")),
                 }
+            }
+            Some('[') => {
+                // skip a (possibly nested) list, honouring quoted strings
+                let mut depth = 0usize;
+                while let Some(c) = self.chars.next() {
+                    match c {
+                        '[' => depth += 1,
+                        ']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Ok(Value::Structured);
+                            }
+                        }
+                        '\'' | '"' => {
+                            self.chars.by_ref().find(|&q| q == c).ok_or("unterminated string")?;
+                        }
+                        _ => {}
+                    }
+                }
+                Err("unterminated list".into())
             }
             Some(c) if c.is_ascii_digit() => Ok(Value::Int(self.int()?)),
             Some(c) => Err(format!("unexpected '{c}'")),
@@ -395,6 +418,14 @@ mod tests {
         cut_header.truncate(30);
         assert!(message(&cut_header).contains("truncated"));
         assert!(message(b"\x93NUMPY\x09\x00").contains("version"));
+        assert!(message(b"\x93NUMPY\x01\x01\x00\x00").contains("found 1.1"));
+        let dict = b"{'descr': [('a', '<f4'), ('b', [('c', '<i2')])], 'fortran_order': False, 'shape': (1, 1, 1), }\n";
+        let mut structured = MAGIC.to_vec();
+        structured.extend([1, 0]);
+        structured.extend((dict.len() as u16).to_le_bytes());
+        structured.extend(dict);
+        let text = message(&structured);
+        assert!(text.contains("structured dtype"), "{text}");
     }
 
     #[test]

@@ -63,13 +63,15 @@ fn run_detached(py: Python<'_>, view: DynamicsView<'_>, labels: Labels<'_>, opti
     let last_poll = Mutex::new(Instant::now());
     let callback_error: Mutex<Option<PyErr>> = Mutex::new(None);
     let poll = |done: usize, total: usize| -> bool {
-        let due = match last_poll.try_lock() {
-            Ok(mut last) if last.elapsed() >= Duration::from_millis(100) || done == total => {
-                *last = Instant::now();
-                true
-            }
-            _ => false,
-        };
+        // the final report always goes through; others at most every 100 ms
+        let due = done == total
+            || match last_poll.try_lock() {
+                Ok(mut last) if last.elapsed() >= Duration::from_millis(100) => {
+                    *last = Instant::now();
+                    true
+                }
+                _ => false,
+            };
         if !due {
             return true;
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -103,9 +104,6 @@ def test_two_column_binary_is_the_two_class_problem() -> None:
         np.testing.assert_allclose(getattr(two, name), getattr(one, name), rtol=0, atol=1e-15, err_msg=name)
 
 
-@pytest.mark.xfail(strict=True, reason="_args.resolve picks the default rule before turning task='binary' on a two-column "
-                   "file into 'multiclass': the result says task='multiclass' but correctness_rule='threshold', and "
-                   "differs from task=None (argmax: a 0.5/0.5 tie is wrong) on the same data")
 def test_task_binary_on_two_columns_behaves_like_the_inferred_task() -> None:
     probs = np.array([[[0.5, 0.5]], [[0.4, 0.6]]], dtype=np.float32)
     inferred = dc.compute(probs, [0])
@@ -314,6 +312,32 @@ def test_progress_callback_exception_propagates() -> None:
         dc.compute(random_probs((2, 10, 1)), np.zeros(10, dtype=np.int64), progress=callback)
     # the core is still usable afterwards
     assert dc.compute(random_probs((2, 10, 1)), np.zeros(10, dtype=np.int64)).n_examples == 10
+
+
+def test_a_signal_interrupts_a_long_computation() -> None:
+    # Ctrl-C reaches Python signal handlers while the core runs (it polls every 100 ms); a
+    # handler's exception stops the computation and propagates.
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted
+
+    probs = random_probs((10, 400_000, 4), np.float16, seed=17)  # ~0.4 s on one thread
+    targets = np.ones((400_000, 4), dtype=np.uint8)
+    state = {"returned": False}
+    previous = signal.signal(signal.SIGINT, handler)
+    timer = threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        timer.start()
+        with pytest.raises(Interrupted):
+            dc.compute(probs, targets, threads=1)
+            state["returned"] = True
+            time.sleep(5)  # only reached if the call finished first: the handler fires here
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert not state["returned"], "the computation ran to completion despite the signal"
 
 
 # --- docs -----------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import faulthandler
 import io
 import os
 import struct
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple
 
@@ -57,8 +58,14 @@ def numpy_file_bytes(array: np.ndarray, version: Tuple[int, int] = (1, 0)) -> by
 
 def numpy_view(data: bytes) -> Optional[Tuple[Tuple[int, ...], np.dtype, int]]:
     """What numpy makes of ``data`` when it is a valid dynamics file by DESIGN.md, else None."""
+    with warnings.catch_warnings():
+        return _numpy_view(data)
+
+
+def _numpy_view(data: bytes) -> Optional[Tuple[Tuple[int, ...], np.dtype, int]]:
     stream = io.BytesIO(data)
     try:
+        warnings.simplefilter("ignore")  # numpy warns about Python 2 style headers it had to repair
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
@@ -171,7 +178,7 @@ def mutated_files(draw: Any) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=400, **SETTINGS)
+@settings(max_examples=300, **SETTINGS)
 @given(data=mutated_files())
 def test_mutated_numpy_headers_never_crash(scratch: Path, data: bytes) -> None:
     check_file(scratch, data)
@@ -212,7 +219,7 @@ def dict_texts(draw: Any) -> str:
     return draw(space) + opening + body + closing + draw(st.sampled_from(["", " " * 7, "\n", " \x00", " junk"]))
 
 
-@settings(max_examples=400, **SETTINGS)
+@settings(max_examples=250, **SETTINGS)
 @given(text=dict_texts(), version=st.sampled_from([(1, 0), (2, 0), (3, 0)]), data=st.binary(max_size=256), pad=st.booleans())
 def test_random_header_dicts_never_crash(scratch: Path, text: str, version: Tuple[int, int], data: bytes, pad: bool) -> None:
     if pad:  # pad to a 64-byte boundary like numpy, so the data can be aligned
@@ -272,8 +279,6 @@ def test_header_length_pointing_past_the_end(tmp_path: Path) -> None:
             dc.read_header(path)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: npy.rs checks only the major version byte, so format 1.1 / 2.7 "
-                   "headers are read as 1.0 / 2.0; numpy refuses them ('we only support format version (1,0), (2,0), and (3,0)')")
 @pytest.mark.parametrize("version", [(1, 1), (2, 7), (3, 255)])
 def test_unknown_minor_version_is_refused(tmp_path: Path, version: Tuple[int, int]) -> None:
     data = bytearray(numpy_file_bytes(np.full((1, 2, 2), 0.5, dtype=np.float32), (version[0], 0)))

@@ -77,6 +77,14 @@ def infer_task(task: Optional[str], labels: np.ndarray, n_labels: int) -> Task:
     return "multiclass"
 
 
+def _window_bound(value: object) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"epochs: expected integer epoch indices, found {value!r}")
+    return int(value)
+
+
 def resolve_window(epochs: EpochWindow, n_epochs: int) -> Tuple[int, int]:
     """Turn ``epochs`` into a half-open ``(start, stop)`` window over ``n_epochs``.
 
@@ -95,13 +103,13 @@ def resolve_window(epochs: EpochWindow, n_epochs: int) -> Tuple[int, int]:
     elif isinstance(epochs, (range, slice)):
         if epochs.step not in (None, 1):
             raise DatacartoError(f"epochs: expected a contiguous window (step 1), found step {epochs.step}")
-        start = 0 if epochs.start is None else int(epochs.start)
-        stop = n_epochs if epochs.stop is None else int(epochs.stop)
+        start, stop = _window_bound(epochs.start), _window_bound(epochs.stop)
     elif isinstance(epochs, (tuple, list)) and len(epochs) == 2:
-        start = 0 if epochs[0] is None else int(epochs[0])
-        stop = n_epochs if epochs[1] is None else int(epochs[1])
+        start, stop = _window_bound(epochs[0]), _window_bound(epochs[1])
     else:
         raise TypeError(f"epochs: expected None, an int or a (start, stop) pair, found {epochs!r}")
+    start = 0 if start is None else start
+    stop = n_epochs if stop is None else stop
     if start < 0:
         start += n_epochs
     if stop < 0:
@@ -128,10 +136,14 @@ def resolve(
     label_name = os.fspath(labels) + ": labels" if isinstance(labels, (str, os.PathLike)) else "labels"
     resolved_task = infer_task(task, labels_array, n_labels)
 
+    if resolved_task == "binary" and labels_array.ndim == 1 and n_labels == 2:
+        resolved_task = "multiclass"  # a two-column binary file is a two-class problem
     if correctness is None:
         correctness = "argmax" if resolved_task == "multiclass" else "threshold"
     if correctness not in ("argmax", "threshold"):
         raise DatacartoError(f"correctness: expected 'argmax' or 'threshold', found {correctness!r}")
+    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise TypeError(f"threshold: expected a probability (a number in [0, 1]), found {threshold!r}")
     threshold = float(threshold)
     if not 0.0 <= threshold <= 1.0:
         raise DatacartoError(f"threshold: expected a probability in [0, 1], found {threshold}")
@@ -157,17 +169,15 @@ def resolve(
     if labels_array.dtype.kind == "f":
         raise TypeError(f"{label_name}: expected an integer array of class indices, found dtype {labels_array.dtype}")
     if resolved_task == "binary" and n_labels != 1:
-        if n_labels == 2:
-            resolved_task = "multiclass"  # a two-column binary file is a two-class problem
-        else:
-            raise DatacartoError(f"{source_name}: task 'binary' expects 1 (or 2) label columns, found {n_labels}")
+        raise DatacartoError(f"{source_name}: task 'binary' expects 1 (or 2) label columns, found {n_labels}")
     if resolved_task == "multiclass" and n_labels < 2:
         raise DatacartoError(f"{source_name}: task 'multiclass' expects at least 2 label columns, found {n_labels}; use task='binary' for a one-column file")
-    class_labels = labels_array.astype(np.int64, copy=False)
     n_classes = 2 if resolved_task == "binary" else n_labels
-    if class_labels.size:
-        low, high = int(class_labels.min()), int(class_labels.max())
+    if labels_array.size:
+        # checked before the cast to int64, so a huge uint64 is reported as itself
+        low, high = int(labels_array.min()), int(labels_array.max())
         if low < 0 or high >= n_classes:
-            bad_index = int(np.argmax((class_labels < 0) | (class_labels >= n_classes)))
-            raise DatacartoError(f"{label_name}: expected class indices in [0, {n_classes}), found {int(class_labels[bad_index])} at index {bad_index}")
+            bad_index = int(np.argmax((labels_array < 0) | (labels_array >= n_classes)))
+            raise DatacartoError(f"{label_name}: expected class indices in [0, {n_classes}), found {int(labels_array[bad_index])} at index {bad_index}")
+    class_labels = labels_array.astype(np.int64, copy=False)
     return Resolved(resolved_task, correctness, threshold, start, stop, int(ddof), np.ascontiguousarray(class_labels), None)  # type: ignore[arg-type]
