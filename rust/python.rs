@@ -142,38 +142,14 @@ fn read_header(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyDict>> {
     Ok(dict)
 }
 
-/// Memory-map a dynamics file and compute every statistic.
+/// Compute every statistic over a dynamics file (memory-mapped) or a C-contiguous float32 /
+/// float64 / float16 array `[E, N, L]`.
 #[pyfunction]
-#[pyo3(signature = (path, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, ddof, threads=None, progress=None))]
+#[pyo3(signature = (source, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, ddof, threads=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
-fn compute_file<'py>(
+fn compute<'py>(
     py: Python<'py>,
-    path: PathBuf,
-    class_labels: Option<PyReadonlyArray1<'py, i64>>,
-    multilabel_labels: Option<PyReadonlyArray2<'py, u8>>,
-    task: &str,
-    argmax: bool,
-    threshold: f64,
-    epoch_start: usize,
-    epoch_stop: usize,
-    ddof: usize,
-    threads: Option<usize>,
-    progress: Option<Py<PyAny>>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let options = options(task, argmax, threshold, epoch_start, epoch_stop, ddof, threads)?;
-    let file = py.detach(|| DynamicsFile::open(&path)).map_err(to_py_err)?;
-    let labels = LabelArrays { classes: class_labels, multilabel: multilabel_labels };
-    let stats = run_detached(py, file.view(), labels.labels()?, &options, progress)?;
-    statistics_dict(py, stats)
-}
-
-/// Compute every statistic over a C-contiguous float32 / float64 / float16 array `[E, N, L]`.
-#[pyfunction]
-#[pyo3(signature = (probs, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, ddof, threads=None, progress=None))]
-#[allow(clippy::too_many_arguments)]
-fn compute_array<'py>(
-    py: Python<'py>,
-    probs: &Bound<'py, PyAny>,
+    source: &Bound<'py, PyAny>,
     class_labels: Option<PyReadonlyArray1<'py, i64>>,
     multilabel_labels: Option<PyReadonlyArray2<'py, u8>>,
     task: &str,
@@ -187,19 +163,26 @@ fn compute_array<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let options = options(task, argmax, threshold, epoch_start, epoch_stop, ddof, threads)?;
     let labels = LabelArrays { classes: class_labels, multilabel: multilabel_labels };
-    let not_contiguous = |_| DatacartoError::new_err("probs: expected a C-contiguous array");
-    let dims_of = |shape: &[usize]| Dims { n_epochs: shape[0], n_examples: shape[1], n_labels: shape[2] };
-    let stats = if let Ok(array) = probs.extract::<PyReadonlyArray3<'py, f32>>() {
-        let view = DynamicsView::new(Probs::F32(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?;
-        run_detached(py, view, labels.labels()?, &options, progress)?
-    } else if let Ok(array) = probs.extract::<PyReadonlyArray3<'py, f64>>() {
-        let view = DynamicsView::new(Probs::F64(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?;
-        run_detached(py, view, labels.labels()?, &options, progress)?
-    } else if let Ok(array) = probs.extract::<PyReadonlyArray3<'py, f16>>() {
-        let view = DynamicsView::new(Probs::F16(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?;
-        run_detached(py, view, labels.labels()?, &options, progress)?
+    let labels = labels.labels()?;
+    let stats = if let Ok(path) = source.extract::<PathBuf>() {
+        let file = py.detach(|| DynamicsFile::open(&path)).map_err(to_py_err)?;
+        run_detached(py, file.view(), labels, &options, progress)?
     } else {
-        return Err(DatacartoError::new_err("probs: expected a 3-D float32, float64 or float16 numpy array [epochs, examples, labels]"));
+        let not_contiguous = |_| DatacartoError::new_err("probs: expected a C-contiguous array");
+        let dims_of = |shape: &[usize]| Dims { n_epochs: shape[0], n_examples: shape[1], n_labels: shape[2] };
+        // the typed borrow must outlive the kernel run, so each dtype runs in its own arm
+        if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f32>>() {
+            let view = DynamicsView::new(Probs::F32(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?;
+            run_detached(py, view, labels, &options, progress)?
+        } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f64>>() {
+            let view = DynamicsView::new(Probs::F64(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?;
+            run_detached(py, view, labels, &options, progress)?
+        } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f16>>() {
+            let view = DynamicsView::new(Probs::F16(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?;
+            run_detached(py, view, labels, &options, progress)?
+        } else {
+            return Err(DatacartoError::new_err("probs: expected a path to a .npy file or a 3-D float32, float64 or float16 numpy array [epochs, examples, labels]"));
+        }
     };
     statistics_dict(py, stats)
 }
@@ -209,7 +192,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DatacartoError", m.py().get_type::<DatacartoError>())?;
     m.add_function(wrap_pyfunction!(read_header, m)?)?;
-    m.add_function(wrap_pyfunction!(compute_file, m)?)?;
-    m.add_function(wrap_pyfunction!(compute_array, m)?)?;
+    m.add_function(wrap_pyfunction!(compute, m)?)?;
     Ok(())
 }

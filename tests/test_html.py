@@ -21,19 +21,9 @@ import pytest
 
 import datacarto as dc
 from datacarto import html
+from _helpers import controlled_dynamics
 
 TRICKY = 'a <b>bold</b> & "quoted" </script><script>window.pwned = 1</script> text'
-
-
-def controlled_dynamics(confidence, variability, n_classes=3, n_epochs=4):
-    """Multiclass dynamics whose gold-label confidence / variability are exactly the given ones."""
-    confidence, variability = np.asarray(confidence, float), np.asarray(variability, float)
-    sign = np.where(np.arange(n_epochs) % 2 == 0, 1.0, -1.0)[:, None]
-    p = confidence[None] + sign * variability[None]
-    probs = np.empty((n_epochs, len(confidence), n_classes))
-    probs[:, :, 0] = p
-    probs[:, :, 1:] = ((1.0 - p) / (n_classes - 1))[:, :, None]
-    return probs.astype(np.float32), np.zeros(len(confidence), dtype=np.int64)
 
 
 def make_map(n=400, seed=0):

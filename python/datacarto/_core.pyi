@@ -1,6 +1,7 @@
 """Type stubs for the compiled Rust core (``datacarto._core``). Private: use :mod:`datacarto`."""
 
-from typing import Any, Callable, Dict, Optional
+import os
+from typing import Any, Callable, Dict, Optional, Union
 
 import numpy as np
 
@@ -12,8 +13,8 @@ class DatacartoError(ValueError):
 def read_header(path: str) -> Dict[str, Any]:
     """Parse and validate a dynamics ``.npy`` header: ``shape``, ``dtype``, ``data_offset``, ``version``, ``file_size``."""
 
-def compute_file(
-    path: str,
+def compute(
+    source: Union[str, "os.PathLike[str]", np.ndarray],
     *,
     class_labels: Optional[np.ndarray],
     multilabel_labels: Optional[np.ndarray],
@@ -26,20 +27,5 @@ def compute_file(
     threads: Optional[int],
     progress: Optional[Callable[[int, int], Any]],
 ) -> Dict[str, np.ndarray]:
-    """Memory-map ``path`` and compute every statistic (flat arrays, ``N`` or ``N * L`` long)."""
-
-def compute_array(
-    probs: np.ndarray,
-    *,
-    class_labels: Optional[np.ndarray],
-    multilabel_labels: Optional[np.ndarray],
-    task: str,
-    argmax: bool,
-    threshold: float,
-    epoch_start: int,
-    epoch_stop: int,
-    ddof: int,
-    threads: Optional[int],
-    progress: Optional[Callable[[int, int], Any]],
-) -> Dict[str, np.ndarray]:
-    """Same as :func:`compute_file` over a C-contiguous float32/float64/float16 array ``[E, N, L]``."""
+    """Compute every statistic over a dynamics file (memory-mapped) or a C-contiguous
+    float32/float64/float16 array ``[E, N, L]``; flat arrays ``N`` or ``N * L`` long."""

@@ -200,10 +200,7 @@ def compute(
             threads=threads,
             progress=callback,
         )
-        if array is None:
-            raw = _core.compute_file(name, **kwargs)
-        else:
-            raw = _core.compute_array(array, **kwargs)
+        raw = _core.compute(name if array is None else array, **kwargs)
     finally:
         close()
     return _statistics_from_raw(raw, args, shape, None if array is not None else name)
