@@ -20,11 +20,10 @@ from ``stats.to_polars()``.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 import polars as pl
@@ -34,19 +33,11 @@ from sklearn.multiclass import OneVsRestClassifier
 
 import datacarto as dc
 
+# the corpus reader is shared with the binary example beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from goemotions_gratitude import load_split  # noqa: E402
+
 EASY_ABOVE, HARD_BELOW = 0.6, 0.4
-
-
-def load_split(data_dir: Path, split: str = "train") -> Tuple[List[str], List[List[int]]]:
-    """Texts and label-id lists of one GoEmotions split (csv quoting in the text is undone)."""
-    texts, labels = [], []
-    with open(Path(data_dir) / f"{split}.tsv", newline="", encoding="utf-8") as f:
-        for line, row in enumerate(csv.reader(f, delimiter="\t"), 1):
-            if len(row) != 3:
-                raise ValueError(f"{split}.tsv: line {line}: expected 3 tab-separated fields, found {len(row)}")
-            texts.append(row[0])
-            labels.append([int(k) for k in row[1].split(",")])
-    return texts, labels
 
 
 def emotion_names(data_dir: Path) -> List[str]:
