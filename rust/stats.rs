@@ -499,32 +499,16 @@ mod kernels {
 
     /// Lanes of the row loop: wide enough for AVX-512 float32, reduced at the end of each row.
     const LANES: usize = 8;
-    /// Rows up to this many columns are staged in a zero-padded stack buffer.
-    const ROW_BUFFER: usize = 64;
 
     #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
     pub(crate) fn multiclass<F: Float>(values: &[F], row_len: usize, classes: &[i64], k: u32, rule: Rule, acc: &mut Accumulators) -> bool {
         let n = values.len() / row_len;
         let (classes, mut acc) = (&classes[..n], acc.slices(n));
         let mut valid = true;
-        // The row is copied into a buffer whose gold entry is zeroed: since every value is in
-        // [0, 1] (checked in the same loop), the max and sum of squares over the buffer are
-        // those over the other columns, with no data-dependent branch or tail loop.
-        let mut buffer = [F::ZERO; ROW_BUFFER];
-        let padded = row_len.div_ceil(LANES) * LANES;
         for (i, row) in values.chunks_exact(row_len).enumerate() {
             let gold = classes[i] as usize;
             let p_gold = row[gold];
-            let (other, others_sq, ok) = if padded <= ROW_BUFFER {
-                buffer[..row_len].copy_from_slice(row);
-                buffer[gold] = F::ZERO;
-                lane_summary(&buffer[..padded])
-            } else {
-                let (before, after) = (&row[..gold], &row[gold + 1..]);
-                let (max_a, sq_a, ok_a) = scalar_summary(before);
-                let (max_b, sq_b, ok_b) = scalar_summary(after);
-                (if max_b > max_a { max_b } else { max_a }, sq_a + sq_b, ok_a & ok_b)
-            };
+            let (other, others_sq, ok) = masked_summary(row, gold);
             valid &= ok & p_gold.is_probability();
             let right = if rule.argmax { p_gold > other } else { p_gold.to_f64() >= rule.threshold };
             let p = p_gold.to_f64();
@@ -536,37 +520,43 @@ mod kernels {
         valid
     }
 
-    /// (max, sum of squares in float64, all in [0, 1]) of a buffer whose length is a multiple of LANES.
+    /// (max and float64 sum of squares over the columns other than `gold`, all values in [0, 1]).
+    ///
+    /// The gold column is zeroed by a lane-index compare inside the one chunk that holds it:
+    /// since every value is in [0, 1] (checked in the same loop), a zero changes neither the
+    /// max nor the sum of squares of the others, and the loop has no data-dependent branch.
     #[inline(always)]
-    fn lane_summary<F: Float>(buffer: &[F]) -> (F, f64, bool) {
+    fn masked_summary<F: Float>(row: &[F], gold: usize) -> (F, f64, bool) {
+        let (gold_chunk, gold_lane) = (gold / LANES, gold % LANES);
         let mut max = [F::ZERO; LANES];
         let mut squares = [0.0f64; LANES];
         let mut ok = [true; LANES];
-        for chunk in buffer.chunks_exact(LANES) {
+        let chunks = row.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for (c, chunk) in chunks.enumerate() {
+            let masked_lane = if c == gold_chunk { gold_lane } else { LANES };
             for lane in 0..LANES {
                 let x = chunk[lane];
                 ok[lane] &= x.is_probability();
+                let x = if lane == masked_lane { F::ZERO } else { x };
                 max[lane] = if x > max[lane] { x } else { max[lane] };
                 let xf = x.to_f64();
                 squares[lane] += xf * xf;
             }
+        }
+        let masked_lane = if row.len() / LANES == gold_chunk { gold_lane } else { LANES };
+        for (lane, &x) in tail.iter().enumerate() {
+            ok[lane] &= x.is_probability();
+            let x = if lane == masked_lane { F::ZERO } else { x };
+            max[lane] = if x > max[lane] { x } else { max[lane] };
+            let xf = x.to_f64();
+            squares[lane] += xf * xf;
         }
         let mut best = max[0];
         for &m in &max[1..] {
             best = if m > best { m } else { best };
         }
         (best, squares.iter().sum(), ok.iter().all(|&o| o))
-    }
-
-    #[inline(always)]
-    fn scalar_summary<F: Float>(values: &[F]) -> (F, f64, bool) {
-        let (mut best, mut squares, mut ok) = (F::ZERO, 0.0f64, true);
-        for &x in values {
-            ok &= x.is_probability();
-            best = if x > best { x } else { best };
-            squares += x.to_f64() * x.to_f64();
-        }
-        (best, squares, ok)
     }
 }
 
