@@ -209,9 +209,10 @@ def compute(
 def _as_probability_array(source: np.ndarray) -> np.ndarray:
     if source.ndim != 3:
         raise DatacartoError(f"probs: expected 3 dimensions [epochs, examples, labels], found shape {source.shape}")
-    if source.dtype not in (np.float32, np.float64, np.float16):
+    if source.dtype.kind != "f" or source.dtype.itemsize not in (2, 4, 8):
         raise DatacartoError(f"probs: dtype: expected float32, float64 or float16, found {source.dtype}")
     if not source.dtype.isnative:
+        # a big-endian array in memory is swapped once (a file must be little-endian)
         source = source.astype(source.dtype.newbyteorder("="))
     if 0 in source.shape:
         raise DatacartoError(f"probs: expected at least one epoch, example and label, found shape {source.shape}")
