@@ -352,6 +352,10 @@ pub(crate) struct Accumulators {
     last_right: Vec<u32>,
     /// window index of the last wrong epoch, -1 when none yet
     last_wrong: Vec<i32>,
+    /// per-epoch scratch of the multiclass kernel's two passes
+    p_gold: Vec<f64>,
+    other: Vec<f64>,
+    others_sq: Vec<f64>,
 }
 
 impl Accumulators {
@@ -366,6 +370,9 @@ impl Accumulators {
             forgetting: vec![0; len],
             last_right: vec![0; len],
             last_wrong: vec![-1; len],
+            p_gold: vec![0.0; len],
+            other: vec![0.0; len],
+            others_sq: vec![0.0; len],
         }
     }
 
@@ -418,7 +425,7 @@ impl AccSlices<'_> {
 
 /// The per-epoch loops, compiled for several instruction sets and picked at run time.
 mod kernels {
-    use super::{Accumulators, Float, OutBlock, Rule};
+    use super::{AccSlices, Accumulators, Float, OutBlock, Rule};
     use multiversion::multiversion;
 
     #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
@@ -498,24 +505,46 @@ mod kernels {
     }
 
     /// Lanes of the row loop: wide enough for AVX-512 float32, reduced at the end of each row.
-    const LANES: usize = 8;
+    const LANES: usize = 4;
 
     #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
     pub(crate) fn multiclass<F: Float>(values: &[F], row_len: usize, classes: &[i64], k: u32, rule: Rule, acc: &mut Accumulators) -> bool {
         let n = values.len() / row_len;
-        let (classes, mut acc) = (&classes[..n], acc.slices(n));
+        let classes = &classes[..n];
+        // Pass 1, across each row: the gold probability and the others' max and sum of squares.
+        // Pass 2, down the block: verdicts, margins, square roots and accumulator updates, a
+        // plain loop over arrays that vectorizes (the per-row sqrt no longer serializes pass 1).
+        let (p_gold, other, others_sq) = (&mut acc.p_gold[..n], &mut acc.other[..n], &mut acc.others_sq[..n]);
         let mut valid = true;
         for (i, row) in values.chunks_exact(row_len).enumerate() {
             let gold = classes[i] as usize;
-            let p_gold = row[gold];
-            let (other, others_sq, ok) = masked_summary(row, gold);
-            valid &= ok & p_gold.is_probability();
-            let right = if rule.argmax { p_gold > other } else { p_gold.to_f64() >= rule.threshold };
-            let p = p_gold.to_f64();
+            let p = row[gold];
+            let (max, squares, ok) = masked_summary(row, gold);
+            valid &= ok & p.is_probability();
+            // float32 -> float64 is exact, so comparing in float64 keeps ties as ties
+            p_gold[i] = p.to_f64();
+            other[i] = max.to_f64();
+            others_sq[i] = squares;
+        }
+        let (p_gold, other, others_sq) = (&acc.p_gold[..n], &acc.other[..n], &acc.others_sq[..n]);
+        let mut slices = AccSlices {
+            shift: &mut acc.shift[..n],
+            sum_d: &mut acc.sum_d[..n],
+            sum_d2: &mut acc.sum_d2[..n],
+            margin_sum: &mut acc.margin_sum[..n],
+            el2n_sum: &mut acc.el2n_sum[..n],
+            right: &mut acc.right[..n],
+            forgetting: &mut acc.forgetting[..n],
+            last_right: &mut acc.last_right[..n],
+            last_wrong: &mut acc.last_wrong[..n],
+        };
+        for i in 0..n {
+            let (p, q) = (p_gold[i], other[i]);
+            let right = if rule.argmax { p > q } else { p >= rule.threshold };
             let miss = 1.0 - p;
-            acc.margin_sum[i] += p - other.to_f64();
-            acc.el2n_sum[i] += (others_sq + miss * miss).sqrt();
-            acc.update(i, k, p, right);
+            slices.margin_sum[i] += p - q;
+            slices.el2n_sum[i] += (others_sq[i] + miss * miss).sqrt();
+            slices.update(i, k, p, right);
         }
         valid
     }
