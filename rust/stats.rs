@@ -222,11 +222,13 @@ impl<'a> Plan<'a> {
         let stop = AtomicBool::new(false);
         let per_example = self.units / self.view.dims.n_examples;
         let blocks: Vec<OutBlock<'_>> = split_outputs(&mut out, block);
-        blocks.into_par_iter().try_for_each(|mut out_block| -> Result<()> {
+        // each worker reuses one set of accumulators for all its blocks (reset, not reallocated)
+        let fresh = || Accumulators::new(block);
+        blocks.into_par_iter().try_for_each_init(fresh, |acc, mut out_block| -> Result<()> {
             if stop.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
-            self.process(&mut out_block)?;
+            self.process(&mut out_block, acc)?;
             if let Some(report) = progress {
                 let units_done = done.fetch_add(out_block.len(), Ordering::Relaxed) + out_block.len();
                 if !report(units_done / per_example, self.view.dims.n_examples) {
@@ -239,9 +241,9 @@ impl<'a> Plan<'a> {
         Ok(out)
     }
 
-    fn process(&self, out: &mut OutBlock<'_>) -> Result<()> {
+    fn process(&self, out: &mut OutBlock<'_>, acc: &mut Accumulators) -> Result<()> {
         let range = out.start..out.start + out.len();
-        let mut acc = Accumulators::new(range.len());
+        acc.reset(range.len());
         // Gold targets of the block as 0/1 bytes (binary, multilabel) or class indices.
         let gold_bits: Vec<u8> = match (self.task, self.labels) {
             (Task::Binary, Labels::Classes(classes)) => classes[range.clone()].iter().map(|&c| c as u8).collect(),
@@ -257,21 +259,21 @@ impl<'a> Plan<'a> {
         for (k, e) in self.epochs.clone().enumerate() {
             let chunk = self.chunk_range(e, &range);
             let valid = match self.view.probs {
-                Probs::F32(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, &mut acc),
-                Probs::F64(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, &mut acc),
+                Probs::F32(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, acc),
+                Probs::F64(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, acc),
                 Probs::F16(data) => {
                     let source: &[f16] = &data[chunk];
                     widened.resize(source.len(), 0.0);
                     // SIMD-converted when the CPU has F16C
                     source.convert_to_f32_slice(&mut widened);
-                    self.fold_epoch(&widened, classes, &gold_bits, k as u32, rule, &mut acc)
+                    self.fold_epoch(&widened, classes, &gold_bits, k as u32, rule, acc)
                 }
             };
             if !valid {
                 return Err(self.bad_value(e, &range));
             }
         }
-        self.finalize(&mut acc, out);
+        self.finalize(acc, out);
         Ok(())
     }
 
@@ -374,6 +376,19 @@ impl Accumulators {
             other: vec![0.0; len],
             others_sq: vec![0.0; len],
         }
+    }
+
+    /// Start a block of `len` units (at most the allocated length) from scratch.
+    fn reset(&mut self, len: usize) {
+        self.sum_d[..len].fill(0.0);
+        self.sum_d2[..len].fill(0.0);
+        self.margin_sum[..len].fill(0.0);
+        self.el2n_sum[..len].fill(0.0);
+        self.right[..len].fill(0);
+        self.forgetting[..len].fill(0);
+        self.last_right[..len].fill(0);
+        self.last_wrong[..len].fill(-1);
+        // `shift` is set at the first epoch; the multiclass scratch is written before it is read
     }
 
     /// Every field cut to exactly `n` units, so the kernels' index loops carry no bounds checks.
