@@ -355,6 +355,11 @@ pub(crate) struct Accumulators {
     /// window index of the last wrong epoch, -1 when none yet
     last_wrong: Vec<i32>,
     /// per-epoch scratch of the multiclass kernel's two passes
+    rows: RowSummaries,
+}
+
+/// One epoch's per-row summaries in the multiclass kernel: written by pass 1, read by pass 2.
+pub(crate) struct RowSummaries {
     p_gold: Vec<f64>,
     other: Vec<f64>,
     others_sq: Vec<f64>,
@@ -372,9 +377,7 @@ impl Accumulators {
             forgetting: vec![0; len],
             last_right: vec![0; len],
             last_wrong: vec![-1; len],
-            p_gold: vec![0.0; len],
-            other: vec![0.0; len],
-            others_sq: vec![0.0; len],
+            rows: RowSummaries { p_gold: vec![0.0; len], other: vec![0.0; len], others_sq: vec![0.0; len] },
         }
     }
 
@@ -394,7 +397,13 @@ impl Accumulators {
     /// Every field cut to exactly `n` units, so the kernels' index loops carry no bounds checks.
     #[inline(always)]
     fn slices(&mut self, n: usize) -> AccSlices<'_> {
-        AccSlices {
+        self.slices_and_rows(n).0
+    }
+
+    /// [`Self::slices`] plus the multiclass row scratch, borrowed side by side.
+    #[inline(always)]
+    fn slices_and_rows(&mut self, n: usize) -> (AccSlices<'_>, &mut RowSummaries) {
+        let slices = AccSlices {
             shift: &mut self.shift[..n],
             sum_d: &mut self.sum_d[..n],
             sum_d2: &mut self.sum_d2[..n],
@@ -404,7 +413,8 @@ impl Accumulators {
             forgetting: &mut self.forgetting[..n],
             last_right: &mut self.last_right[..n],
             last_wrong: &mut self.last_wrong[..n],
-        }
+        };
+        (slices, &mut self.rows)
     }
 }
 
@@ -440,7 +450,7 @@ impl AccSlices<'_> {
 
 /// The per-epoch loops, compiled for several instruction sets and picked at run time.
 mod kernels {
-    use super::{AccSlices, Accumulators, Float, OutBlock, Rule};
+    use super::{Accumulators, Float, OutBlock, Rule};
     use multiversion::multiversion;
 
     #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
@@ -529,7 +539,8 @@ mod kernels {
         // Pass 1, across each row: the gold probability and the others' max and sum of squares.
         // Pass 2, down the block: verdicts, margins, square roots and accumulator updates, a
         // plain loop over arrays that vectorizes (the per-row sqrt no longer serializes pass 1).
-        let (p_gold, other, others_sq) = (&mut acc.p_gold[..n], &mut acc.other[..n], &mut acc.others_sq[..n]);
+        let (mut slices, rows) = acc.slices_and_rows(n);
+        let (p_gold, other, others_sq) = (&mut rows.p_gold[..n], &mut rows.other[..n], &mut rows.others_sq[..n]);
         let mut valid = true;
         for (i, row) in values.chunks_exact(row_len).enumerate() {
             let gold = classes[i] as usize;
@@ -541,18 +552,6 @@ mod kernels {
             other[i] = max.to_f64();
             others_sq[i] = squares;
         }
-        let (p_gold, other, others_sq) = (&acc.p_gold[..n], &acc.other[..n], &acc.others_sq[..n]);
-        let mut slices = AccSlices {
-            shift: &mut acc.shift[..n],
-            sum_d: &mut acc.sum_d[..n],
-            sum_d2: &mut acc.sum_d2[..n],
-            margin_sum: &mut acc.margin_sum[..n],
-            el2n_sum: &mut acc.el2n_sum[..n],
-            right: &mut acc.right[..n],
-            forgetting: &mut acc.forgetting[..n],
-            last_right: &mut acc.last_right[..n],
-            last_wrong: &mut acc.last_wrong[..n],
-        };
         for i in 0..n {
             let (p, q) = (p_gold[i], other[i]);
             let right = if rule.argmax { p > q } else { p >= rule.threshold };
@@ -606,14 +605,12 @@ mod kernels {
 
 /// The element types the kernels run on (float16 is widened to float32 first).
 pub trait Float: Copy + PartialOrd + Send + Sync + 'static {
-    const NEG_INFINITY: Self;
     const ZERO: Self;
     fn to_f64(self) -> f64;
     fn is_probability(self) -> bool;
 }
 
 impl Float for f32 {
-    const NEG_INFINITY: Self = f32::NEG_INFINITY;
     const ZERO: Self = 0.0;
     #[inline(always)]
     fn to_f64(self) -> f64 {
@@ -628,7 +625,6 @@ impl Float for f32 {
 }
 
 impl Float for f64 {
-    const NEG_INFINITY: Self = f64::NEG_INFINITY;
     const ZERO: Self = 0.0;
     #[inline(always)]
     fn to_f64(self) -> f64 {
