@@ -59,8 +59,14 @@ def right_epochs(probs: np.ndarray, labels: np.ndarray, task: str, rule: str, th
     under argmax, the two-column argmax with ties wrong).
     """
     p = gold_probabilities(probs, labels, task)
+    other_max = _other_max(probs, labels) if task == "multiclass" and rule == "argmax" else None
+    return _verdicts(p, other_max, rule, threshold)
+
+
+def _verdicts(p: np.ndarray, other_max: Optional[np.ndarray], rule: str, threshold: float) -> np.ndarray:
+    """The rule applied to gold probabilities (``other_max``: multiclass only, else ``None``)."""
     if rule == "argmax":
-        return p > _other_max(probs, labels) if task == "multiclass" else p > 0.5
+        return p > other_max if other_max is not None else p > 0.5
     return p >= threshold
 
 
@@ -85,9 +91,10 @@ def compute(
     gold = args.labels
     p = gold_probabilities(window, gold, args.task)
 
-    right = right_epochs(window, gold, args.task, args.correctness, args.threshold)
-    if args.task == "multiclass":
-        other_max = _other_max(window, gold)
+    # p and the others' max are computed once and shared by the verdicts and the margin
+    other_max = _other_max(window, gold) if args.task == "multiclass" else None
+    right = _verdicts(p, other_max, args.correctness, args.threshold)
+    if other_max is not None:
         margin = (p - other_max).mean(axis=0)
         onehot = np.eye(n_labels)[gold]
         el2n = np.sqrt(((window - onehot[None]) ** 2).sum(axis=2)).mean(axis=0)
