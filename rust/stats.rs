@@ -7,6 +7,7 @@
 //! bit-identical for any number of threads, and no `[E, N]` intermediate is ever built: memory
 //! beyond the outputs is a few KiB of accumulators per block in flight.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -80,19 +81,38 @@ pub struct Statistics {
 }
 
 impl Statistics {
-    fn zeroed(units: usize) -> Self {
+    /// Outputs with room for `units` and length 0: [`Plan::run`] writes every element, then
+    /// sets the lengths, so the memory is never zeroed first (a memset of the whole output).
+    fn with_capacity(units: usize) -> Self {
         Statistics {
-            confidence: zeroed_output(units),
-            variability: zeroed_output(units),
-            correctness: zeroed_output(units),
-            forgetting: zeroed_output(units),
-            never_learned: zeroed_output(units),
-            first_learned: zeroed_output(units),
-            threshold_closeness: zeroed_output(units),
-            margin: zeroed_output(units),
-            aleatoric: zeroed_output(units),
-            el2n: zeroed_output(units),
+            confidence: Vec::with_capacity(units),
+            variability: Vec::with_capacity(units),
+            correctness: Vec::with_capacity(units),
+            forgetting: Vec::with_capacity(units),
+            never_learned: Vec::with_capacity(units),
+            first_learned: Vec::with_capacity(units),
+            threshold_closeness: Vec::with_capacity(units),
+            margin: Vec::with_capacity(units),
+            aleatoric: Vec::with_capacity(units),
+            el2n: Vec::with_capacity(units),
         }
+    }
+
+    /// Mark the first `units` elements of every output written.
+    ///
+    /// # Safety
+    /// Every output must have all of its first `units` elements initialized.
+    unsafe fn set_len(&mut self, units: usize) {
+        self.confidence.set_len(units);
+        self.variability.set_len(units);
+        self.correctness.set_len(units);
+        self.forgetting.set_len(units);
+        self.never_learned.set_len(units);
+        self.first_learned.set_len(units);
+        self.threshold_closeness.set_len(units);
+        self.margin.set_len(units);
+        self.aleatoric.set_len(units);
+        self.el2n.set_len(units);
     }
 
     pub fn len(&self) -> usize {
@@ -102,11 +122,6 @@ impl Statistics {
     pub fn is_empty(&self) -> bool {
         self.confidence.is_empty()
     }
-}
-
-/// A zeroed output array (a calloc: pages are faulted in by the worker that fills them).
-fn zeroed_output<T: Clone + Default>(len: usize) -> Vec<T> {
-    vec![T::default(); len]
 }
 
 /// Bytes of one epoch's chunk of a block: small enough that a block's accumulators and chunk
@@ -216,12 +231,12 @@ impl<'a> Plan<'a> {
     }
 
     fn run(&self, progress: Option<Progress<'_>>) -> Result<Statistics> {
-        let mut out = Statistics::zeroed(self.units);
+        let mut out = Statistics::with_capacity(self.units);
         let block = self.block_units();
         let done = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let per_example = self.units / self.view.dims.n_examples;
-        let blocks: Vec<OutBlock<'_>> = split_outputs(&mut out, block);
+        let blocks: Vec<OutBlock<'_>> = split_outputs(&mut out, self.units, block);
         // each worker reuses one set of accumulators for all its blocks (reset, not reallocated)
         let fresh = || Accumulators::new(block);
         blocks.into_par_iter().try_for_each_init(fresh, |acc, mut out_block| -> Result<()> {
@@ -238,12 +253,14 @@ impl<'a> Plan<'a> {
             }
             Ok(())
         })?;
+        // SAFETY: the blocks tile 0..units and every block writes all ten outputs of each of
+        // its units (`kernels::finish`, reached by both paths) or fails, and we got here only if none failed.
+        unsafe { out.set_len(self.units) };
         Ok(out)
     }
 
     fn process(&self, out: &mut OutBlock<'_>, acc: &mut Accumulators) -> Result<()> {
         let range = out.start..out.start + out.len();
-        acc.reset(range.len());
         // Gold targets of the block as 0/1 bytes (binary, multilabel) or class indices.
         let gold_bits: Vec<u8> = match (self.task, self.labels) {
             (Task::Binary, Labels::Classes(classes)) => classes[range.clone()].iter().map(|&c| c as u8).collect(),
@@ -255,6 +272,20 @@ impl<'a> Plan<'a> {
             _ => &[],
         };
         let rule = Rule::new(self.correctness);
+        if self.row_len <= 2 {
+            let tiled = match self.view.probs {
+                Probs::F32(data) => Some(self.fold_tiled(data, classes, &gold_bits, rule, out)),
+                Probs::F64(data) => Some(self.fold_tiled(data, classes, &gold_bits, rule, out)),
+                // float16 is widened a whole epoch chunk at a time, on the epoch-major path below
+                Probs::F16(_) => None,
+            };
+            match tiled {
+                Some(true) => return Ok(()),
+                Some(false) => return Err(self.first_bad_value(&range)),
+                None => {}
+            }
+        }
+        acc.reset(range.len());
         let mut widened: Vec<f32> = Vec::new();
         for (k, e) in self.epochs.clone().enumerate() {
             let chunk = self.chunk_range(e, &range);
@@ -275,6 +306,31 @@ impl<'a> Plan<'a> {
         }
         self.finalize(acc, out);
         Ok(())
+    }
+
+    /// The whole window for one block of one- or two-column rows, each tile of units walking
+    /// every epoch with its accumulators in registers; false when some value is not a probability.
+    fn fold_tiled<F: Float>(&self, data: &[F], classes: &[i64], gold_bits: &[u8], rule: Rule, out: &mut OutBlock<'_>) -> bool {
+        let stream = Stream { epoch_len: self.units * self.row_len, epochs: self.epochs.clone() };
+        let n = stream.epochs.len() as f64;
+        let divisor = n - self.ddof as f64;
+        match self.task {
+            Task::Multiclass => kernels::tiled_two_class(data, &stream, classes, rule, n, divisor, out),
+            Task::Binary | Task::Multilabel => kernels::tiled_binary(data, &stream, gold_bits, rule, n, divisor, out),
+        }
+    }
+
+    /// The error for the first value of the window (in epoch order) that is not a probability.
+    fn first_bad_value(&self, range: &Range<usize>) -> Error {
+        let epoch = self.epochs.clone().find(|&e| {
+            let chunk = self.chunk_range(e, range);
+            match self.view.probs {
+                Probs::F32(data) => first_bad(&data[chunk]).is_some(),
+                Probs::F64(data) => first_bad(&data[chunk]).is_some(),
+                Probs::F16(data) => data[chunk].iter().any(|x| !x.to_f32().is_probability()),
+            }
+        });
+        self.bad_value(epoch.unwrap_or(self.epochs.start), range)
     }
 
     /// Element range of epoch `e` for the units in `range`.
@@ -338,6 +394,20 @@ impl Rule {
         }
     }
 }
+
+/// Where a block's rows sit in the flattened `[E, units, row_len]` data.
+pub(crate) struct Stream {
+    /// elements per epoch
+    epoch_len: usize,
+    epochs: Range<usize>,
+}
+
+/// Units per tile of the tiled kernels: one AVX-512 register of float64 per accumulator, so a
+/// tile's whole state lives in registers while it walks the epochs.
+const TILE: usize = 8;
+/// How far ahead of its read position each epoch's stream is prefetched: a tile reads one
+/// stream per epoch at once, more than the hardware prefetcher follows on its own.
+const PREFETCH_BYTES: usize = 2048;
 
 /// Running per-unit state across the epochs of the window, one array per field so the
 /// update loops vectorize.
@@ -430,27 +500,98 @@ pub(crate) struct AccSlices<'a> {
     last_wrong: &'a mut [i32],
 }
 
-impl AccSlices<'_> {
+/// Per-unit running state the kernels fold into: a block's arrays ([`AccSlices`]) on the
+/// epoch-major path, a tile's registers ([`TileAcc`]) on the tiled one. Both run these exact
+/// operations, so both paths give identical results.
+pub(crate) trait UnitState {
     /// Record unit `i`'s gold probability and verdict at window epoch `k`, branch-free.
-    #[inline(always)]
-    fn update(&mut self, i: usize, k: u32, p: f64, right: bool) {
-        if k == 0 {
-            self.shift[i] = p;
+    fn update(&mut self, i: usize, k: u32, p: f64, right: bool);
+    /// Add unit `i`'s margin and EL2N terms of one epoch (the multiclass kernels).
+    fn add_terms(&mut self, i: usize, margin: f64, el2n: f64);
+}
+
+/// One body for both implementations: they must stay the same operations in the same order.
+macro_rules! unit_state {
+    ([$($generics:tt)*] $ty:ty) => {
+        impl<$($generics)*> UnitState for $ty {
+            #[inline(always)]
+            fn update(&mut self, i: usize, k: u32, p: f64, right: bool) {
+                // a select and a plain store, not a conditional store: in the tiled kernels a
+                // masked store here defeats store forwarding and halves their speed
+                let shift = if k == 0 { p } else { self.shift[i] };
+                self.shift[i] = shift;
+                let d = p - shift;
+                self.sum_d[i] += d;
+                self.sum_d2[i] += d * d;
+                let r = right as u32;
+                self.right[i] += r;
+                self.forgetting[i] += self.last_right[i] & (r ^ 1);
+                self.last_wrong[i] = if right { self.last_wrong[i] } else { k as i32 };
+                self.last_right[i] = r;
+            }
+
+            #[inline(always)]
+            fn add_terms(&mut self, i: usize, margin: f64, el2n: f64) {
+                self.margin_sum[i] += margin;
+                self.el2n_sum[i] += el2n;
+            }
         }
-        let d = p - self.shift[i];
-        self.sum_d[i] += d;
-        self.sum_d2[i] += d * d;
-        let r = right as u32;
-        self.right[i] += r;
-        self.forgetting[i] += self.last_right[i] & (r ^ 1);
-        self.last_wrong[i] = if right { self.last_wrong[i] } else { k as i32 };
-        self.last_right[i] = r;
+    };
+}
+
+/// A tile's state: fixed-size arrays the compiler keeps in registers.
+pub(crate) struct TileAcc<const W: usize> {
+    shift: [f64; W],
+    sum_d: [f64; W],
+    sum_d2: [f64; W],
+    margin_sum: [f64; W],
+    el2n_sum: [f64; W],
+    right: [u32; W],
+    forgetting: [u32; W],
+    last_right: [u32; W],
+    last_wrong: [i32; W],
+}
+
+impl<const W: usize> TileAcc<W> {
+    #[inline(always)]
+    fn new() -> Self {
+        TileAcc {
+            shift: [0.0; W],
+            sum_d: [0.0; W],
+            sum_d2: [0.0; W],
+            margin_sum: [0.0; W],
+            el2n_sum: [0.0; W],
+            right: [0; W],
+            forgetting: [0; W],
+            last_right: [0; W],
+            last_wrong: [-1; W],
+        }
+    }
+
+    /// The tile's state as slices, for [`kernels`]' shared output code.
+    #[inline(always)]
+    fn slices(&mut self) -> AccSlices<'_> {
+        AccSlices {
+            shift: &mut self.shift,
+            sum_d: &mut self.sum_d,
+            sum_d2: &mut self.sum_d2,
+            margin_sum: &mut self.margin_sum,
+            el2n_sum: &mut self.el2n_sum,
+            right: &mut self.right,
+            forgetting: &mut self.forgetting,
+            last_right: &mut self.last_right,
+            last_wrong: &mut self.last_wrong,
+        }
     }
 }
 
+unit_state!([] AccSlices<'_>);
+unit_state!([const W: usize] TileAcc<W>);
+
+
 /// The per-epoch loops, compiled for several instruction sets and picked at run time.
 mod kernels {
-    use super::{Accumulators, Float, OutBlock, Rule};
+    use super::{AccSlices, Accumulators, Float, OutBlock, Rule, Stream, TileAcc, UnitState, PREFETCH_BYTES, TILE};
     use multiversion::multiversion;
 
     #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
@@ -459,12 +600,7 @@ mod kernels {
         let (values, gold_bits, mut acc) = (&values[..n], &gold_bits[..n], acc.slices(n));
         let mut valid = true;
         for i in 0..n {
-            let (x, y) = (values[i], gold_bits[i]);
-            valid &= x.is_probability();
-            let x = x.to_f64();
-            let p = if y == 1 { x } else { 1.0 - x };
-            let right = if rule.argmax { p > 0.5 } else { p >= rule.threshold };
-            acc.update(i, k, p, right);
+            valid &= binary_step(values[i], gold_bits[i], k, rule, &mut acc, i);
         }
         valid
     }
@@ -475,26 +611,178 @@ mod kernels {
         let (values, classes, mut acc) = (&values[..2 * n], &classes[..n], acc.slices(n));
         let mut valid = true;
         for i in 0..n {
-            let (a, b, gold) = (values[2 * i], values[2 * i + 1], classes[i]);
-            valid &= a.is_probability() & b.is_probability();
-            let (p_gold, other) = if gold == 0 { (a, b) } else { (b, a) };
-            let right = if rule.argmax { p_gold > other } else { p_gold.to_f64() >= rule.threshold };
-            let (p, q) = (p_gold.to_f64(), other.to_f64());
-            let miss = 1.0 - p;
-            acc.margin_sum[i] += p - q;
-            acc.el2n_sum[i] += (q * q + miss * miss).sqrt();
-            acc.update(i, k, p, right);
+            valid &= two_class_step(values[2 * i], values[2 * i + 1], classes[i], k, rule, &mut acc, i);
         }
         valid
+    }
+
+    /// Fold one unit's value of a one-column row (binary, multilabel); false when it is not a probability.
+    #[inline(always)]
+    fn binary_step<F: Float>(x: F, gold_bit: u8, k: u32, rule: Rule, acc: &mut impl UnitState, i: usize) -> bool {
+        let valid = x.is_probability();
+        let x = x.to_f64();
+        let p = if gold_bit == 1 { x } else { 1.0 - x };
+        let right = if rule.argmax { p > 0.5 } else { p >= rule.threshold };
+        acc.update(i, k, p, right);
+        valid
+    }
+
+    /// Fold one unit's two-column row `(a, b)`; false when either is not a probability.
+    #[inline(always)]
+    fn two_class_step<F: Float>(a: F, b: F, gold: i64, k: u32, rule: Rule, acc: &mut impl UnitState, i: usize) -> bool {
+        let valid = a.is_probability() & b.is_probability();
+        let (p_gold, other) = if gold == 0 { (a, b) } else { (b, a) };
+        let right = if rule.argmax { p_gold > other } else { p_gold.to_f64() >= rule.threshold };
+        let (p, q) = (p_gold.to_f64(), other.to_f64());
+        let miss = 1.0 - p;
+        acc.add_terms(i, p - q, (q * q + miss * miss).sqrt());
+        acc.update(i, k, p, right);
+        valid
+    }
+
+    /// How a tile reads its rows: a trait rather than a closure, because closures do not take
+    /// on the kernels' instruction sets and would not inline. `ROW_LEN` is a constant so each
+    /// row has a length the compiler knows, and the tile's loops unroll and vectorize.
+    trait Rows<F> {
+        const ROW_LEN: usize;
+        type Gold: Copy;
+        /// the gold label of block unit `t`
+        fn gold(&self, t: usize) -> Self::Gold;
+        /// fold one unit's row at window epoch `k` into slot `j`; false when a value is not a probability
+        fn fold(&self, row: &[F], gold: Self::Gold, k: u32, acc: &mut impl UnitState, j: usize) -> bool;
+    }
+
+    struct BinaryRows<'g> {
+        gold_bits: &'g [u8],
+        rule: Rule,
+    }
+
+    impl<F: Float> Rows<F> for BinaryRows<'_> {
+        const ROW_LEN: usize = 1;
+        type Gold = u8;
+        #[inline(always)]
+        fn gold(&self, t: usize) -> u8 {
+            self.gold_bits[t]
+        }
+        #[inline(always)]
+        fn fold(&self, row: &[F], gold: u8, k: u32, acc: &mut impl UnitState, j: usize) -> bool {
+            binary_step(row[0], gold, k, self.rule, acc, j)
+        }
+    }
+
+    struct TwoClassRows<'g> {
+        classes: &'g [i64],
+        rule: Rule,
+    }
+
+    impl<F: Float> Rows<F> for TwoClassRows<'_> {
+        const ROW_LEN: usize = 2;
+        type Gold = i64;
+        #[inline(always)]
+        fn gold(&self, t: usize) -> i64 {
+            self.classes[t]
+        }
+        #[inline(always)]
+        fn fold(&self, row: &[F], gold: i64, k: u32, acc: &mut impl UnitState, j: usize) -> bool {
+            two_class_step(row[0], row[1], gold, k, self.rule, acc, j)
+        }
+    }
+
+    /// A whole block of one-column rows, tile by tile (see [`tile`]).
+    #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+    pub(crate) fn tiled_binary<'o, F: Float>(data: &[F], stream: &Stream, gold_bits: &[u8], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'o>) -> bool {
+        let (start, len) = (out.start, out.len());
+        let gold_bits = &gold_bits[..len];
+        let rows = BinaryRows { gold_bits, rule };
+        let mut valid = true;
+        let mut t = 0;
+        while t + TILE <= len {
+            valid &= tile::<F, TILE, _>(data, stream, start, t, &rows, n, divisor, false, out);
+            t += TILE;
+        }
+        while t < len {
+            valid &= tile::<F, 1, _>(data, stream, start, t, &rows, n, divisor, false, out);
+            t += 1;
+        }
+        valid
+    }
+
+    /// A whole block of two-column rows, tile by tile (see [`tile`]).
+    #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+    pub(crate) fn tiled_two_class<'o, F: Float>(data: &[F], stream: &Stream, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'o>) -> bool {
+        let (start, len) = (out.start, out.len());
+        let classes = &classes[..len];
+        let rows = TwoClassRows { classes, rule };
+        let mut valid = true;
+        let mut t = 0;
+        while t + TILE <= len {
+            valid &= tile::<F, TILE, _>(data, stream, start, t, &rows, n, divisor, true, out);
+            t += TILE;
+        }
+        while t < len {
+            valid &= tile::<F, 1, _>(data, stream, start, t, &rows, n, divisor, true, out);
+            t += 1;
+        }
+        valid
+    }
+
+    /// `W` units from block offset `t` walk every epoch of the window, their accumulators in
+    /// local arrays the compiler keeps in registers, then write their outputs: the data is read
+    /// once and no accumulator ever goes to memory. Each unit sees the same operations in the
+    /// same order as on the epoch-major path, so both give identical results.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn tile<F: Float, const W: usize, R: Rows<F>>(
+        data: &[F],
+        stream: &Stream,
+        start: usize,
+        t: usize,
+        rows: &R,
+        n: f64,
+        divisor: f64,
+        multiclass: bool,
+        out: &mut OutBlock<'_>,
+    ) -> bool {
+        let mut acc = TileAcc::<W>::new();
+        let gold: [R::Gold; W] = std::array::from_fn(|j| rows.gold(t + j));
+        let mut valid = true;
+        for (k, e) in stream.epochs.clone().enumerate() {
+            let at = e * stream.epoch_len + (start + t) * R::ROW_LEN;
+            let tile_rows = &data[at..at + W * R::ROW_LEN];
+            prefetch(tile_rows.as_ptr(), PREFETCH_BYTES);
+            for (j, row) in tile_rows.chunks_exact(R::ROW_LEN).enumerate() {
+                valid &= rows.fold(row, gold[j], k as u32, &mut acc, j);
+            }
+        }
+        finish(&acc.slices(), &mut out.window(t, W), n, divisor, multiclass);
+        valid
+    }
+
+    /// Hint the cache to fetch the line `ahead` bytes past `at` (a hint: it never faults).
+    #[inline(always)]
+    fn prefetch<T>(at: *const T, ahead: usize) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch only hints the cache; any address is allowed, even an unmapped one.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>().wrapping_add(ahead));
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (at, ahead);
     }
 
     /// Turn one block's accumulators into its outputs.
     #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
     pub(crate) fn finalize<'o>(acc: &mut Accumulators, out: &mut OutBlock<'o>, n: f64, divisor: f64, multiclass: bool) {
         let len = out.len();
-        let a = acc.slices(len);
+        finish(&acc.slices(len), &mut out.slices(len), n, divisor, multiclass);
+    }
+
+    /// Write the outputs of `a.len()` units from their accumulators (`o` cut to the same length).
+    #[inline(always)]
+    fn finish(a: &AccSlices<'_>, o: &mut OutBlock<'_>, n: f64, divisor: f64, multiclass: bool) {
+        let len = a.shift.len();
         let (inv_n, inv_divisor) = (1.0 / n, 1.0 / divisor);
-        let o = out.slices(len);
         // one simple loop per group of outputs, so each vectorizes
         for i in 0..len {
             // shifted sums: d = p - shift, so the mean and variance lose no precision to cancellation
@@ -502,29 +790,30 @@ mod kernels {
             let confidence = a.shift[i] + mean_d;
             let m2 = (a.sum_d2[i] - a.sum_d[i] * mean_d).max(0.0);
             let closeness = confidence * (1.0 - confidence);
-            o.confidence[i] = confidence;
-            o.variability[i] = (m2 * inv_divisor).sqrt();
-            o.threshold_closeness[i] = closeness;
+            o.confidence[i].write(confidence);
+            o.variability[i].write((m2 * inv_divisor).sqrt());
+            o.threshold_closeness[i].write(closeness);
             // mean p(1 - p) = mean p - mean p^2 = confidence (1 - confidence) - population variance
-            o.aleatoric[i] = (closeness - m2 * inv_n).max(0.0);
+            o.aleatoric[i].write((closeness - m2 * inv_n).max(0.0));
         }
         for i in 0..len {
             // a division, not a reciprocal product: count / n must equal the reference exactly
-            o.correctness[i] = a.right[i] as f64 / n;
-            o.forgetting[i] = a.forgetting[i] as i32;
-            o.never_learned[i] = a.right[i] == 0;
-            o.first_learned[i] = if a.last_right[i] != 0 { a.last_wrong[i] + 1 } else { -1 };
+            o.correctness[i].write(a.right[i] as f64 / n);
+            o.forgetting[i].write(a.forgetting[i] as i32);
+            o.never_learned[i].write(a.right[i] == 0);
+            o.first_learned[i].write(if a.last_right[i] != 0 { a.last_wrong[i] + 1 } else { -1 });
         }
         if multiclass {
             for i in 0..len {
-                o.margin[i] = a.margin_sum[i] * inv_n;
-                o.el2n[i] = a.el2n_sum[i] * inv_n;
+                o.margin[i].write(a.margin_sum[i] * inv_n);
+                o.el2n[i].write(a.el2n_sum[i] * inv_n);
             }
         } else {
             // p - (1 - p) and |p - y| sqrt 2 = (1 - p) sqrt 2 are linear in p
             for i in 0..len {
-                o.margin[i] = 2.0 * o.confidence[i] - 1.0;
-                o.el2n[i] = (1.0 - o.confidence[i]) * std::f64::consts::SQRT_2;
+                let confidence = a.shift[i] + a.sum_d[i] * inv_n; // as above, bit for bit
+                o.margin[i].write(2.0 * confidence - 1.0);
+                o.el2n[i].write((1.0 - confidence) * std::f64::consts::SQRT_2);
             }
         }
     }
@@ -637,19 +926,19 @@ impl Float for f64 {
     }
 }
 
-/// One block's mutable slices of every output.
+/// One block's slices of every output, written once each by [`kernels::finish`].
 pub(crate) struct OutBlock<'a> {
     start: usize,
-    confidence: &'a mut [f64],
-    variability: &'a mut [f64],
-    correctness: &'a mut [f64],
-    forgetting: &'a mut [i32],
-    never_learned: &'a mut [bool],
-    first_learned: &'a mut [i32],
-    threshold_closeness: &'a mut [f64],
-    margin: &'a mut [f64],
-    aleatoric: &'a mut [f64],
-    el2n: &'a mut [f64],
+    confidence: &'a mut [MaybeUninit<f64>],
+    variability: &'a mut [MaybeUninit<f64>],
+    correctness: &'a mut [MaybeUninit<f64>],
+    forgetting: &'a mut [MaybeUninit<i32>],
+    never_learned: &'a mut [MaybeUninit<bool>],
+    first_learned: &'a mut [MaybeUninit<i32>],
+    threshold_closeness: &'a mut [MaybeUninit<f64>],
+    margin: &'a mut [MaybeUninit<f64>],
+    aleatoric: &'a mut [MaybeUninit<f64>],
+    el2n: &'a mut [MaybeUninit<f64>],
 }
 
 impl OutBlock<'_> {
@@ -660,36 +949,44 @@ impl OutBlock<'_> {
     /// Reborrow every output cut to exactly `n`, so index loops carry no bounds checks.
     #[inline(always)]
     fn slices(&mut self, n: usize) -> OutBlock<'_> {
+        self.window(0, n)
+    }
+
+    /// Reborrow units `offset..offset + n` of every output.
+    #[inline(always)]
+    fn window(&mut self, offset: usize, n: usize) -> OutBlock<'_> {
+        let units = offset..offset + n;
         OutBlock {
-            start: self.start,
-            confidence: &mut self.confidence[..n],
-            variability: &mut self.variability[..n],
-            correctness: &mut self.correctness[..n],
-            forgetting: &mut self.forgetting[..n],
-            never_learned: &mut self.never_learned[..n],
-            first_learned: &mut self.first_learned[..n],
-            threshold_closeness: &mut self.threshold_closeness[..n],
-            margin: &mut self.margin[..n],
-            aleatoric: &mut self.aleatoric[..n],
-            el2n: &mut self.el2n[..n],
+            start: self.start + offset,
+            confidence: &mut self.confidence[units.clone()],
+            variability: &mut self.variability[units.clone()],
+            correctness: &mut self.correctness[units.clone()],
+            forgetting: &mut self.forgetting[units.clone()],
+            never_learned: &mut self.never_learned[units.clone()],
+            first_learned: &mut self.first_learned[units.clone()],
+            threshold_closeness: &mut self.threshold_closeness[units.clone()],
+            margin: &mut self.margin[units.clone()],
+            aleatoric: &mut self.aleatoric[units.clone()],
+            el2n: &mut self.el2n[units],
         }
     }
 }
 
-fn split_outputs(out: &mut Statistics, block: usize) -> Vec<OutBlock<'_>> {
+fn split_outputs(out: &mut Statistics, units: usize, block: usize) -> Vec<OutBlock<'_>> {
     let Statistics { confidence, variability, correctness, forgetting, never_learned, first_learned, threshold_closeness, margin, aleatoric, el2n } = out;
-    let mut blocks = Vec::with_capacity(confidence.len().div_ceil(block));
+    let mut blocks = Vec::with_capacity(units.div_ceil(block));
+    // `with_capacity` may give more room than asked for: cut every output to exactly `units`
     let mut iters = (
-        confidence.chunks_mut(block),
-        variability.chunks_mut(block),
-        correctness.chunks_mut(block),
-        forgetting.chunks_mut(block),
-        never_learned.chunks_mut(block),
-        first_learned.chunks_mut(block),
-        threshold_closeness.chunks_mut(block),
-        margin.chunks_mut(block),
-        aleatoric.chunks_mut(block),
-        el2n.chunks_mut(block),
+        confidence.spare_capacity_mut()[..units].chunks_mut(block),
+        variability.spare_capacity_mut()[..units].chunks_mut(block),
+        correctness.spare_capacity_mut()[..units].chunks_mut(block),
+        forgetting.spare_capacity_mut()[..units].chunks_mut(block),
+        never_learned.spare_capacity_mut()[..units].chunks_mut(block),
+        first_learned.spare_capacity_mut()[..units].chunks_mut(block),
+        threshold_closeness.spare_capacity_mut()[..units].chunks_mut(block),
+        margin.spare_capacity_mut()[..units].chunks_mut(block),
+        aleatoric.spare_capacity_mut()[..units].chunks_mut(block),
+        el2n.spare_capacity_mut()[..units].chunks_mut(block),
     );
     let mut start = 0;
     for confidence in iters.0.by_ref() {
