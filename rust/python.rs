@@ -14,6 +14,13 @@ use crate::dynamics::{Dims, DynamicsFile, DynamicsView, Probs};
 use crate::error::Error;
 use crate::stats::{self, Correctness, Labels, Options, Statistics, Task};
 
+/// Large outputs (tens of MiB per call) freed by Python come back to this allocator, which
+/// reuses their pages on the next call; the system allocator unmaps them, and the kernel then
+/// has to fault in and zero fresh pages every time, which cost as much as the whole
+/// computation of a two-column file.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pyo3::create_exception!(
     datacarto,
     DatacartoError,
