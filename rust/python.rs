@@ -66,7 +66,9 @@ fn options(task: &str, argmax: bool, threshold: f64, epoch_start: usize, epoch_s
 }
 
 /// Runs the kernel without the GIL, polling Python every 100 ms for Ctrl-C and progress.
-fn run_detached(py: Python<'_>, view: DynamicsView<'_>, labels: Labels<'_>, options: &Options, progress: Option<Py<PyAny>>) -> PyResult<Statistics> {
+/// The core calls its labels argument "labels"; errors about them name `labels_name` instead
+/// (the caller knows whether they came from a file).
+fn run_detached(py: Python<'_>, view: DynamicsView<'_>, labels: Labels<'_>, options: &Options, progress: Option<Py<PyAny>>, labels_name: &str) -> PyResult<Statistics> {
     let last_poll = Mutex::new(Instant::now());
     let callback_error: Mutex<Option<PyErr>> = Mutex::new(None);
     let poll = |done: usize, total: usize| -> bool {
@@ -100,7 +102,10 @@ fn run_detached(py: Python<'_>, view: DynamicsView<'_>, labels: Labels<'_>, opti
     if let Some(err) = callback_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(err);
     }
-    result.map_err(to_py_err)
+    result.map_err(|error| match error {
+        Error::Invalid { origin, field, message } if origin == "labels" => to_py_err(Error::Invalid { origin: labels_name.to_owned(), field, message }),
+        other => to_py_err(other),
+    })
 }
 
 fn statistics_dict(py: Python<'_>, stats: Statistics) -> PyResult<Bound<'_, PyDict>> {
@@ -152,7 +157,7 @@ fn read_header(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyDict>> {
 /// Compute every statistic over a dynamics file (memory-mapped) or a C-contiguous float32 /
 /// float64 / float16 array `[E, N, L]`.
 #[pyfunction]
-#[pyo3(signature = (source, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, ddof, threads=None, progress=None))]
+#[pyo3(signature = (source, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, ddof, threads=None, progress=None, labels_name="labels"))]
 #[allow(clippy::too_many_arguments)]
 fn compute<'py>(
     py: Python<'py>,
@@ -167,26 +172,27 @@ fn compute<'py>(
     ddof: usize,
     threads: Option<usize>,
     progress: Option<Py<PyAny>>,
+    labels_name: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let options = options(task, argmax, threshold, epoch_start, epoch_stop, ddof, threads)?;
     let labels = LabelArrays { classes: class_labels, multilabel: multilabel_labels };
     let labels = labels.labels()?;
     let stats = if let Ok(path) = source.extract::<PathBuf>() {
         let file = py.detach(|| DynamicsFile::open(&path)).map_err(to_py_err)?;
-        run_detached(py, file.view(), labels, &options, progress)?
+        run_detached(py, file.view(), labels, &options, progress, labels_name)?
     } else {
         let not_contiguous = |_| DatacartoError::new_err("probs: expected a C-contiguous array");
         let dims_of = |shape: &[usize]| Dims { n_epochs: shape[0], n_examples: shape[1], n_labels: shape[2] };
         // the typed borrow must outlive the kernel run, so each dtype runs in its own arm
         if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f32>>() {
             let view = DynamicsView::new(Probs::F32(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?;
-            run_detached(py, view, labels, &options, progress)?
+            run_detached(py, view, labels, &options, progress, labels_name)?
         } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f64>>() {
             let view = DynamicsView::new(Probs::F64(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?;
-            run_detached(py, view, labels, &options, progress)?
+            run_detached(py, view, labels, &options, progress, labels_name)?
         } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f16>>() {
             let view = DynamicsView::new(Probs::F16(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?;
-            run_detached(py, view, labels, &options, progress)?
+            run_detached(py, view, labels, &options, progress, labels_name)?
         } else {
             return Err(DatacartoError::new_err("probs: expected a path to a .npy file or a 3-D float32, float64 or float16 numpy array [epochs, examples, labels]"));
         }

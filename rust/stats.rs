@@ -198,16 +198,20 @@ impl<'a> Plan<'a> {
                 if classes.len() != dims.n_examples {
                     return Err(Error::invalid("labels", "shape", format!("expected {} labels to match {origin}, found {}", dims.n_examples, classes.len())));
                 }
-                if let Some((index, &bad)) = classes.iter().enumerate().find(|(_, &c)| c < 0 || c as u64 >= n_classes as u64) {
-                    return Err(Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {bad} at index {index}")));
+                // a vectorized max first (as u64, so negatives are huge); the index only on failure
+                if kernels::max_as_u64(classes) >= n_classes as u64 {
+                    let index = classes.iter().position(|&c| c as u64 >= n_classes as u64).unwrap_or(0);
+                    return Err(Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {} at index {index}", classes[index])));
                 }
             }
             (Task::Multilabel, Labels::Multilabel(targets)) => {
                 if targets.len() != dims.n_examples * dims.n_labels {
                     return Err(Error::invalid("labels", "shape", format!("expected a 0/1 array [{}, {}] to match {origin}, found {} values", dims.n_examples, dims.n_labels, targets.len())));
                 }
-                if let Some((index, &bad)) = targets.iter().enumerate().find(|(_, &y)| y > 1) {
-                    return Err(Error::invalid("labels", "value", format!("expected 0 or 1, found {bad} at ({}, {})", index / dims.n_labels, index % dims.n_labels)));
+                // a vectorized max first (SSE2 pmaxub); the position only on failure
+                if targets.iter().fold(0u8, |max, &y| max.max(y)) > 1 {
+                    let index = targets.iter().position(|&y| y > 1).unwrap_or(0);
+                    return Err(Error::invalid("labels", "value", format!("expected 0 or 1, found {} at ({}, {})", targets[index], index / dims.n_labels, index % dims.n_labels)));
                 }
             }
             (Task::Multilabel, Labels::Classes(_)) => return Err(Error::invalid("labels", "shape", "task multilabel expects a 0/1 array [N, L]")),
@@ -818,6 +822,12 @@ mod kernels {
         }
     }
 
+    /// The largest value of `values`, each read as u64 (negative numbers become huge).
+    #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+    pub(crate) fn max_as_u64(values: &[i64]) -> u64 {
+        values.iter().fold(0u64, |max, &v| max.max(v as u64))
+    }
+
     /// Lanes of the row loop: wide enough for AVX-512 float32, reduced at the end of each row.
     const LANES: usize = 4;
 
@@ -1116,6 +1126,49 @@ mod tests {
                 let binary = Options { task: Task::Binary, ..options.clone() };
                 prop_assert_eq!(compute(view, Labels::Classes(&classes), &binary, None).unwrap(), stats);
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+        /// The tiled kernels (float32, float64) and the epoch-major ones (float16) must agree
+        /// bit for bit on values all three types hold exactly, for one- and two-column rows,
+        /// tails of fewer than a tile, several blocks, windows, ddof and both rules.
+        #[test]
+        fn tiled_and_epoch_major_paths_agree_exactly(
+            (e, n, two_columns, eighths, gold) in (1usize..7, prop_oneof![1usize..40, 2040usize..2100], any::<bool>()).prop_flat_map(|(e, n, two)| (
+                Just(e), Just(n), Just(two),
+                proptest::collection::vec(0u8..=8, e * n),
+                proptest::collection::vec(0i64..2, n),
+            )),
+            threshold in prop_oneof![Just(None), Just(Some(0.5)), (0.0f64..=1.0).prop_map(Some)],
+            skip in 0usize..3,
+            ddof in 0usize..2,
+            threads in 1usize..4,
+        ) {
+            let start = skip.min(e - 1);
+            prop_assume!(ddof < e - start);
+            // p in eighths: exact in float16; two columns hold (p, 1 - p)
+            let narrow: Vec<f32> = if two_columns {
+                eighths.iter().flat_map(|&k| [k as f32 / 8.0, 1.0 - k as f32 / 8.0]).collect()
+            } else {
+                eighths.iter().map(|&k| k as f32 / 8.0).collect()
+            };
+            let l = if two_columns { 2 } else { 1 };
+            let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
+            let (task, correctness) = match (two_columns, threshold) {
+                (true, None) => (Task::Multiclass, Correctness::Argmax),
+                (true, Some(t)) => (Task::Multiclass, Correctness::Threshold(t)),
+                (false, t) => (Task::Binary, Correctness::Threshold(t.unwrap_or(0.5))),
+            };
+            let options = Options { task, correctness, epochs: start..e, ddof, threads: Some(threads) };
+            let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
+            let half: Vec<f16> = narrow.iter().map(|&x| f16::from_f32(x)).collect();
+            let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
+            let epoch_major = run(Probs::F16(&half));
+            prop_assert_eq!(&run(Probs::F32(&narrow)), &epoch_major);
+            prop_assert_eq!(&run(Probs::F64(&wide)), &epoch_major);
         }
     }
 

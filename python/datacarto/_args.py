@@ -36,6 +36,7 @@ class Resolved:
     ddof: int
     class_labels: Optional[np.ndarray]  # int64 [N] for multiclass / binary
     multilabel_labels: Optional[np.ndarray]  # uint8 [N, L] for multilabel
+    labels_name: str = "labels"  # how error messages name the labels ("path: labels" for a file)
 
     @property
     def labels(self) -> np.ndarray:
@@ -129,8 +130,14 @@ def resolve(
     epochs: EpochWindow,
     ddof: int,
     source_name: str,
+    check_classes: bool = True,
 ) -> Resolved:
-    """Validate every argument of a computation over a ``shape = (E, N, L)`` dynamics block."""
+    """Validate every argument of a computation over a ``shape = (E, N, L)`` dynamics block.
+
+    With ``check_classes=False`` the range of class indices that convert to int64 exactly is
+    left to the caller: the Rust core checks it anyway, so scanning here too would read the
+    labels twice. uint64 labels are always checked here, before a value >= 2**63 could wrap.
+    """
     n_epochs, n_examples, n_labels = shape
     labels_array = load_labels(labels)
     label_name = os.fspath(labels) + ": labels" if isinstance(labels, (str, os.PathLike)) else "labels"
@@ -161,8 +168,8 @@ def resolve(
             raise DatacartoError(f"{label_name}: expected a 0/1 array of shape ({n_examples}, {n_labels}) to match {source_name}, found shape {labels_array.shape}")
         if labels_array.size and not np.isin(labels_array, (0, 1)).all():
             bad = np.argwhere(~np.isin(labels_array, (0, 1)))[0]
-            raise DatacartoError(f"{label_name}: expected only 0 and 1 for multilabel, found {labels_array[tuple(bad)]!r} at {tuple(int(b) for b in bad)}")
-        return Resolved(resolved_task, correctness, threshold, start, stop, int(ddof), None, np.ascontiguousarray(labels_array, dtype=np.uint8))  # type: ignore[arg-type]
+            raise DatacartoError(f"{label_name}: expected only 0 and 1 for multilabel, found {labels_array[tuple(bad)].item()!r} at {tuple(int(b) for b in bad)}")
+        return Resolved(resolved_task, correctness, threshold, start, stop, int(ddof), None, np.ascontiguousarray(labels_array, dtype=np.uint8), label_name)  # type: ignore[arg-type]
 
     if labels_array.ndim != 1 or labels_array.shape[0] != n_examples:
         raise DatacartoError(f"{label_name}: expected an integer array of shape ({n_examples},) to match {source_name}, found shape {labels_array.shape}")
@@ -173,11 +180,11 @@ def resolve(
     if resolved_task == "multiclass" and n_labels < 2:
         raise DatacartoError(f"{source_name}: task 'multiclass' expects at least 2 label columns, found {n_labels}; use task='binary' for a one-column file")
     n_classes = 2 if resolved_task == "binary" else n_labels
-    if labels_array.size:
+    if labels_array.size and (check_classes or labels_array.dtype == np.uint64):
         # checked before the cast to int64, so a huge uint64 is reported as itself
         low, high = int(labels_array.min()), int(labels_array.max())
         if low < 0 or high >= n_classes:
             bad_index = int(np.argmax((labels_array < 0) | (labels_array >= n_classes)))
             raise DatacartoError(f"{label_name}: expected class indices in [0, {n_classes}), found {int(labels_array[bad_index])} at index {bad_index}")
     class_labels = labels_array.astype(np.int64, copy=False)
-    return Resolved(resolved_task, correctness, threshold, start, stop, int(ddof), np.ascontiguousarray(class_labels), None)  # type: ignore[arg-type]
+    return Resolved(resolved_task, correctness, threshold, start, stop, int(ddof), np.ascontiguousarray(class_labels), None, label_name)  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ def compute(
     ddof: int,
     threads: Optional[int],
     progress: Optional[Callable[[int, int], Any]],
+    labels_name: str = "labels",
 ) -> Dict[str, np.ndarray]:
     """Compute every statistic over a dynamics file (memory-mapped) or a C-contiguous
     float32/float64/float16 array ``[E, N, L]``; flat arrays ``N`` or ``N * L`` long."""

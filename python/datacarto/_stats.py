@@ -185,12 +185,14 @@ def compute(
     else:
         raise TypeError(f"source: expected a path to a .npy dynamics file or a numpy array [E, N, L], found {type(source).__name__}")
 
-    args = resolve(labels, shape, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, source_name=name)  # type: ignore[arg-type]
+    # the core checks the class indices' range itself (its errors name `labels_name`)
+    args = resolve(labels, shape, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, source_name=name, check_classes=False)  # type: ignore[arg-type]
     callback, close = _progress_callback(progress, shape, args.epoch_stop - args.epoch_start)
     try:
         kwargs = dict(
             class_labels=args.class_labels,
             multilabel_labels=args.multilabel_labels,
+            labels_name=args.labels_name,
             task=args.task,
             argmax=args.correctness == "argmax",
             threshold=args.threshold,
