@@ -550,6 +550,70 @@ macro_rules! unit_state {
     };
 }
 
+/// A tile's outputs before they go to the block's slices.
+pub(crate) struct TileOut<const W: usize> {
+    confidence: [MaybeUninit<f64>; W],
+    variability: [MaybeUninit<f64>; W],
+    correctness: [MaybeUninit<f64>; W],
+    forgetting: [MaybeUninit<i32>; W],
+    never_learned: [MaybeUninit<bool>; W],
+    first_learned: [MaybeUninit<i32>; W],
+    threshold_closeness: [MaybeUninit<f64>; W],
+    margin: [MaybeUninit<f64>; W],
+    aleatoric: [MaybeUninit<f64>; W],
+    el2n: [MaybeUninit<f64>; W],
+}
+
+impl<const W: usize> TileOut<W> {
+    #[inline(always)]
+    fn new() -> Self {
+        TileOut {
+            confidence: [MaybeUninit::uninit(); W],
+            variability: [MaybeUninit::uninit(); W],
+            correctness: [MaybeUninit::uninit(); W],
+            forgetting: [MaybeUninit::uninit(); W],
+            never_learned: [MaybeUninit::uninit(); W],
+            first_learned: [MaybeUninit::uninit(); W],
+            threshold_closeness: [MaybeUninit::uninit(); W],
+            margin: [MaybeUninit::uninit(); W],
+            aleatoric: [MaybeUninit::uninit(); W],
+            el2n: [MaybeUninit::uninit(); W],
+        }
+    }
+
+    #[inline(always)]
+    fn block(&mut self) -> OutBlock<'_> {
+        OutBlock {
+            start: 0,
+            confidence: &mut self.confidence,
+            variability: &mut self.variability,
+            correctness: &mut self.correctness,
+            forgetting: &mut self.forgetting,
+            never_learned: &mut self.never_learned,
+            first_learned: &mut self.first_learned,
+            threshold_closeness: &mut self.threshold_closeness,
+            margin: &mut self.margin,
+            aleatoric: &mut self.aleatoric,
+            el2n: &mut self.el2n,
+        }
+    }
+
+    /// Copy every output to `out` (cut to `W` units); initialized elements stay initialized.
+    #[inline(always)]
+    fn copy_to(&self, out: &mut OutBlock<'_>) {
+        out.confidence.copy_from_slice(&self.confidence);
+        out.variability.copy_from_slice(&self.variability);
+        out.correctness.copy_from_slice(&self.correctness);
+        out.forgetting.copy_from_slice(&self.forgetting);
+        out.never_learned.copy_from_slice(&self.never_learned);
+        out.first_learned.copy_from_slice(&self.first_learned);
+        out.threshold_closeness.copy_from_slice(&self.threshold_closeness);
+        out.margin.copy_from_slice(&self.margin);
+        out.aleatoric.copy_from_slice(&self.aleatoric);
+        out.el2n.copy_from_slice(&self.el2n);
+    }
+}
+
 /// A tile's state: fixed-size arrays the compiler keeps in registers.
 pub(crate) struct TileAcc<const W: usize> {
     shift: [f64; W],
@@ -602,7 +666,7 @@ unit_state!([const W: usize] TileAcc<W>);
 
 /// The per-epoch loops, compiled for several instruction sets and picked at run time.
 mod kernels {
-    use super::{AccSlices, Accumulators, Float, OutBlock, Rule, Stream, TileAcc, UnitState, PREFETCH_BYTES, TILE};
+    use super::{AccSlices, Accumulators, Float, OutBlock, Rule, Stream, TileAcc, TileOut, UnitState, PREFETCH_BYTES, TILE};
     use multiversion::multiversion;
 
     #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
@@ -765,7 +829,11 @@ mod kernels {
                 valid &= rows.fold(row, gold[j], k as u32, &mut acc, j);
             }
         }
-        finish(&acc.slices(), &mut out.window(t, W), n, divisor, multiclass);
+        // outputs into local arrays first, then 64-byte copies: stores through the block's
+        // slices may alias anything as far as the compiler knows, which kept `finish` scalar
+        let mut local = TileOut::<W>::new();
+        finish(&acc.slices(), &mut local.block(), n, divisor, multiclass);
+        local.copy_to(&mut out.window(t, W));
         valid
     }
 
