@@ -96,7 +96,7 @@ def test_numpy_reference(benchmark, remember, shape):
 def test_scaling(benchmark, remember, n_examples):
     shape = (10, n_examples, 2)
     path, labels = _inputs(shape)
-    rounds = 5 if n_examples < 10_000_000 else 3
+    rounds = ROUNDS if n_examples < 10_000_000 else 5
     benchmark.pedantic(lambda: dc.compute(path, labels), rounds=rounds, warmup_rounds=1)
     remember(benchmark, f"scaling L=2 N={n_examples:,}", "datacarto (all threads)")
     seconds = benchmark.stats.stats.min
