@@ -292,7 +292,7 @@ impl<'a> Plan<'a> {
             };
             match tiled {
                 Some(true) => return Ok(()),
-                Some(false) => return Err(self.first_bad_value(&range)),
+                Some(false) => return Err(self.bad_value(self.epochs.clone(), &range)),
                 None => {}
             }
         }
@@ -312,7 +312,7 @@ impl<'a> Plan<'a> {
                 }
             };
             if !valid {
-                return Err(self.bad_value(e, &range));
+                return Err(self.bad_value(e..e + 1, &range));
             }
         }
         self.finalize(acc, out);
@@ -331,19 +331,6 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// The error for the first value of the window (in epoch order) that is not a probability.
-    fn first_bad_value(&self, range: &Range<usize>) -> Error {
-        let epoch = self.epochs.clone().find(|&e| {
-            let chunk = self.chunk_range(e, range);
-            match self.view.probs {
-                Probs::F32(data) => first_bad(&data[chunk]).is_some(),
-                Probs::F64(data) => first_bad(&data[chunk]).is_some(),
-                Probs::F16(data) => data[chunk].iter().any(|x| !x.to_f32().is_probability()),
-            }
-        });
-        self.bad_value(epoch.unwrap_or(self.epochs.start), range)
-    }
-
     /// Element range of epoch `e` for the units in `range`.
     fn chunk_range(&self, e: usize, range: &Range<usize>) -> Range<usize> {
         let epoch_len = self.units * self.row_len;
@@ -359,15 +346,19 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// Locate the first bad value of epoch `e` in the block (the slow path, for the message).
-    fn bad_value(&self, epoch: usize, range: &Range<usize>) -> Error {
-        let chunk = self.chunk_range(epoch, range);
-        let (offset, value) = match self.view.probs {
-            Probs::F32(data) => first_bad(&data[chunk]),
-            Probs::F64(data) => first_bad(&data[chunk]),
-            Probs::F16(data) => first_bad(&data[chunk].iter().map(|x| x.to_f32()).collect::<Vec<_>>()),
-        }
-        .unwrap_or((0, f64::NAN));
+    /// Locate the first bad value (in epoch order) of `epochs` in the block (the slow path, for the message).
+    fn bad_value(&self, epochs: Range<usize>, range: &Range<usize>) -> Error {
+        let first_bad_in = |epoch: usize| {
+            let chunk = self.chunk_range(epoch, range);
+            match self.view.probs {
+                Probs::F32(data) => first_bad(&data[chunk]),
+                Probs::F64(data) => first_bad(&data[chunk]),
+                Probs::F16(data) => first_bad(&data[chunk].iter().map(|x| x.to_f32()).collect::<Vec<_>>()),
+            }
+            .map(|(offset, value)| (epoch, offset, value))
+        };
+        let first = epochs.clone().find_map(first_bad_in);
+        let (epoch, offset, value) = first.unwrap_or((epochs.start, 0, f64::NAN));
         let unit = range.start + offset / self.row_len;
         let (example, label) = match self.task {
             Task::Multilabel => (unit / self.view.dims.n_labels, unit % self.view.dims.n_labels),
@@ -720,6 +711,8 @@ mod kernels {
     /// row has a length the compiler knows, and the tile's loops unroll and vectorize.
     trait Rows<F> {
         const ROW_LEN: usize;
+        /// whether margin and EL2N come from per-epoch terms (true) or from the confidence
+        const MULTICLASS: bool;
         type Gold: Copy;
         /// the gold label of block unit `t`
         fn gold(&self, t: usize) -> Self::Gold;
@@ -734,6 +727,7 @@ mod kernels {
 
     impl<F: Float> Rows<F> for BinaryRows<'_> {
         const ROW_LEN: usize = 1;
+        const MULTICLASS: bool = false;
         type Gold = u8;
         #[inline(always)]
         fn gold(&self, t: usize) -> u8 {
@@ -752,6 +746,7 @@ mod kernels {
 
     impl<F: Float> Rows<F> for TwoClassRows<'_> {
         const ROW_LEN: usize = 2;
+        const MULTICLASS: bool = true;
         type Gold = i64;
         #[inline(always)]
         fn gold(&self, t: usize) -> i64 {
@@ -766,36 +761,27 @@ mod kernels {
     /// A whole block of one-column rows, tile by tile (see [`tile`]).
     #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
     pub(crate) fn tiled_binary<'o, F: Float>(data: &[F], stream: &Stream, gold_bits: &[u8], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'o>) -> bool {
-        let (start, len) = (out.start, out.len());
-        let gold_bits = &gold_bits[..len];
-        let rows = BinaryRows { gold_bits, rule };
-        let mut valid = true;
-        let mut t = 0;
-        while t + TILE <= len {
-            valid &= tile::<F, TILE, _>(data, stream, start, t, &rows, n, divisor, false, out);
-            t += TILE;
-        }
-        while t < len {
-            valid &= tile::<F, 1, _>(data, stream, start, t, &rows, n, divisor, false, out);
-            t += 1;
-        }
-        valid
+        tiles(data, stream, &BinaryRows { gold_bits: &gold_bits[..out.len()], rule }, n, divisor, out)
     }
 
     /// A whole block of two-column rows, tile by tile (see [`tile`]).
     #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
     pub(crate) fn tiled_two_class<'o, F: Float>(data: &[F], stream: &Stream, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'o>) -> bool {
+        tiles(data, stream, &TwoClassRows { classes: &classes[..out.len()], rule }, n, divisor, out)
+    }
+
+    /// Full tiles of `TILE` units, then the remainder one unit at a time.
+    #[inline(always)]
+    fn tiles<F: Float, R: Rows<F>>(data: &[F], stream: &Stream, rows: &R, n: f64, divisor: f64, out: &mut OutBlock<'_>) -> bool {
         let (start, len) = (out.start, out.len());
-        let classes = &classes[..len];
-        let rows = TwoClassRows { classes, rule };
         let mut valid = true;
         let mut t = 0;
         while t + TILE <= len {
-            valid &= tile::<F, TILE, _>(data, stream, start, t, &rows, n, divisor, true, out);
+            valid &= tile::<F, TILE, R>(data, stream, start, t, rows, n, divisor, out);
             t += TILE;
         }
         while t < len {
-            valid &= tile::<F, 1, _>(data, stream, start, t, &rows, n, divisor, true, out);
+            valid &= tile::<F, 1, R>(data, stream, start, t, rows, n, divisor, out);
             t += 1;
         }
         valid
@@ -815,7 +801,6 @@ mod kernels {
         rows: &R,
         n: f64,
         divisor: f64,
-        multiclass: bool,
         out: &mut OutBlock<'_>,
     ) -> bool {
         let mut acc = TileAcc::<W>::new();
@@ -832,7 +817,7 @@ mod kernels {
         // outputs into local arrays first, then 64-byte copies: stores through the block's
         // slices may alias anything as far as the compiler knows, which kept `finish` scalar
         let mut local = TileOut::<W>::new();
-        finish(&acc.slices(), &mut local.block(), n, divisor, multiclass);
+        finish(&acc.slices(), &mut local.block(), n, divisor, R::MULTICLASS);
         local.copy_to(&mut out.window(t, W));
         valid
     }
