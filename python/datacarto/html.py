@@ -77,7 +77,7 @@ _PLACEHOLDER = re.compile(r"__(TITLE|SUMMARY|REGIONS|NOTICE|PLOTLY|DATA|APP)__")
 
 def _template(name: str) -> str:
     """A file of the page's template (package data under ``datacarto/templates``)."""
-    return resources.files("datacarto").joinpath("templates", name).read_text(encoding="utf-8")
+    return resources.files("datacarto").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
@@ -357,8 +357,8 @@ def write_html(
     if subsampled:
         notice = (
             f'<div class="notice" id="dc-notice">Showing a random sample of {n:,} of {n_total:,} examples '
-            f"(max_points={int(max_points):,}). The statistics of the examples shown are exact; "
-            "the sample only thins the picture.</div>"
+            f"(max_points={int(max_points):,}). The statistics of the examples shown are exact, and the "
+            "region counts and histograms cover every example; the sample only thins the scatter.</div>"
         )
     page = _fill(_template("map.html"), {
         "TITLE": _html.escape(title),
