@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 
 import numpy as np
 import polars as pl
@@ -24,6 +25,13 @@ from datacarto import html
 from _helpers import controlled_dynamics
 
 TRICKY = 'a <b>bold</b> & "quoted" </script><script>window.pwned = 1</script> text'
+#: Text cells a spreadsheet would run as formulas, and the apostrophe-prefixed form the CSV must hold.
+FORMULAS = ["=SUM(1)", "+1", "-2", "@x", "\tTAB"]
+PAGE_TITLE = "__PLOTLY__ & <b>map</b>"
+
+
+def neutralised(text):
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def make_map(n=400, seed=0):
@@ -35,8 +43,14 @@ def make_map(n=400, seed=0):
     # far from everything and each other: clean hover targets
     confidence[:2], variability[:2] = (0.5, 0.3), (0.3, 0.2)
     probs, gold = controlled_dynamics(confidence, variability)
-    texts = [TRICKY if i == 1 else f"example text number {i}" for i in range(n)]
-    return dc.DataMap.from_dynamics(probs, gold, {"text": texts, "source": [f"s{i % 3}" for i in range(n)]}, label_names=["pos", "neu", "neg"]).regions()
+    texts = [TRICKY if i == 1 else "=SUM(1)" if i == 3 else f"example text number {i}" for i in range(n)]
+    metadata = {
+        "text": texts,
+        "source": [f"s{i % 3}" for i in range(n)],
+        "note": [TRICKY if i == 2 else FORMULAS[i % len(FORMULAS)] for i in range(n)],  # text metadata
+        "offset": [-0.5 - i / 1000 for i in range(n)],  # negative numbers: must stay numbers
+    }
+    return dc.DataMap.from_dynamics(probs, gold, metadata, label_names=["pos", "neu", "neg"]).regions()
 
 
 def make_multilabel(n=300, n_labels=4, seed=1):
@@ -66,6 +80,7 @@ def test_page_is_self_contained(tmp_path):
     assert not re.search(r"<script[^>]*\bsrc=", text) and "<link" not in text  # nothing fetched
     assert "Plotly" in text and "scattergl" in text
     assert "<title>My &lt;map&gt;</title>" in text
+    assert not [p.name for p in out.parent.iterdir() if p.name != "map.html"]  # no temporary file left
 
 
 def test_embedded_data_matches_the_frame(tmp_path):
@@ -106,8 +121,92 @@ def test_multilabel_rows_are_label_major(tmp_path):
     assert data["text"][0] == f"doc {ids[0]}"
 
 
+def test_placeholder_names_in_user_text_stay_text(tmp_path):
+    dm = make_map(n=60)
+    bundle_header = "* plotly.js v"
+    for title in ("__PLOTLY__", "__DATA__ __APP__ __TITLE__ __NOTICE__"):
+        text = html.write_html(dm, tmp_path / "p.html", title=title).read_text(encoding="utf-8")
+        assert f"<title>{title}</title>" in text and f'<h1 id="dc-title">{title}</h1>' in text
+        assert text.count(bundle_header) == 1  # plotly.js pasted once, in its <script>
+        data, _, _ = embedded(tmp_path / "p.html")  # the data block is intact
+        assert data["n"] == 60
+    # a text cell naming a placeholder stays a text cell
+    m = dc.DataMap.from_dynamics(*controlled_dynamics(np.full(3, 0.5), np.full(3, 0.1)), {"text": ["__PLOTLY__", "__DATA__", "x"]})
+    data, _, text = embedded(html.write_html(m, tmp_path / "q.html"))
+    assert data["text"] == ["__PLOTLY__", "__DATA__", "x"] and text.count(bundle_header) == 1
+
+
+def test_script_end_in_any_text_cannot_break_the_page(tmp_path):
+    data, _, text = embedded(html.write_html(make_map(n=60), tmp_path / "t.html", title="</script><script>window.pwned=1</script>"))
+    assert data["meta"]["note"][2] == TRICKY and data["text"][1] == TRICKY  # round trips through JSON
+    # the only script ends are the page's own three blocks
+    assert len(re.findall(r"</script", text, re.IGNORECASE)) == 3
+    assert "<title>&lt;/script&gt;&lt;script&gt;window.pwned=1&lt;/script&gt;</title>" in text
+
+
+def test_header_carries_title_region_counts_and_histograms(tmp_path):
+    dm = make_map()
+    data, _, text = embedded(html.write_html(dm, tmp_path / "h.html", title=PAGE_TITLE, max_points=100))
+    assert '<h1 id="dc-title">__PLOTLY__ &amp; &lt;b&gt;map&lt;/b&gt;</h1>' in text
+    frame = dm.frame
+    counts = dm.region_counts()
+    header = re.search(r'<div class="sub" id="dc-regions">(.*?)</div>', text, re.S).group(1)
+    assert "thresholds rule: easy confidence &gt; 0.6, hard confidence &lt; 0.4" in header
+    for region, words in (("easy", "easy-to-learn"), ("ambiguous", "ambiguous"), ("hard", "hard-to-learn")):
+        assert f"{words} {counts[region]:,} ({100 * counts[region] / frame.height:.0f}%)" in header
+    (info,) = data["view_info"]
+    assert info["counts"] == counts and info["total"] == 400  # every example, though 100 are embedded
+    # the three histograms, over every example
+    h = info["histograms"]
+    expected, _ = np.histogram(frame["confidence"].to_numpy(), bins=30, range=(0, 1))
+    assert h["confidence"]["counts"] == expected.tolist()
+    expected, _ = np.histogram(frame["variability"].to_numpy(), bins=30, range=(0, data["xmax"]))
+    assert h["variability"]["counts"] == expected.tolist()
+    n_epochs = dm.epochs[1] - dm.epochs[0]
+    assert h["correctness"]["x"] == [k / n_epochs for k in range(n_epochs + 1)]
+    assert h["correctness"]["counts"] == np.bincount(np.rint(frame["correctness"].to_numpy() * n_epochs).astype(int), minlength=n_epochs + 1).tolist()
+    # the threshold rule's boundaries, and the region labels on their clouds
+    assert [(b["region"], b["y"]) for b in info["boundaries"]] == [("easy", [0.6, 0.6]), ("hard", [0.4, 0.4])]
+    for region, (x, y) in info["anchors"].items():
+        rows = frame.filter(pl.col("region") == region)
+        assert np.any(np.isclose(rows["variability"].to_numpy(), x, atol=1e-6) & np.isclose(rows["confidence"].to_numpy(), y, atol=1e-6))
+
+
+def test_multilabel_header_per_label(tmp_path):
+    dm = make_multilabel().regions("quantiles")
+    data, _, _ = embedded(html.write_html(dm, tmp_path / "ml.html"))
+    per_label = dm.region_counts(per_label=True).sort("label")
+    assert len(data["view_info"]) == 4
+    for j, info in enumerate(data["view_info"]):
+        row = per_label.row(j, named=True)
+        assert info["counts"] == {k: row[k] for k in info["counts"]}
+        assert {b["region"] for b in info["boundaries"]} == {"easy", "ambiguous", "hard"}
+    assert data["view_info"][0]["boundaries"] != data["view_info"][1]["boundaries"]  # each label's own cut-offs
+
+
+def test_write_is_atomic_on_a_full_disk(tmp_path):
+    """A page that does not fit leaves the old page whole and no temporary file behind."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    # room for one page (~5 MB: plotly.js) but not a second one beside it
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=7m", "tmpfs", str(mount_point)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        target = mount_point / "map.html"
+        html.write_html(make_map(n=50), target, title="first")
+        before = target.read_bytes()
+        with pytest.raises(OSError):
+            html.write_html(make_map(n=50), target, title="second")
+        assert target.read_bytes() == before and b"<title>first</title>" in before
+        assert os.listdir(mount_point) == ["map.html"]
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
 def test_bad_arguments(tmp_path):
     dm = make_map(n=50)
+    with pytest.raises(TypeError, match="title"):
+        html.write_html(dm, tmp_path / "x.html", title=3)
     with pytest.raises(dc.DatacartoError, match="text_column"):
         html.write_html(dm, tmp_path / "x.html", text_column="nope")
     with pytest.raises(dc.DatacartoError, match="color"):
@@ -179,7 +278,7 @@ def coloured_pixels(png):
 @pytest.fixture(scope="module")
 def loaded(browser, tmp_path_factory):
     dm = make_map()
-    path = html.write_html(dm, tmp_path_factory.mktemp("html") / "map.html")
+    path = html.write_html(dm, tmp_path_factory.mktemp("html") / "map.html", title=PAGE_TITLE)
     page = Page(browser, path)
     yield dm, page
     page.page.close()
@@ -197,6 +296,47 @@ def test_page_loads_offline_without_errors_and_draws_points(loaded):
     assert coloured_pixels(page.plot_png()) > 2_000  # the WebGL canvas really shows markers
     assert page.js("document.getElementById('dc-summary').textContent").startswith("400 examples")
     assert page.js("window.pwned === undefined")
+
+
+@browser_test
+def test_page_shows_title_region_counts_boundaries_and_histograms(loaded):
+    dm, page = loaded
+    assert page.js("document.title") == PAGE_TITLE and page.js("document.getElementById('dc-title').textContent") == PAGE_TITLE
+    counts = dm.region_counts()
+    regions = page.js("document.getElementById('dc-regions').textContent")
+    for region, words in (("easy", "easy-to-learn"), ("ambiguous", "ambiguous"), ("hard", "hard-to-learn")):
+        assert f"{words} {counts[region]}" in regions
+    # the rule's boundaries as line traces after the examples, named by the rule
+    lines = page.js("datacarto.gd._fullData.slice(1).map(t => [t.name, Array.from(t.y)])")
+    assert lines == [["easy: confidence &gt; 0.6", [0.6, 0.6]], ["hard: confidence &lt; 0.4", [0.4, 0.4]]]
+    legend = page.js("Array.from(datacarto.gd.querySelectorAll('.legendtext')).map(e => e.textContent)")
+    assert legend == ["easy: confidence > 0.6", "hard: confidence < 0.4"]  # the entities shown as characters
+    labels = page.js("datacarto.gd._fullLayout.annotations.map(a => a.text)")
+    assert sorted(t.split("<br>")[0] for t in labels) == ["ambiguous", "easy-to-learn", "hard-to-learn"]
+    # three histograms, each counting every example, drawn as SVG bars
+    for name in ("confidence", "variability", "correctness"):
+        total = page.js(f"(() => {{ const d = document.getElementById('dc-hist-{name}'); return d._fullData[0].y.reduce((a, b) => a + b, 0); }})()")
+        assert total == dm.frame.height, name
+        assert page.js(f"document.querySelectorAll('#dc-hist-{name} .bars path').length") > 0
+    assert page.errors == []
+
+
+@browser_test
+def test_csv_neutralises_formula_text_and_keeps_numbers(loaded):
+    dm, page = loaded
+    page.js("datacarto.select([...Array(datacarto.data.n).keys()])")
+    rows = list(csv.DictReader(io.StringIO(page.js("datacarto.csv()"))))
+    frame = dm.frame.sort("example")
+    assert len(rows) == frame.height
+    assert rows[3]["text"] == "'=SUM(1)" and rows[1]["text"] == TRICKY
+    assert [r["note"] for r in rows] == [neutralised(t) for t in frame["note"].to_list()]
+    assert {r["note"][:2] for r in rows} >= {"'=", "'+", "'-", "'@", "'\t"}
+    # numbers stay numbers: negative margins and a negative numeric metadata column
+    margins = np.array([float(r["margin"]) for r in rows])
+    assert (margins < 0).any() and all(not r["margin"].startswith("'") for r in rows)
+    np.testing.assert_allclose(margins, frame["margin"].to_numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose([float(r["offset"]) for r in rows], frame["offset"].to_numpy())
+    page.page.click("#dc-clear")
 
 
 @browser_test
@@ -260,7 +400,7 @@ def test_lasso_selection_fills_the_table_and_downloads_csv(loaded):
     np.testing.assert_allclose([float(r["confidence"]) for r in rows], expected["confidence"].to_numpy(), rtol=1e-5)
     np.testing.assert_allclose([float(r["margin"]) for r in rows], expected["margin"].to_numpy(), rtol=1e-4, atol=1e-6)
     assert [r["region"] for r in rows] == expected["region"].to_list()
-    assert [r["text"] for r in rows] == expected["text"].to_list()
+    assert [r["text"] for r in rows] == [neutralised(t) for t in expected["text"].to_list()]
     assert {r["gold"] for r in rows} == {"pos"}
     page.page.click("#dc-clear")
     assert page.js("datacarto.selection().length") == 0 and page.page.locator("#dc-table tbody tr").count() == 0
@@ -329,6 +469,13 @@ def test_multilabel_label_control_on_a_subsampled_page(browser, tmp_path):
         assert page.page.locator("#dc-table tbody tr").count() == 1
         cells = page.page.locator("#dc-table tbody tr td").all_inner_texts()
         assert cells[:3] == [str(ids[0]), "fear", str(row["gold"])]
+        # the header's counts and the histograms follow the label shown, over all 300 examples
+        fear = dm.frame.filter(pl.col("label") == 2)
+        counts = dict(fear["region"].value_counts().iter_rows())
+        regions = page.js("document.getElementById('dc-regions').textContent")
+        assert all(f"{words} {counts.get(region, 0)}" in regions for region, words in (("easy", "easy-to-learn"), ("hard", "hard-to-learn")))
+        expected, _ = np.histogram(fear["confidence"].to_numpy(), bins=30, range=(0, 1))
+        assert page.js("Array.from(document.getElementById('dc-hist-confidence')._fullData[0].y)") == expected.tolist()
         assert page.errors == []
     finally:
         page.page.close()

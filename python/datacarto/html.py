@@ -10,6 +10,18 @@ y) and wires up:
 - a "colour by" control (any statistic, the region, the gold label) and, for multilabel maps,
   a "label" control switching which label's map is shown.
 
+Beside the scatter it carries what the static figure (:func:`datacarto.plots.plot_map`) has:
+the title, the region counts, the region rule's boundaries, each region's name and count on
+its cloud, and histograms of confidence, variability and correctness (over every example, also
+on a sampled page). The CSV download guards against formula injection: a text cell starting
+with ``=``, ``+``, ``-`` or ``@`` gets a leading apostrophe; numbers (negative margins too) stay
+numbers.
+
+The page is the package's template ``datacarto/templates/map.html`` (plus ``map.js``), filled in
+one pass: every placeholder is replaced at once, so no user text (a title ``"__PLOTLY__"``)
+is ever searched for placeholders. User text is HTML-escaped in the markup and JSON-escaped
+(``<`` as ``\u003c``) inside ``<script>``, so ``</script>`` in a cell cannot end the block.
+
 Size: plotly.js is about 4.8 MB; each point adds about 55 bytes of statistics plus its text
 (capped at :data:`MAX_TEXT_CHARS` characters). 100,000 examples with ~80-character texts make
 a file of about 20 MB. Above ``max_points`` points (rows of ``dm.frame``; examples times labels
@@ -31,11 +43,14 @@ import html as _html
 import json
 import os
 import re
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from datacarto import _mapview
+from datacarto._atomic import atomic_write
 from datacarto._core import DatacartoError
 
 if TYPE_CHECKING:
@@ -55,6 +70,20 @@ _STATISTICS = (
 )
 _INT_STATISTICS = {"forgetting": "i4", "first_learned": "i4", "never_learned": "u1"}
 _SAMPLE_SEED = 0
+_HISTOGRAM_BINS = 30
+#: The template's placeholders, all replaced in one pass by :func:`_fill`.
+_PLACEHOLDER = re.compile(r"__(TITLE|SUMMARY|REGIONS|NOTICE|PLOTLY|DATA|APP)__")
+
+
+def _template(name: str) -> str:
+    """A file of the page's template (package data under ``datacarto/templates``)."""
+    return resources.files("datacarto").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    """Replace every ``__NAME__`` placeholder at once: inserted text is never searched again,
+    so a title or a text cell that contains a placeholder name stays text."""
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
 
 
 def _encode(values: np.ndarray, dtype: str) -> Dict[str, str]:
@@ -91,6 +120,63 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, float):
         return value if np.isfinite(value) else None
     return str(value)
+
+
+def _rounded(values: np.ndarray, digits: int = 6) -> List[float]:
+    return [float(v) for v in np.round(np.asarray(values, dtype=np.float64), digits)]
+
+
+def _view_info(dm: Any, view: "pl.DataFrame", label_index: Optional[int], xmax: float, n_epochs: Optional[int]) -> Dict[str, Any]:
+    """What the page draws around one view's scatter, from all its rows (not the sample):
+    region counts, where the region labels go, the rule's boundaries and the histograms."""
+    counts = _mapview.region_counts(view)
+    boundaries: List[_mapview.Boundary] = []
+    if counts:
+        group = _mapview.rule_group(dm, label_index)
+        boundaries = _mapview.region_boundaries(getattr(dm, "region_rule", None), group, xmax, n_epochs=n_epochs, ddof=int(getattr(dm, "ddof", 0) or 0))
+    if counts and not counts.get("unassigned"):
+        counts.pop("unassigned", None)
+    confidence = _finite(view["confidence"].to_numpy())
+    variability = _finite(view["variability"].to_numpy())
+    histograms: Dict[str, Any] = {}
+    for name, values, top in (("confidence", confidence, 1.0), ("variability", variability, xmax)):
+        c, edges = np.histogram(values, bins=_HISTOGRAM_BINS, range=(0.0, top))
+        histograms[name] = {"x": _rounded((edges[:-1] + edges[1:]) / 2), "counts": c.tolist(), "width": float(edges[1] - edges[0]), "range": [0.0, top]}
+    if "correctness" in view.columns:
+        values, c = _mapview.correctness_histogram(view["correctness"].to_numpy(), n_epochs)
+        levels = _mapview.correctness_levels(values, n_epochs)
+        gap = float(np.diff(values).min()) if len(values) > 1 else 1.0
+        histograms["correctness"] = {"x": _rounded(values), "counts": c.tolist(), "width": 0.8 * gap, "range": [-0.6 * gap, 1.0 + 0.6 * gap],
+                                     "colours": [levels.colours[k] for k in levels.codes]}
+    else:
+        histograms["correctness"] = {"x": [], "counts": [], "width": 0.0, "range": [0.0, 1.0]}
+    return {
+        "total": view.height,
+        "counts": counts or None,
+        "anchors": {k: _rounded(v) for k, v in _mapview.region_anchors(view, xmax).items()},
+        "boundaries": [{"region": b.region, "x": _rounded(b.x), "y": _rounded(b.y), "text": b.text} for b in boundaries],
+        "histograms": histograms,
+    }
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
+def _regions_line(info: Mapping[str, Any], rule: Optional[Mapping[str, Any]]) -> str:
+    """The first view's region counts as escaped HTML (the page's script redraws it per view)."""
+    counts = info["counts"]
+    if not counts:
+        return ""
+    total = max(int(info["total"]), 1)
+    head = f"regions ({_mapview.rule_caption(rule)}): " if rule else "regions: "
+    parts = [
+        f'<span class="count"><span class="swatch" style="background:{_mapview.REGION_COLOURS.get(k, "#999999")}"></span>'
+        f"{_html.escape(_mapview.REGION_TEXT.get(k, k))} {v:,} ({100.0 * v / total:.0f}%)</span>"
+        for k, v in counts.items()
+    ]
+    return _html.escape(head) + "".join(parts)
 
 
 def _label_names(dm: Any) -> Optional[List[str]]:
@@ -131,12 +217,14 @@ def write_html(
         max_points: the most points embedded (rows of ``dm.frame``, i.e. examples times
             labels for multilabel). Above it a seeded random sample of examples is kept and
             the page carries a notice. Default: :data:`DEFAULT_MAX_POINTS`.
-        title: the page title (default: "datacarto data map").
+        title: the page title (default: as the static figure's, "Data map (N examples)").
 
     Returns:
-        The path written.
+        The path written. The file is written beside its target and renamed into place, so an
+        interrupted write leaves the old page (or none), never half a page.
 
     Raises:
+        TypeError: ``title`` is not a string.
         DatacartoError: an unknown ``text_column`` or ``color``, a bad ``max_points``, or a
             frame without the ``example``, ``confidence`` and ``variability`` columns.
 
@@ -150,6 +238,8 @@ def write_html(
     """
     import polars as pl
 
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title: expected a str or None, found {type(title).__name__}")
     if max_points is None:
         max_points = DEFAULT_MAX_POINTS
     if isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer)) or max_points < 1:
@@ -167,6 +257,7 @@ def write_html(
         raise DatacartoError(f"dm.frame: columns: expected 'label' in a multilabel map, found {frame.columns}")
 
     # -- which examples and label views go in --------------------------------------------------
+    full = frame
     examples = np.unique(frame["example"].to_numpy())
     views = np.unique(frame["label"].to_numpy()) if multilabel else np.array([0])
     n_total = len(examples)
@@ -227,13 +318,19 @@ def write_html(
     names = _label_names(dm)
     view_names = [names[int(j)] if names is not None and int(j) < len(names) else f"label {int(j)}" for j in views] if multilabel else None
     epochs = getattr(dm, "epochs", None)
-    variability = frame["variability"].to_numpy()
+    n_epochs = None if epochs is None else int(epochs[1]) - int(epochs[0])
+    xmax = _mapview.variability_limit(full["variability"].to_numpy())
+    rule = getattr(dm, "region_rule", None) if "region" in full.columns else None
+    if multilabel:
+        view_info = [_view_info(dm, full.filter(pl.col("label") == int(j)), int(j), xmax, n_epochs) for j in views]
+    else:
+        view_info = [_view_info(dm, full, None, xmax, n_epochs)]
     data = {
         "n": n,
         "n_total": n_total,
         "subsampled": subsampled,
         "task": dm.task,
-        "n_epochs": None if epochs is None else int(epochs[1]) - int(epochs[0]),
+        "n_epochs": n_epochs,
         "views": view_names,
         "columns": columns,
         "per_row": per_row,
@@ -244,262 +341,36 @@ def write_html(
         "text_column": text_column,
         "text": texts,
         "meta": meta,
-        "xmax": float(min(max(np.nanmax(variability, initial=0.0) * 1.05, 0.05), 0.55)),
+        "xmax": xmax,
+        "view_info": view_info,
+        "rule": None if not rule else rule.get("rule"),
+        "rule_caption": _mapview.rule_caption(rule),
     }
-    page_title = title if title is not None else "datacarto data map"
+    if title is None:
+        title = f"Data map ({n_total:,} examples" + (f", {len(views)} labels" if multilabel else "") + ")"
+    summary = [f"{n_total:,} examples", str(dm.task)]
+    if n_epochs is not None:
+        summary.append(f"{n_epochs} epochs ({_mapview.window_caption(epochs)})")
+    if multilabel:
+        summary.append(f"{len(views)} labels")
     notice = ""
     if subsampled:
         notice = (
             f'<div class="notice" id="dc-notice">Showing a random sample of {n:,} of {n_total:,} examples '
-            f"(max_points={int(max_points):,}). The statistics of the examples shown are exact; "
-            "the sample only thins the picture.</div>"
+            f"(max_points={int(max_points):,}). The statistics of the examples shown are exact, and the "
+            "region counts and histograms cover every example; the sample only thins the scatter.</div>"
         )
-    page = (
-        _TEMPLATE.replace("__TITLE__", _html.escape(page_title))
-        .replace("__NOTICE__", notice)
-        .replace("__APP__", _APP_JS)
-        .replace("__DATA__", _json_for_script(data))
-    )
-    # plotly.js last: its text must not be searched for placeholders
-    page = page.replace("__PLOTLY__", _plotly_js(), 1)
+    page = _fill(_template("map.html"), {
+        "TITLE": _html.escape(title),
+        "SUMMARY": _html.escape(" · ".join(summary)),
+        "REGIONS": _regions_line(view_info[0], rule),
+        "NOTICE": notice,
+        "PLOTLY": _plotly_js(),
+        "DATA": _json_for_script(data),
+        "APP": _template("map.js"),
+    })
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    with atomic_write(out, "w", encoding="utf-8") as handle:
+        handle.write(page)
     return out
-
-
-_TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="datacarto">
-<title>__TITLE__</title>
-<style>
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;padding:12px 18px;color:#222;background:#fff}
-h1{font-size:20px;margin:0 0 4px}
-.sub{color:#555;font-size:13px}
-.notice{background:#fff3cd;border:1px solid #e0c36a;padding:6px 10px;border-radius:4px;font-size:13px;margin:6px 0}
-.controls{display:flex;gap:16px;align-items:center;flex-wrap:wrap;margin:8px 0;font-size:14px}
-#dc-plot{width:100%;height:66vh;min-height:420px}
-#dc-tip{position:fixed;pointer-events:none;display:none;max-width:440px;background:rgba(255,255,255,.97);border:1px solid #999;border-radius:4px;padding:8px 10px;font-size:12px;box-shadow:0 2px 8px rgba(0,0,0,.2);z-index:10}
-#dc-tip .text{margin:4px 0 6px;white-space:pre-wrap;word-break:break-word}
-#dc-tip table{border-collapse:collapse}
-#dc-tip td{padding:0 10px 0 0}
-.swatch{display:inline-block;width:10px;height:10px;border-radius:50%;margin:0 4px 0 10px;vertical-align:middle}
-#dc-table-wrap{max-height:45vh;overflow:auto;border:1px solid #ddd}
-table.rows{border-collapse:collapse;font-size:12px;width:100%}
-table.rows th{position:sticky;top:0;background:#f3f3f3;cursor:pointer;text-align:left;padding:3px 6px;border-bottom:1px solid #ccc;white-space:nowrap}
-table.rows td{padding:2px 6px;border-bottom:1px solid #eee;vertical-align:top}
-table.rows td.text{min-width:240px;max-width:480px}
-</style>
-</head>
-<body>
-<h1>__TITLE__</h1>
-<div class="sub" id="dc-summary"></div>
-__NOTICE__
-<div class="controls">
-<label>colour by <select id="dc-color"></select></label>
-<label id="dc-label-wrap" hidden>label <select id="dc-label"></select></label>
-<span id="dc-legend" class="sub"></span>
-<span class="sub">Drag to lasso-select (box select, zoom and pan are in the toolbar); double-click to reset.</span>
-</div>
-<div id="dc-plot"></div>
-<div id="dc-tip"></div>
-<div class="controls">
-<strong id="dc-count">No examples selected</strong>
-<button id="dc-download" disabled>Download CSV</button>
-<button id="dc-clear" disabled>Clear selection</button>
-<span class="sub" id="dc-table-note"></span>
-</div>
-<div id="dc-table-wrap"><table class="rows" id="dc-table"></table></div>
-<script>__PLOTLY__</script>
-<script type="application/json" id="dc-data">__DATA__</script>
-<script>__APP__</script>
-</body>
-</html>
-"""
-
-_APP_JS = r"""
-(function () {
-"use strict";
-const D = JSON.parse(document.getElementById("dc-data").textContent);
-const TYPES = {f4: Float32Array, f8: Float64Array, i4: Int32Array, u1: Uint8Array};
-function decode(c) {
-  const s = atob(c.b64), bytes = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
-  return new TYPES[c.dtype](bytes.buffer);
-}
-const n = D.n, cols = {};
-for (const k in D.columns) cols[k] = decode(D.columns[k]);
-const perRow = new Set(D.per_row);
-const TABLE_ROWS = 1000;
-const CORRECTNESS_SCALE = [[0, "#d7301f"], [0.5, "#3f3f3f"], [1, "#2166ac"]];
-const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-  "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"];
-const NAMED = {easy: "#2166ac", ambiguous: "#3f3f3f", hard: "#d7301f", unassigned: "#b0b0b0", "false": "#9e9e9e", "true": "#d7301f"};
-let view = 0, colour = D.color, selection = [], sortKey = null, sortDir = 1;
-
-function col(name) { const a = cols[name]; return perRow.has(name) ? a.subarray(view * n, (view + 1) * n) : a; }
-function esc(s) { return String(s).replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]); }
-function fmt(name, v) {
-  if (D.categorical[name]) return D.categorical[name][v] !== undefined ? D.categorical[name][v] : String(v);
-  if (cols[name] instanceof Float32Array || cols[name] instanceof Float64Array) return Number.isFinite(v) ? String(+v.toPrecision(6)) : "";
-  return String(v);
-}
-// the table / CSV columns: [name, getter(i) -> display string]
-function fields() {
-  const f = [["example", i => String(cols.example[i])]];
-  if (D.views) f.push(["label", () => D.views[view]]);
-  if (cols.gold) f.push(["gold", i => fmt("gold", col("gold")[i])]);
-  if (D.text) f.push([D.text_column, i => D.text[i]]);
-  if (cols.region) f.push(["region", i => fmt("region", col("region")[i])]);
-  for (const s of D.statistics) f.push([s, i => fmt(s, col(s)[i])]);
-  for (const m in D.meta) f.push([m, i => D.meta[m][i] === null ? "" : String(D.meta[m][i])]);
-  return f;
-}
-
-const gd = document.getElementById("dc-plot"), tip = document.getElementById("dc-tip");
-const summary = [D.n_total.toLocaleString() + " examples", D.task];
-if (D.n_epochs !== null) summary.push(D.n_epochs + " epochs");
-if (D.views) summary.push(D.views.length + " labels");
-document.getElementById("dc-summary").textContent = summary.join(" \u00b7 ");
-
-function marker() {
-  const v = col(colour), size = n <= 1000 ? 7 : n <= 10000 ? 5 : n <= 100000 ? 3 : 2;
-  const legend = document.getElementById("dc-legend");
-  if (D.categorical[colour]) {
-    const levels = D.categorical[colour], palette = levels.map((l, k) => NAMED[l] || PALETTE[k % PALETTE.length]);
-    const c = new Array(n);
-    for (let i = 0; i < n; i++) c[i] = palette[v[i]] || "#999999";
-    legend.innerHTML = levels.map((l, k) => '<span class="swatch" style="background:' + palette[k] + '"></span>' + esc(l)).join("");
-    return {color: c, size: size, opacity: 0.75, showscale: false};
-  }
-  legend.textContent = "";
-  let lo = Infinity, hi = -Infinity;
-  for (let i = 0; i < n; i++) { const x = v[i]; if (Number.isFinite(x)) { if (x < lo) lo = x; if (x > hi) hi = x; } }
-  if (!Number.isFinite(lo)) { lo = 0; hi = 1; }
-  if (hi === lo) hi = lo + 1;
-  return {color: v, colorscale: colour === "correctness" ? CORRECTNESS_SCALE : "Viridis", cmin: lo, cmax: hi,
-          showscale: true, colorbar: {title: {text: colour}, thickness: 14}, size: size, opacity: 0.75};
-}
-function trace() {
-  return {type: "scattergl", mode: "markers", x: col("variability"), y: col("confidence"), marker: marker(),
-          hoverinfo: "none", selectedpoints: selection.length ? selection : null,
-          selected: {marker: {opacity: 1}}, unselected: {marker: {opacity: 0.2}}};
-}
-function box(text, colour, x, y) {
-  return {text: text, x: x, y: y, xref: "paper", yref: "paper", showarrow: false, font: {size: 14},
-          bgcolor: "rgba(255,255,255,0.85)", bordercolor: colour, borderwidth: 2, borderpad: 4};
-}
-const layout = {
-  dragmode: "lasso", hovermode: "closest", uirevision: "keep",
-  margin: {l: 60, r: 20, t: 20, b: 50},
-  xaxis: {title: {text: "variability"}, range: [0, D.xmax], zeroline: false},
-  yaxis: {title: {text: "confidence"}, range: [-0.02, 1.02], zeroline: false},
-  annotations: [box("easy-to-learn", "#2166ac", 0.22, 0.97), box("ambiguous", "#3f3f3f", 0.97, 0.5), box("hard-to-learn", "#d7301f", 0.22, 0.03)],
-};
-const config = {responsive: true, displaylogo: false, scrollZoom: true};
-
-// gd.layout after the first draw: it carries the user's zoom and selection outline
-function redraw() { return Plotly.react(gd, [trace()], gd.layout || layout, config); }
-
-function tipHtml(i) {
-  let h = "<div><b>example " + esc(cols.example[i]) + "</b>";
-  if (D.views) h += " \u00b7 label <b>" + esc(D.views[view]) + "</b>";
-  if (cols.gold) h += " \u00b7 gold <b>" + esc(fmt("gold", col("gold")[i])) + "</b>";
-  if (cols.region) h += " \u00b7 " + esc(fmt("region", col("region")[i]));
-  h += "</div>";
-  if (D.text) h += '<div class="text">' + esc(D.text[i]) + "</div>";
-  h += "<table>";
-  for (const s of D.statistics) h += "<tr><td>" + esc(s) + "</td><td>" + esc(fmt(s, col(s)[i])) + "</td></tr>";
-  for (const m in D.meta) h += "<tr><td>" + esc(m) + "</td><td>" + esc(D.meta[m][i] === null ? "" : D.meta[m][i]) + "</td></tr>";
-  return h + "</table>";
-}
-function showTip(ev) {
-  const p = ev.points && ev.points[0];
-  if (!p) return;
-  tip.innerHTML = tipHtml(p.pointIndex);
-  let x, y;
-  if (ev.event && ev.event.clientX !== undefined) { x = ev.event.clientX; y = ev.event.clientY; }
-  else {  // a programmatic hover (Plotly.Fx.hover) has no mouse event
-    const r = gd.getBoundingClientRect(), m = gd._fullLayout._size;
-    x = r.left + m.l + p.xaxis.l2p(p.x); y = r.top + m.t + p.yaxis.l2p(p.y);
-  }
-  tip.style.display = "block";
-  const w = tip.offsetWidth, h = tip.offsetHeight;
-  tip.style.left = Math.max(4, x + 14 + w > window.innerWidth ? x - 14 - w : x + 14) + "px";
-  tip.style.top = Math.max(4, y + 14 + h > window.innerHeight ? y - 14 - h : y + 14) + "px";
-}
-
-function sortedSelection() {
-  if (sortKey === null) return selection;
-  const get = fields().find(f => f[0] === sortKey)[1];
-  const numeric = sortKey === "example" || D.statistics.includes(sortKey);
-  const key = i => numeric ? (sortKey === "example" ? cols.example[i] : col(sortKey)[i]) : get(i);
-  return selection.slice().sort((a, b) => { const x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * sortDir; });
-}
-function renderTable() {
-  const f = fields(), table = document.getElementById("dc-table"), rows = sortedSelection();
-  document.getElementById("dc-count").textContent = selection.length ? selection.length.toLocaleString() + " example" + (selection.length === 1 ? "" : "s") + " selected" : "No examples selected";
-  document.getElementById("dc-download").disabled = !selection.length;
-  document.getElementById("dc-clear").disabled = !selection.length;
-  document.getElementById("dc-table-note").textContent = rows.length > TABLE_ROWS ? "the table shows the first " + TABLE_ROWS.toLocaleString() + "; the CSV holds all" : "";
-  if (!rows.length) { table.innerHTML = ""; return; }
-  let h = "<thead><tr>" + f.map(c => "<th data-key=\"" + esc(c[0]) + "\">" + esc(c[0]) + (sortKey === c[0] ? (sortDir > 0 ? " \u25b2" : " \u25bc") : "") + "</th>").join("") + "</tr></thead><tbody>";
-  for (const i of rows.slice(0, TABLE_ROWS))
-    h += "<tr>" + f.map(c => "<td" + (c[0] === D.text_column ? ' class="text"' : "") + ">" + esc(c[1](i)) + "</td>").join("") + "</tr>";
-  table.innerHTML = h + "</tbody>";
-}
-function csvCell(s) { return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; }
-function csv() {
-  const f = fields();
-  const lines = [f.map(c => csvCell(c[0])).join(",")];
-  for (const i of sortedSelection()) lines.push(f.map(c => csvCell(c[1](i))).join(","));
-  return lines.join("\r\n") + "\r\n";
-}
-function download() {
-  const url = URL.createObjectURL(new Blob([csv()], {type: "text/csv;charset=utf-8"}));
-  const a = document.createElement("a");
-  a.href = url; a.download = "datacarto-selection.csv";
-  document.body.appendChild(a); a.click(); a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 1000);
-}
-function clearSelection() { selection = []; if (gd.layout) gd.layout.selections = []; redraw(); renderTable(); }
-
-const colourSelect = document.getElementById("dc-color");
-for (const c of D.colour_options) colourSelect.add(new Option(c, c, c === colour, c === colour));
-colourSelect.addEventListener("change", () => { colour = colourSelect.value; redraw(); });
-if (D.views) {
-  document.getElementById("dc-label-wrap").hidden = false;
-  const labelSelect = document.getElementById("dc-label");
-  D.views.forEach((name, j) => labelSelect.add(new Option(name, String(j))));
-  // the selection is kept (same examples); the table shows the new label's statistics
-  labelSelect.addEventListener("change", () => { view = +labelSelect.value; redraw(); renderTable(); });
-}
-document.getElementById("dc-download").addEventListener("click", download);
-document.getElementById("dc-clear").addEventListener("click", clearSelection);
-document.getElementById("dc-table").addEventListener("click", ev => {
-  const th = ev.target.closest("th");
-  if (!th) return;
-  const key = th.dataset.key;
-  sortDir = sortKey === key ? -sortDir : 1; sortKey = key;
-  renderTable();
-});
-
-redraw().then(() => {
-  gd.on("plotly_hover", showTip);
-  gd.on("plotly_unhover", () => { tip.style.display = "none"; });
-  gd.on("plotly_selected", ev => {
-    if (!ev) return;  // a click without a drag
-    selection = ev.points.filter(p => p.curveNumber === 0).map(p => p.pointIndex);
-    renderTable();
-  });
-  gd.on("plotly_deselect", () => { selection = []; renderTable(); });
-  document.body.dataset.ready = "1";
-});
-// for scripts and tests: the decoded data and the page's actions
-window.datacarto = {data: D, columns: cols, gd: gd, csv: csv, selection: () => selection.slice(),
-  select: indices => { selection = Array.from(indices); redraw(); renderTable(); }};
-})();
-"""

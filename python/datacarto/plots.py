@@ -1,22 +1,24 @@
 """Static pictures of a data map (matplotlib), each returned as a :class:`~matplotlib.figure.Figure`.
 
 - :func:`plot_map`: the paper's data map (Swayamdipta et al. 2020, Figure 1): variability on x,
-  confidence on y, colour and marker by correctness, the three regions annotated, and
-  histograms of confidence, variability and correctness beside it. Above ``max_scatter``
-  points it switches to a log-scaled density image so a 1,000,000-point map still draws in
-  about a second.
+  confidence on y, colour and marker by correctness (levels that group several values are
+  named by their range), and histograms of confidence, variability and correctness beside
+  it. With regions, the region rule's boundaries are drawn and each region's name and count
+  sit on its points. Above ``max_scatter`` points it switches to a log-scaled
+  density image so a 1,000,000-point map still draws in seconds.
 - :func:`plot_label_grid`: one small map per label (multilabel) or per gold class.
 - :func:`plot_trajectories`: the gold label's probability of chosen examples across epochs,
-  correct and wrong epochs drawn with different markers.
+  correct and wrong epochs drawn with different markers, numbered as ``first_learned`` counts
+  them (0-based within the statistics' epoch window).
 
 The functions build :class:`~matplotlib.figure.Figure` objects directly and never touch
-``matplotlib.pyplot``, so they work under any backend (including headless Agg servers) and leave
+``matplotlib.pyplot`` (matplotlib itself loads on the first drawing, not at import), so they work under any backend (including headless Agg servers) and leave
 no global figure state behind. Save with ``fig.savefig("map.png", dpi=150)``.
 
 Every function takes a data map duck-typed like :class:`datacarto.DataMap`: ``dm.frame`` (a
 polars DataFrame with ``example``, ``[label]``, ``gold``, the statistics and optionally
-``region``), ``dm.task``, ``dm.n_labels``, ``dm.label_names``, ``dm.epochs``, ``dm.dynamics``
-and ``dm.labels``.
+``region``), ``dm.task``, ``dm.n_labels``, ``dm.label_names``, ``dm.epochs``, ``dm.dynamics``,
+``dm.labels`` and, for region boundaries, ``dm.region_rule`` and ``dm.ddof``.
 
 Example:
     >>> import numpy as np, datacarto as dc
@@ -32,34 +34,30 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.colors import LinearSegmentedColormap, LogNorm, Normalize
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import EngFormatter
 
+from datacarto import _mapview
 from datacarto._core import DatacartoError
+from datacarto._mapview import REGION_COLOURS, REGION_TEXT, CorrectnessLevels, correctness_levels
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # matplotlib loads when a figure is drawn, not when this module is imported
     import polars as pl
+    from matplotlib.axes import Axes
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
-__all__ = ["plot_map", "plot_label_grid", "plot_trajectories", "correctness_levels"]
+__all__ = ["plot_map", "plot_label_grid", "plot_trajectories", "correctness_levels", "CorrectnessLevels"]
 
 LabelLike = Union[int, str, None]
 
-#: Red (always wrong) through dark grey to blue (always right): dark in the middle so that
-#: every level stays visible on a white background (the paper's palette is centred dark too).
-CORRECTNESS_CMAP = LinearSegmentedColormap.from_list("datacarto_correctness", ["#d7301f", "#3f3f3f", "#2166ac"])
 #: Markers per categorical level, as distinguishable as possible in the order used.
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-_REGION_STYLE = {
-    # region -> (box text, box edge colour, annotation position in axes fraction)
-    "easy": ("easy-to-learn", "#2166ac", (0.25, 0.88)),
-    "ambiguous": ("ambiguous", "#3f3f3f", (0.86, 0.52)),
-    "hard": ("hard-to-learn", "#d7301f", (0.25, 0.12)),
-}
 _DENSITY_BINS = 200
 _MAX_CATEGORIES = 20
+#: ``Artist.get_gid()`` of the drawn region boundaries and region labels: ``"<prefix><region>"``.
+BOUNDARY_GID = "datacarto-boundary:"
+REGION_LABEL_GID = "datacarto-region-label:"
+RULE_LEGEND_GID = "datacarto-rule-legend"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,8 +103,8 @@ def _label_title(dm: Any, index: int) -> str:
     return names[index] if names is not None and index < len(names) else f"label {index}"
 
 
-def _map_view(dm: Any, label: LabelLike) -> Tuple["pl.DataFrame", Optional[str]]:
-    """The rows one map draws and a caption for them.
+def _map_view(dm: Any, label: LabelLike) -> Tuple["pl.DataFrame", Optional[str], Optional[int]]:
+    """The rows one map draws, a caption for them and the label index (``None``: every row).
 
     Multilabel: the rows of one label (``label`` is required unless there is only one).
     Multiclass / binary: every row, or the examples whose gold class is ``label``.
@@ -125,41 +123,12 @@ def _map_view(dm: Any, label: LabelLike) -> Tuple["pl.DataFrame", Optional[str]]
             label = 0
         index = _resolve_label(dm, label)
         _require_columns(frame, ("label",))
-        return frame.filter(pl.col("label") == index), _label_title(dm, index)
+        return frame.filter(pl.col("label") == index), _label_title(dm, index), index
     if label is None:
-        return frame, None
+        return frame, None, None
     index = _resolve_label(dm, label)
     _require_columns(frame, ("gold",))
-    return frame.filter(pl.col("gold") == index), f"gold = {_label_title(dm, index)}"
-
-
-def correctness_levels(correctness: np.ndarray, n_epochs: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
-    """Bin correctness into the discrete levels the map colours by.
-
-    With ``E`` epochs correctness takes the ``E + 1`` values ``0, 1/E, ..., 1``: each is its own
-    level when ``E + 1 <= 8`` (few enough for distinct markers, as in the paper), otherwise
-    values round to the nearest of ``0.0, 0.2, ..., 1.0``. Returns ``(codes, levels)``: the level
-    index of every example and the level values.
-
-    Example:
-        >>> codes, levels = correctness_levels(np.array([0.0, 0.5, 1.0, 1.0]), n_epochs=2)
-        >>> codes.tolist(), levels.tolist()
-        ([0, 1, 2, 2], [0.0, 0.5, 1.0])
-        >>> correctness_levels(np.array([0.1, 0.45, 0.95]), n_epochs=20)[1].tolist()
-        [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    """
-    correctness = np.asarray(correctness, dtype=np.float64)
-    if n_epochs is None or n_epochs <= 0:
-        # unknown window: count the distinct values actually present
-        n_epochs = max(1, len(np.unique(np.round(correctness, 6))) - 1)
-    steps = n_epochs if n_epochs + 1 <= 8 else 5
-    codes = np.clip(np.rint(correctness * steps), 0, steps).astype(np.int64)
-    return codes, np.arange(steps + 1) / steps
-
-
-def _format_level(value: float) -> str:
-    text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return text or "0"
+    return frame.filter(pl.col("gold") == index), f"gold = {_label_title(dm, index)}", index
 
 
 class _Colouring:
@@ -188,9 +157,8 @@ def _colouring(dm: Any, view: "pl.DataFrame", color: Optional[str]) -> _Colourin
         raise DatacartoError(f"color: expected a statistic or a column of dm.frame {view.columns}, found {color!r}")
     series = view[color]
     if color == "correctness":
-        codes, levels = correctness_levels(series.to_numpy(), _n_epochs(dm))
-        colours = [CORRECTNESS_CMAP(x) for x in levels]
-        return _Colouring(color, codes, [_format_level(v) for v in levels], colours, _markers(len(levels)))
+        levels = correctness_levels(series.to_numpy(), _n_epochs(dm))
+        return _Colouring(color, levels.codes, levels.names, levels.colours, _markers(len(levels.names)))
     if color == "region":
         # rows outside the three regions (null: e.g. between the quantiles) are drawn too, in grey
         values = series.cast(pl.Utf8).fill_null("unassigned").to_list()
@@ -198,8 +166,7 @@ def _colouring(dm: Any, view: "pl.DataFrame", color: Optional[str]) -> _Colourin
         order = [r for r in ("easy", "ambiguous", "hard") if r in present] + sorted(present - {"easy", "ambiguous", "hard"})
         lookup = {name: i for i, name in enumerate(order)}
         codes = np.array([lookup[v] for v in values], dtype=np.int64)
-        palette = {"easy": "#2166ac", "ambiguous": "#3f3f3f", "hard": "#d7301f", "unassigned": "#b0b0b0"}
-        colours = [palette.get(name, f"C{i}") for i, name in enumerate(order)]
+        colours = [REGION_COLOURS.get(name, f"C{i}") for i, name in enumerate(order)]
         return _Colouring(color, codes, order, colours, _markers(len(order)))
     values = series.to_numpy()
     numeric = values.dtype.kind in "iufb"
@@ -246,7 +213,10 @@ def _point_size(n: int) -> float:
     return float(np.clip(500.0 / np.sqrt(max(n, 1)), 1.5, 25.0))
 
 
-def _draw_scatter(ax: Axes, x: np.ndarray, y: np.ndarray, colouring: _Colouring, *, legend: bool = True) -> Any:
+def _draw_scatter(ax: "Axes", x: np.ndarray, y: np.ndarray, colouring: _Colouring, *, legend: bool = True) -> Any:
+    from matplotlib.colors import Normalize
+    from matplotlib.lines import Line2D
+
     size = _point_size(len(x))
     alpha = 0.75 if len(x) <= 5_000 else 0.5
     if not colouring.categorical:
@@ -267,18 +237,13 @@ def _draw_scatter(ax: Axes, x: np.ndarray, y: np.ndarray, colouring: _Colouring,
     return None
 
 
-def _variability_limit(x: np.ndarray) -> float:
-    finite = x[np.isfinite(x)]
-    top = float(finite.max()) if finite.size else 0.5
-    # the std of a [0, 1] quantity never exceeds 0.5
-    return min(max(top * 1.05, 0.05), 0.55)
-
-
 def _density(x: np.ndarray, y: np.ndarray, xmax: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.histogram2d(x, y, bins=_DENSITY_BINS, range=[[0.0, xmax], [0.0, 1.0]])
 
 
-def _draw_density(ax: Axes, histogram: Tuple[np.ndarray, np.ndarray, np.ndarray], norm: Optional[LogNorm] = None) -> Any:
+def _draw_density(ax: "Axes", histogram: Tuple[np.ndarray, np.ndarray, np.ndarray], norm: Optional["LogNorm"] = None) -> Any:
+    from matplotlib.colors import LogNorm
+
     counts, xedges, yedges = histogram
     if norm is None:
         norm = LogNorm(vmin=1.0, vmax=max(float(counts.max()), 1.0 + 1e-9))
@@ -286,20 +251,48 @@ def _draw_density(ax: Axes, histogram: Tuple[np.ndarray, np.ndarray, np.ndarray]
     return ax.pcolormesh(xedges, yedges, masked, norm=norm, cmap="viridis", rasterized=True)
 
 
-def _annotate_regions(ax: Axes, view: "pl.DataFrame", fontsize: float = 12) -> None:
-    counts: Dict[str, int] = {}
-    if "region" in view.columns:
-        for value, count in view["region"].cast(str).value_counts().iter_rows():
-            if value is None:
-                continue
-            key = "easy" if value.startswith("easy") else "hard" if value.startswith("hard") else value
-            counts[key] = counts.get(key, 0) + int(count)
+def _boundaries(dm: Any, label_index: Optional[int], xmax: float) -> List[_mapview.Boundary]:
+    """The region rule's edges for the view of ``label_index`` (none without a known rule)."""
+    if "region" not in dm.frame.columns:
+        return []
+    rule = getattr(dm, "region_rule", None)
+    group = _mapview.rule_group(dm, label_index)
+    return _mapview.region_boundaries(rule, group, xmax, n_epochs=_n_epochs(dm), ddof=int(getattr(dm, "ddof", 0) or 0))
+
+
+def _draw_boundaries(ax: "Axes", boundaries: Sequence[_mapview.Boundary], *, legend_title: Optional[str], lw: float = 1.6) -> Optional[Any]:
+    """Dashed lines in the region's colour; with ``legend_title`` a legend that says the rule."""
+    from matplotlib.patheffects import withStroke
+
+    handles = []
+    for boundary in boundaries:
+        # a white edge keeps a line visible where it crosses a cloud of its own colour
+        (line,) = ax.plot(boundary.x, boundary.y, color=REGION_COLOURS[boundary.region], lw=lw, ls="--", label=boundary.text, zorder=3,
+                          path_effects=[withStroke(linewidth=lw + 2, foreground="white", alpha=0.8)])
+        line.set_gid(BOUNDARY_GID + boundary.region)
+        handles.append(line)
+    if not handles or legend_title is None:
+        return None
+    return ax.legend(handles=handles, title=legend_title, loc="upper right", fontsize=8, title_fontsize=8, framealpha=0.85)
+
+
+def _rule_title(dm: Any) -> str:
+    rule = getattr(dm, "region_rule", None) or {}
+    return f"regions: {rule.get('rule', 'unknown')} rule"
+
+
+def _annotate_regions(ax: "Axes", view: "pl.DataFrame", xmax: float, fontsize: float = 11) -> None:
+    """Each region's name and count on its cloud (none without a region column)."""
+    counts = _mapview.region_counts(view)
     total = max(view.height, 1)
-    for key, (text, edge, position) in _REGION_STYLE.items():
-        if counts:
-            text += f"\n{counts.get(key, 0):,} ({100.0 * counts.get(key, 0) / total:.0f}%)"
-        ax.annotate(text, xy=position, xycoords="axes fraction", ha="center", va="center", fontsize=fontsize,
-                    bbox=dict(boxstyle="round,pad=0.3", ec=edge, lw=2, fc="white", alpha=0.85))
+    for key, (x, y) in _mapview.region_anchors(view, xmax).items():
+        text = f"{REGION_TEXT[key]}\n{counts[key]:,} ({100.0 * counts[key] / total:.0f}%)"
+        # a box centred on a cloud at the map's edge would stick out of the axes: anchor it by its side
+        ha = "left" if x < 0.15 * xmax else "right" if x > 0.85 * xmax else "center"
+        va = "top" if y > 0.9 else "bottom" if y < 0.1 else "center"
+        note = ax.annotate(text, xy=(x, y), xycoords="data", ha=ha, va=va, fontsize=fontsize, zorder=4,
+                           bbox=dict(boxstyle="round,pad=0.3", ec=REGION_COLOURS[key], lw=2, fc="white", alpha=0.8))
+        note.set_gid(REGION_LABEL_GID + key)
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
@@ -307,26 +300,32 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
-def _histogram(ax: Axes, values: np.ndarray, lo: float, hi: float, name: str, colour: str = "#4d4d4d") -> None:
-    counts, edges = np.histogram(_finite(values), bins=30, range=(lo, hi))
-    ax.stairs(counts, edges, fill=True, color=colour, alpha=0.8)
+def _style_histogram(ax: "Axes", name: str) -> None:
+    from matplotlib.ticker import EngFormatter
+
     ax.set_xlabel(name, fontsize=9)
     ax.set_ylabel("examples", fontsize=9)
     ax.yaxis.set_major_formatter(EngFormatter(sep=""))
     ax.tick_params(labelsize=8)
+
+
+def _histogram(ax: "Axes", values: np.ndarray, lo: float, hi: float, name: str, colour: str = "#4d4d4d") -> None:
+    counts, edges = np.histogram(_finite(values), bins=30, range=(lo, hi))
+    ax.stairs(counts, edges, fill=True, color=colour, alpha=0.8)
+    _style_histogram(ax, name)
     ax.set_xlim(lo, hi)
 
 
-def _correctness_bars(ax: Axes, correctness: np.ndarray, n_epochs: Optional[int]) -> None:
-    codes, levels = correctness_levels(correctness, n_epochs)
-    counts = np.bincount(codes, minlength=len(levels))
-    width = 0.8 / max(len(levels) - 1, 1)
-    ax.bar(levels, counts, width=width, color=[CORRECTNESS_CMAP(v) for v in levels], alpha=0.85)
-    ax.set_xticks(levels, [_format_level(v) for v in levels])
-    ax.set_xlabel("correctness", fontsize=9)
-    ax.set_ylabel("examples", fontsize=9)
-    ax.yaxis.set_major_formatter(EngFormatter(sep=""))
-    ax.tick_params(labelsize=8)
+def _correctness_bars(ax: "Axes", correctness: np.ndarray, n_epochs: Optional[int]) -> None:
+    """One bar per value correctness can take (0, 1/E, ..., 1), coloured by its map level."""
+    values, counts = _mapview.correctness_histogram(correctness, n_epochs)
+    levels = correctness_levels(values, n_epochs)
+    colours = levels.colours
+    gap = float(np.diff(values).min()) if len(values) > 1 else 1.0
+    ax.bar(values, counts, width=0.8 * gap, color=[colours[k] for k in levels.codes], alpha=0.85)
+    ax.set_xlim(-0.6 * gap, 1.0 + 0.6 * gap)
+    ax.set_xticks(np.linspace(0.0, 1.0, 6))
+    _style_histogram(ax, "correctness")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -342,7 +341,7 @@ def plot_map(
     title: Optional[str] = None,
     annotate_regions: bool = True,
     max_scatter: int = 100_000,
-) -> Figure:
+) -> "Figure":
     """The paper's data map with histograms of confidence, variability and correctness beside it.
 
     Args:
@@ -357,9 +356,9 @@ def plot_map(
         density: draw a log-scaled 2-D histogram instead of points. ``None`` (default): when
             there are more than ``max_scatter`` points. The density view ignores ``color``.
         title: the figure title (default: "Data map", the label and the example count).
-        annotate_regions: label the easy-to-learn (top left), ambiguous (right) and
-            hard-to-learn (bottom left) regions; with a ``region`` column the labels carry
-            the counts of each region.
+        annotate_regions: when the map has regions (:meth:`datacarto.DataMap.regions`): draw
+            the rule's boundaries (dashed, with a legend that states the rule) and put each
+            region's name and count on its cloud (at the region's point nearest its median).
         max_scatter: the largest number of points drawn one by one.
 
     Returns:
@@ -377,16 +376,24 @@ def plot_map(
         'random'
         >>> dense = dc.plots.plot_map(dm, density=True)   # the rendering used above max_scatter
     """
-    view, caption = _map_view(dm, label)
+    from matplotlib.figure import Figure
+
+    view, caption, label_index = _map_view(dm, label)
     x = view["variability"].to_numpy().astype(np.float64, copy=False)
     y = view["confidence"].to_numpy().astype(np.float64, copy=False)
     n = len(x)
     dense = n > max_scatter if density is None else bool(density)
-    xmax = _variability_limit(x)
+    xmax = _mapview.variability_limit(x)
 
     fig = Figure(figsize=(12, 8), layout="constrained")
     grid = fig.add_gridspec(3, 2, width_ratios=[4, 1.3])
     ax = fig.add_subplot(grid[:, 0])
+    if annotate_regions:
+        # drawn first and kept as an artist: the colour legend below then becomes ax.get_legend()
+        rule_legend = _draw_boundaries(ax, _boundaries(dm, label_index, xmax), legend_title=_rule_title(dm))
+        if rule_legend is not None:
+            rule_legend.set_gid(RULE_LEGEND_GID)
+            ax.add_artist(rule_legend)
     if dense:
         mesh = _draw_density(ax, _density(x, y, xmax))
         fig.colorbar(mesh, ax=ax, label="examples per cell (log scale)", shrink=0.6, pad=0.01)
@@ -401,7 +408,7 @@ def plot_map(
     ax.set_ylabel("confidence")
     ax.grid(True, alpha=0.25)
     if annotate_regions:
-        _annotate_regions(ax, view)
+        _annotate_regions(ax, view, xmax)
     if title is None:
         title = "Data map" + (f": {caption}" if caption else "") + f" ({n:,} examples" + (", density" if dense else "") + ")"
     ax.set_title(title)
@@ -422,7 +429,7 @@ def plot_label_grid(
     density: Optional[bool] = None,
     max_scatter: int = 100_000,
     title: Optional[str] = None,
-) -> Figure:
+) -> "Figure":
     """One small data map per label (multilabel) or per gold class (multiclass / binary).
 
     Args:
@@ -435,6 +442,9 @@ def plot_label_grid(
         max_scatter: the largest total number of points drawn one by one.
         title: the figure title.
 
+    With regions (:meth:`datacarto.DataMap.regions`) every panel shows the rule's boundaries
+    as dashed lines (for multilabel maps the data-driven cut-offs are the panel's label's own).
+
     Example:
         >>> import numpy as np, datacarto as dc
         >>> rng = np.random.default_rng(0)
@@ -444,6 +454,10 @@ def plot_label_grid(
         >>> len([ax for ax in fig.axes if ax.get_title()])
         3
     """
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
     if isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1:
         raise DatacartoError(f"ncols: expected a positive int, found {ncols!r}")
     n_labels = int(dm.n_labels) if dm.task == "multilabel" else _n_classes(dm)
@@ -464,7 +478,7 @@ def plot_label_grid(
     nrows = -(-len(panels) // ncols)
     fig = Figure(figsize=(3.2 * ncols, 3.0 * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
-    xmax = _variability_limit(frame["variability"].to_numpy())
+    xmax = _mapview.variability_limit(frame["variability"].to_numpy())
     legend_handles: List[Line2D] = []
     histograms = [_density(p["variability"].to_numpy(), p["confidence"].to_numpy(), xmax) for _, p in panels] if dense else []
     # one colour scale for every panel, so that panels compare
@@ -481,6 +495,7 @@ def plot_label_grid(
             if colouring.categorical and not legend_handles and colouring.name:
                 legend_handles = [Line2D([], [], linestyle="", marker=m, color=c, markersize=6, label=name)
                                   for name, c, m in zip(colouring.level_names, colouring.colours, colouring.markers)]
+        _draw_boundaries(ax, _boundaries(dm, index if key == "label" else None, xmax), legend_title=None, lw=1.0)
         ax.set_title(f"{_label_title(dm, index)} ({view.height:,})", fontsize=9)
         ax.set_xlim(0.0, xmax)
         ax.set_ylim(-0.02, 1.02)
@@ -556,15 +571,17 @@ def plot_trajectories(
     examples: Any,
     *,
     label: LabelLike = None,
-    ax: Optional[Axes] = None,
+    ax: Optional["Axes"] = None,
     text_column: Optional[str] = None,
-) -> Figure:
+) -> "Figure":
     """The gold label's probability of chosen examples across epochs (the tutorial's per-example plot).
 
     Epochs where the model was right (by the map's correctness rule: argmax with ties wrong for
     multiclass, ``p >= threshold`` otherwise) are drawn as filled circles, wrong epochs as
-    crosses. Every epoch of the dynamics is drawn; epochs outside the window the statistics
-    were computed over (a burn-in) are shaded grey.
+    crosses. Epochs are numbered as ``first_learned`` numbers them: 0 is the first epoch of
+    the window the statistics were computed over, and the axis names that window in the file's
+    epochs (``"epoch (0-based in the window: file epochs 2..9)"``). Every epoch of the dynamics is drawn;
+    epochs outside the window (a burn-in: negative numbers) are shaded grey.
 
     Args:
         dm: a :class:`datacarto.DataMap` that knows its dynamics (the ``.npy`` path, read with
@@ -588,15 +605,19 @@ def plot_trajectories(
         >>> dm = dc.DataMap.from_dynamics(probs, np.zeros(50, dtype=int))
         >>> fig = dc.plots.plot_trajectories(dm, [0, 7])
         >>> fig.axes[0].get_xlabel()
-        'epoch'
+        'epoch (0-based in the window: file epochs 0..5)'
     """
+    from matplotlib.figure import Figure
+
     ids = _example_ids(examples)
     if dm.task == "multilabel" and label is None and int(dm.n_labels) == 1:
         label = 0
     traj = dm.trajectories(ids, label=label)
     p, right = np.asarray(traj.probability), np.asarray(traj.correct)  # [k, E]
-    epochs = np.asarray(traj.epochs) + 1  # 1-based, as people count epochs
     in_window = np.asarray(traj.in_window, dtype=bool)
+    file_epochs = np.asarray(traj.epochs)
+    window = getattr(dm, "epochs", None) or (0, len(file_epochs))
+    epochs = file_epochs - int(window[0])  # as first_learned counts: 0 = the window's first epoch
     gold = np.asarray(dm.labels)[ids]
     names = _label_names(dm)
     caption = ""
@@ -636,7 +657,7 @@ def plot_trajectories(
         ax.axhline(threshold, color="#999999", lw=0.8, ls="--", label=f"threshold {threshold:g}")
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(f"epoch (0-based in the window: {_mapview.window_caption(window)})")
     ax.set_ylabel(f"probability of the gold label{caption}")
     ax.set_xticks(epochs if len(epochs) <= 20 else np.unique(np.linspace(epochs[0], epochs[-1], 10).round().astype(int)))
     ax.grid(True, alpha=0.25)
