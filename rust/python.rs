@@ -52,13 +52,17 @@ fn parse_task(task: &str) -> PyResult<Task> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn options(task: &str, argmax: bool, threshold: f64, epoch_start: usize, epoch_stop: usize, ddof: usize, threads: Option<usize>) -> PyResult<Options> {
+fn options(task: &str, argmax: bool, first_index: bool, threshold: f64, epoch_start: usize, epoch_stop: usize, ddof: usize, threads: Option<usize>) -> PyResult<Options> {
     if threads == Some(0) {
         return Err(DatacartoError::new_err("threads: expected a positive int or None, found 0"));
     }
     Ok(Options {
         task: parse_task(task)?,
-        correctness: if argmax { Correctness::Argmax } else { Correctness::Threshold(threshold) },
+        correctness: match (argmax, first_index) {
+            (true, true) => Correctness::ArgmaxFirstIndex,
+            (true, false) => Correctness::Argmax,
+            (false, _) => Correctness::Threshold(threshold),
+        },
         epochs: epoch_start..epoch_stop,
         ddof,
         threads,
@@ -157,7 +161,7 @@ fn read_header(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyDict>> {
 /// Compute every statistic over a dynamics file (memory-mapped) or a C-contiguous float32 /
 /// float64 / float16 array `[E, N, L]`.
 #[pyfunction]
-#[pyo3(signature = (source, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, ddof, threads=None, progress=None, labels_name="labels"))]
+#[pyo3(signature = (source, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, ddof, threads=None, progress=None, labels_name="labels", first_index=false))]
 #[allow(clippy::too_many_arguments)]
 fn compute<'py>(
     py: Python<'py>,
@@ -173,8 +177,9 @@ fn compute<'py>(
     threads: Option<usize>,
     progress: Option<Py<PyAny>>,
     labels_name: &str,
+    first_index: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let options = options(task, argmax, threshold, epoch_start, epoch_stop, ddof, threads)?;
+    let options = options(task, argmax, first_index, threshold, epoch_start, epoch_stop, ddof, threads)?;
     let labels = LabelArrays { classes: class_labels, multilabel: multilabel_labels };
     let labels = labels.labels()?;
     let stats = if let Ok(path) = source.extract::<PathBuf>() {

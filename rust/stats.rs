@@ -41,6 +41,10 @@ pub enum Task {
 pub enum Correctness {
     /// the gold label's probability is strictly the largest (ties are wrong)
     Argmax,
+    /// `np.argmax`'s rule, the original Cartography code's: the first largest column wins a
+    /// tie, so gold is right when its probability is above every column before it and at least
+    /// every column after it (a one-column row reads as the two columns `(1 - p, p)`)
+    ArgmaxFirstIndex,
     /// the gold label's probability is at least this threshold
     Threshold(f64),
 }
@@ -385,14 +389,17 @@ fn first_bad<F: Float>(values: &[F]) -> Option<(usize, f64)> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rule {
     argmax: bool,
+    /// under `argmax`: a tie at the top goes to the first of the tied columns
+    first_index: bool,
     threshold: f64,
 }
 
 impl Rule {
     fn new(correctness: Correctness) -> Self {
         match correctness {
-            Correctness::Argmax => Rule { argmax: true, threshold: 0.5 },
-            Correctness::Threshold(threshold) => Rule { argmax: false, threshold },
+            Correctness::Argmax => Rule { argmax: true, first_index: false, threshold: 0.5 },
+            Correctness::ArgmaxFirstIndex => Rule { argmax: true, first_index: true, threshold: 0.5 },
+            Correctness::Threshold(threshold) => Rule { argmax: false, first_index: false, threshold },
         }
     }
 }
@@ -435,6 +442,9 @@ pub(crate) struct RowSummaries {
     p_gold: Vec<f64>,
     other: Vec<f64>,
     others_sq: Vec<f64>,
+    /// no column before gold holds gold's value: a tie at the top goes to gold under the
+    /// first-index rule (written only under that rule)
+    gold_first: Vec<bool>,
 }
 
 impl Accumulators {
@@ -449,7 +459,7 @@ impl Accumulators {
             forgetting: vec![0; len],
             last_right: vec![0; len],
             last_wrong: vec![-1; len],
-            rows: RowSummaries { p_gold: vec![0.0; len], other: vec![0.0; len], others_sq: vec![0.0; len] },
+            rows: RowSummaries { p_gold: vec![0.0; len], other: vec![0.0; len], others_sq: vec![0.0; len], gold_first: vec![false; len] },
         }
     }
 
@@ -688,7 +698,9 @@ mod kernels {
         let valid = x.is_probability();
         let x = x.to_f64();
         let p = if gold_bit == 1 { x } else { 1.0 - x };
-        let right = if rule.argmax { p > 0.5 } else { p >= rule.threshold };
+        // columns (1 - x, x): a tie (p = 0.5) goes to class 0 under the first-index rule
+        let tie_won = rule.first_index & (gold_bit == 0) & (p == 0.5);
+        let right = if rule.argmax { (p > 0.5) | tie_won } else { p >= rule.threshold };
         acc.update(i, k, p, right);
         valid
     }
@@ -698,7 +710,8 @@ mod kernels {
     fn two_class_step<F: Float>(a: F, b: F, gold: i64, k: u32, rule: Rule, acc: &mut impl UnitState, i: usize) -> bool {
         let valid = a.is_probability() & b.is_probability();
         let (p_gold, other) = if gold == 0 { (a, b) } else { (b, a) };
-        let right = if rule.argmax { p_gold > other } else { p_gold.to_f64() >= rule.threshold };
+        let tie_won = rule.first_index & (gold == 0) & (p_gold == other);
+        let right = if rule.argmax { (p_gold > other) | tie_won } else { p_gold.to_f64() >= rule.threshold };
         let (p, q) = (p_gold.to_f64(), other.to_f64());
         let miss = 1.0 - p;
         acc.add_terms(i, p - q, (q * q + miss * miss).sqrt());
@@ -899,7 +912,7 @@ mod kernels {
         // Pass 2, down the block: verdicts, margins, square roots and accumulator updates, a
         // plain loop over arrays that vectorizes (the per-row sqrt no longer serializes pass 1).
         let (mut slices, rows) = acc.slices_and_rows(n);
-        let (p_gold, other, others_sq) = (&mut rows.p_gold[..n], &mut rows.other[..n], &mut rows.others_sq[..n]);
+        let (p_gold, other, others_sq, gold_first) = (&mut rows.p_gold[..n], &mut rows.other[..n], &mut rows.others_sq[..n], &mut rows.gold_first[..n]);
         let mut valid = true;
         for (i, row) in values.chunks_exact(row_len).enumerate() {
             let gold = classes[i] as usize;
@@ -910,10 +923,15 @@ mod kernels {
             p_gold[i] = p.to_f64();
             other[i] = max.to_f64();
             others_sq[i] = squares;
+            if rule.first_index {
+                // only read when gold ties the others' max, so no column before gold is larger
+                gold_first[i] = !row[..gold].contains(&p);
+            }
         }
         for i in 0..n {
             let (p, q) = (p_gold[i], other[i]);
-            let right = if rule.argmax { p > q } else { p >= rule.threshold };
+            let tie_won = rule.first_index & (p == q) & gold_first[i];
+            let right = if rule.argmax { (p > q) | tie_won } else { p >= rule.threshold };
             let miss = 1.0 - p;
             slices.margin_sum[i] += p - q;
             slices.el2n_sum[i] += (others_sq[i] + miss * miss).sqrt();
@@ -1134,11 +1152,10 @@ mod tests {
                 proptest::collection::vec(probability(), e * n * l),
                 proptest::collection::vec(0..l as i64, n),
             )),
-            threshold in prop_oneof![Just(None), (0.0f64..=1.0).prop_map(Some)],
+            correctness in prop_oneof![Just(Correctness::Argmax), Just(Correctness::ArgmaxFirstIndex), (0.0f64..=1.0).prop_map(Correctness::Threshold)],
             threads in 1usize..4,
         ) {
             let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: e, n_examples: n, n_labels: l }, "t").unwrap();
-            let correctness = threshold.map_or(Correctness::Argmax, Correctness::Threshold);
             let options = Options { task: Task::Multiclass, correctness, epochs: 0..e, ddof: 0, threads: Some(threads) };
             let stats = compute(view, Labels::Classes(&gold), &options, None).unwrap();
             for i in 0..n {
@@ -1148,7 +1165,13 @@ mod tests {
                     let row: Vec<f64> = data[(ep * n + i) * l..(ep * n + i + 1) * l].iter().map(|&x| x as f64).collect();
                     let other = row.iter().enumerate().filter(|(j, _)| *j != g).map(|(_, x)| *x).fold(f64::NEG_INFINITY, f64::max);
                     p.push(row[g]);
-                    right.push(match threshold { None => row[g] > other, Some(t) => row[g] >= t });
+                    // the first-index rule is np.argmax's: the first largest column wins
+                    let first_largest = row.iter().enumerate().fold(0, |best, (j, &x)| if x > row[best] { j } else { best });
+                    right.push(match correctness {
+                        Correctness::Argmax => row[g] > other,
+                        Correctness::ArgmaxFirstIndex => first_largest == g,
+                        Correctness::Threshold(t) => row[g] >= t,
+                    });
                     margins.push(row[g] - other);
                     el2n.push(row.iter().enumerate().map(|(j, x)| (x - if j == g { 1.0 } else { 0.0 }).powi(2)).sum::<f64>().sqrt());
                 }
@@ -1203,6 +1226,7 @@ mod tests {
                 proptest::collection::vec(0i64..2, n),
             )),
             threshold in prop_oneof![Just(None), Just(Some(0.5)), (0.0f64..=1.0).prop_map(Some)],
+            first_index in any::<bool>(),
             skip in 0usize..3,
             ddof in 0usize..2,
             threads in 1usize..4,
@@ -1217,10 +1241,12 @@ mod tests {
             };
             let l = if two_columns { 2 } else { 1 };
             let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
+            let argmax = if first_index { Correctness::ArgmaxFirstIndex } else { Correctness::Argmax };
             let (task, correctness) = match (two_columns, threshold) {
-                (true, None) => (Task::Multiclass, Correctness::Argmax),
+                (true, None) => (Task::Multiclass, argmax),
                 (true, Some(t)) => (Task::Multiclass, Correctness::Threshold(t)),
-                (false, t) => (Task::Binary, Correctness::Threshold(t.unwrap_or(0.5))),
+                (false, None) => (Task::Binary, argmax),
+                (false, Some(t)) => (Task::Binary, Correctness::Threshold(t)),
             };
             let options = Options { task, correctness, epochs: start..e, ddof, threads: Some(threads) };
             let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
@@ -1246,6 +1272,31 @@ mod tests {
         assert!(!stats.never_learned[0]);
         // margins: -0.3, 0.3, 0.0, 0.85 -> mean 0.2125
         assert!((stats.margin[0] - 0.2125).abs() < 1e-7);
+    }
+
+    #[test]
+    fn first_index_rule_gives_ties_to_the_first_largest_column_on_every_path() {
+        // wide rows (epoch-major multiclass): ties at the top, gold before / after / between them
+        let rows = [[0.4f32, 0.4, 0.2], [0.2, 0.4, 0.4], [0.3, 0.3, 0.3], [0.0, 0.0, 0.0]];
+        let data: Vec<f32> = rows.iter().flatten().copied().collect();
+        let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: 1, n_examples: 4, n_labels: 3 }, "t").unwrap();
+        let run = |gold: &[i64], correctness| compute(view, Labels::Classes(gold), &Options { correctness, epochs: 0..1, ..Options::default() }, None).unwrap().correctness;
+        // gold = 0 wins each tie it is part of, gold = 1 only where it is the first largest
+        assert_eq!(run(&[0, 1, 0, 0], Correctness::ArgmaxFirstIndex), vec![1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(run(&[1, 2, 1, 2], Correctness::ArgmaxFirstIndex), vec![0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(run(&[0, 1, 0, 0], Correctness::Argmax), vec![0.0; 4]);
+        // two columns (tiled float32 / float64, epoch-major float16) and one column
+        for (l, task, values) in [(2usize, Task::Multiclass, vec![0.5f32, 0.5, 0.5, 0.5, 0.25, 0.75]), (1, Task::Binary, vec![0.5, 0.5, 0.75])] {
+            let dims = Dims { n_epochs: 1, n_examples: 3, n_labels: l };
+            let gold = [0i64, 1, 1];
+            let options = Options { task, correctness: Correctness::ArgmaxFirstIndex, epochs: 0..1, ..Options::default() };
+            let wide: Vec<f64> = values.iter().map(|&x| x as f64).collect();
+            let half: Vec<f16> = values.iter().map(|&x| f16::from_f32(x)).collect();
+            for probs in [Probs::F32(&values), Probs::F64(&wide), Probs::F16(&half)] {
+                let stats = compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
+                assert_eq!(stats.correctness, vec![1.0, 0.0, 1.0], "{task:?} {l} columns");
+            }
+        }
     }
 
     #[test]

@@ -190,3 +190,77 @@ def test_docstring_examples() -> None:
     import datacarto.importers
 
     assert doctest.testmod(datacarto.importers).failed == 0
+
+
+def test_guid_transforms(tmp_path) -> None:
+    build_logs(tmp_path, guid=lambda i: f"{i:04d}x")
+    result = import_cartography(tmp_path, tmp_path / "a.npy", guid_transform="strip_last")
+    assert sorted(result.guids) == [f"{i:04d}" for i in range(N)]
+    result = import_cartography(tmp_path, tmp_path / "b.npy", guid_transform=lambda g: int(g[:-1]))
+    assert sorted(result.guids) == list(range(N))
+    with pytest.raises(dc.DatacartoError, match=r"dynamics_epoch_0.jsonl: line 2: guid: expected each example once per epoch, found 0 again"):
+        import_cartography(tmp_path, tmp_path / "c.npy", guid_transform=lambda g: 0)
+    with pytest.raises(dc.DatacartoError, match=r"line 1: guid: guid_transform failed on '\d+x' \(ValueError"):
+        import_cartography(tmp_path, tmp_path / "c.npy", guid_transform=lambda g: int(g))
+    with pytest.raises(dc.DatacartoError, match=r"line 1 \(guid_transform of '\d+x'\): guid: expected a string or an integer, found None"):
+        import_cartography(tmp_path, tmp_path / "c.npy", guid_transform=lambda g: None)
+    with pytest.raises(TypeError, match="guid_transform: expected None, 'strip_last' or a function"):
+        import_cartography(tmp_path, tmp_path / "c.npy", guid_transform="strip_first")
+    other = tmp_path / "ints"
+    build_logs(other, guid=lambda i: i)
+    with pytest.raises(dc.DatacartoError, match=r"line 1: guid: guid_transform='strip_last' expects non-empty string ids, found \d+"):
+        import_cartography(other, other / "c.npy", guid_transform="strip_last")
+    assert not (tmp_path / "c.npy").exists()
+
+
+def test_later_gold_kept_from_epoch0_and_missing_examples_dropped_with_counts(tmp_path) -> None:
+    logits = build_logs(tmp_path)
+    lines = epoch_lines(tmp_path, 2)
+    record = json.loads(lines[4])
+    record["gold"] = (record["gold"] + 1) % K
+    lines[4] = json.dumps(record) + "\n"
+    rewrite(tmp_path, 2, lines)
+    lost = [json.loads(line)["guid"] for line in epoch_lines(tmp_path, 3)[:3]]
+    rewrite(tmp_path, 3, epoch_lines(tmp_path, 3)[3:])
+    with pytest.warns(dc.importers.CartographyWarning) as caught:
+        result = import_cartography(tmp_path, tmp_path / "o.npy", gold_changes="first", missing="drop")
+    messages = [str(w.message) for w in caught]
+    assert any(f"dropped 3 of {N} example(s) missing from some epoch" in m and f"{N - 3} kept" in m for m in messages)
+    assert sorted(result.dropped) == sorted(lost) and len(result.guids) == N - 3 and not set(lost) & set(result.guids)
+    if record["guid"] in lost:
+        assert result.gold_changed == []
+    else:
+        assert result.gold_changed == [record["guid"]]
+        assert any(f"gold: 1 of {N - 3} example(s) have a different gold label" in m for m in messages)
+        assert result.labels[result.guids.index(record["guid"])] != record["gold"]  # epoch 0's label kept
+    rows = np.array([int(g.split("-")[1]) for g in result.guids])
+    stored = np.load(tmp_path / "o.npy")
+    assert stored.shape == (E, N - 3, K)
+    np.testing.assert_allclose(stored, scipy.special.softmax(logits[:, rows], axis=2), rtol=1e-6, atol=1e-7)
+    with pytest.raises(dc.DatacartoError, match="missing: expected one of 'error', 'drop'"):
+        import_cartography(tmp_path, tmp_path / "p.npy", missing="average")
+    with pytest.raises(dc.DatacartoError, match="gold_changes: expected one of"):
+        import_cartography(tmp_path, tmp_path / "p.npy", gold_changes="last")
+
+
+def test_no_example_in_every_epoch_is_an_error(tmp_path) -> None:
+    build_logs(tmp_path, n=4)
+    rewrite(tmp_path, 1, epoch_lines(tmp_path, 1)[:2])
+    kept_in_1 = {json.loads(line)["guid"] for line in epoch_lines(tmp_path, 1)}
+    rewrite(tmp_path, 2, [line for line in epoch_lines(tmp_path, 2) if json.loads(line)["guid"] not in kept_in_1])
+    with pytest.raises(dc.DatacartoError, match="expected at least one example present in every epoch, found none"):
+        import_cartography(tmp_path, tmp_path / "o.npy", missing="drop")
+
+
+def test_warns_when_the_output_lands_inside_training_dynamics(tmp_path) -> None:
+    build_logs(tmp_path)
+    with pytest.warns(dc.importers.CartographyWarning, match="counts every file in that folder as an epoch"):
+        import_cartography(tmp_path, tmp_path / "training_dynamics" / "d.npy")
+    with pytest.warns(dc.importers.CartographyWarning):
+        (tmp_path / "training_dynamics" / "sub").mkdir()
+        import_cartography(tmp_path, tmp_path / "training_dynamics" / "sub" / "d.npy")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        import_cartography(tmp_path, tmp_path / "d.npy")  # beside it: no warning

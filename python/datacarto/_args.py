@@ -17,7 +17,9 @@ import numpy as np
 from datacarto._core import DatacartoError
 
 Task = Literal["multiclass", "binary", "multilabel"]
-CorrectnessRule = Literal["argmax", "threshold"]
+CorrectnessRule = Literal["argmax", "argmax_first_index", "threshold"]
+#: the correctness rules; ``argmax_first_index`` is ``np.argmax``'s (the first largest column wins a tie)
+CORRECTNESS_RULES = ("argmax", "argmax_first_index", "threshold")
 EpochWindow = Union[None, int, Tuple[int, int], range, slice]
 LabelsLike = Union[np.ndarray, "os.PathLike[str]", str, list]
 
@@ -147,8 +149,8 @@ def resolve(
         resolved_task = "multiclass"  # a two-column binary file is a two-class problem
     if correctness is None:
         correctness = "argmax" if resolved_task == "multiclass" else "threshold"
-    if correctness not in ("argmax", "threshold"):
-        raise DatacartoError(f"correctness: expected 'argmax' or 'threshold', found {correctness!r}")
+    if correctness not in CORRECTNESS_RULES:
+        raise DatacartoError(f"correctness: expected 'argmax' or 'threshold' (or 'argmax_first_index': ties go to the first largest column), found {correctness!r}")
     if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer, np.floating)):
         raise TypeError(f"threshold: expected a probability (a number in [0, 1]), found {threshold!r}")
     threshold = float(threshold)

@@ -27,6 +27,7 @@ def compute(
     threads: Optional[int],
     progress: Optional[Callable[[int, int], Any]],
     labels_name: str = "labels",
+    first_index: bool = False,
 ) -> Dict[str, np.ndarray]:
     """Compute every statistic over a dynamics file (memory-mapped) or a C-contiguous
     float32/float64/float16 array ``[E, N, L]``; flat arrays ``N`` or ``N * L`` long."""

@@ -137,6 +137,7 @@ def compute(
     ddof: int = 0,
     threads: Optional[int] = None,
     progress: Union[bool, Callable[[int, int], Any]] = False,
+    compat: Optional[str] = None,
 ) -> Statistics:
     """Compute every per-example statistic in one streaming, parallel pass.
 
@@ -150,7 +151,9 @@ def compute(
             ``"multilabel"``. Inferred when ``None``: 2-D labels mean multilabel, one column
             means binary, otherwise multiclass.
         correctness: ``"argmax"`` (right when the gold label's probability is strictly the
-            largest; ties count as wrong) or ``"threshold"`` (right when it is >= ``threshold``).
+            largest; ties count as wrong), ``"argmax_first_index"`` (``np.argmax``'s rule: the
+            first largest column wins a tie; a one-column file reads as ``(1 - p, p)``) or
+            ``"threshold"`` (right when it is >= ``threshold``).
             Default: argmax for multiclass, threshold for binary and multilabel.
         threshold: the threshold of the ``"threshold"`` rule.
         epochs: a window: ``None`` (all), ``k`` (skip the first k epochs as burn-in) or
@@ -158,6 +161,13 @@ def compute(
         ddof: the variability's delta degrees of freedom (0: the paper's population std).
         threads: worker threads (default: all cores). Results are identical for any count.
         progress: ``True`` for a progress bar, or a ``callback(done, total)``.
+        compat: ``"cartography"`` applies the original Cartography code's conventions
+            (``allenai/cartography``): its ``np.argmax`` tie rule (``"argmax_first_index"``,
+            for multiclass and binary files) and population std (``ddof=0``). ``epochs`` keeps
+            its meaning: the original's ``burn_out=b`` (keep the FIRST b epochs) is
+            ``epochs=(0, b)``. Its correctness count and forgetfulness 1000 are a change of
+            units: :func:`datacarto.importers.cartography_frame` turns the result into its
+            metrics table. See ``docs/porting.md``.
 
     Raises:
         FileNotFoundError: ``source`` or ``labels`` names a missing file.
@@ -185,8 +195,11 @@ def compute(
     else:
         raise TypeError(f"source: expected a path to a .npy dynamics file or a numpy array [E, N, L], found {type(source).__name__}")
 
+    correctness = _compat_correctness(compat, correctness, ddof)
     # the core checks the class indices' range itself (its errors name `labels_name`)
     args = resolve(labels, shape, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, source_name=name, check_classes=False)  # type: ignore[arg-type]
+    if compat is not None and args.task == "multilabel":
+        raise DatacartoError("compat: 'cartography' reproduces a softmax classifier (multiclass or binary), found task 'multilabel'")
     callback, close = _progress_callback(progress, shape, args.epoch_stop - args.epoch_start)
     try:
         kwargs = dict(
@@ -194,7 +207,8 @@ def compute(
             multilabel_labels=args.multilabel_labels,
             labels_name=args.labels_name,
             task=args.task,
-            argmax=args.correctness == "argmax",
+            argmax=args.correctness in ("argmax", "argmax_first_index"),
+            first_index=args.correctness == "argmax_first_index",
             threshold=args.threshold,
             epoch_start=args.epoch_start,
             epoch_stop=args.epoch_stop,
@@ -206,6 +220,19 @@ def compute(
     finally:
         close()
     return _statistics_from_raw(raw, args, shape, None if array is not None else name)
+
+
+def _compat_correctness(compat: Optional[str], correctness: Optional[str], ddof: int) -> Optional[str]:
+    """The correctness rule under ``compat`` (checking that nothing asked for contradicts it)."""
+    if compat is None:
+        return correctness
+    if compat != "cartography":
+        raise DatacartoError(f"compat: expected None or 'cartography', found {compat!r}")
+    if correctness not in (None, "argmax_first_index"):
+        raise DatacartoError(f"correctness: compat='cartography' uses the original's np.argmax rule ('argmax_first_index'), found {correctness!r}")
+    if not isinstance(ddof, bool) and isinstance(ddof, (int, np.integer)) and ddof != 0:
+        raise DatacartoError(f"ddof: compat='cartography' uses the original's population std (ddof=0), found {ddof}")
+    return "argmax_first_index"
 
 
 def _as_probability_array(source: np.ndarray) -> np.ndarray:

@@ -22,7 +22,8 @@ from typing import Any, Optional
 import numpy as np
 
 from datacarto._args import EpochWindow, LabelsLike, resolve
-from datacarto._stats import DynamicsLike, Statistics
+from datacarto._core import DatacartoError
+from datacarto._stats import DynamicsLike, Statistics, _compat_correctness
 
 __all__ = ["compute", "gold_probabilities", "right_epochs"]
 
@@ -56,11 +57,22 @@ def right_epochs(probs: np.ndarray, labels: np.ndarray, task: str, rule: str, th
 
     Multiclass argmax: the gold probability strictly above every other (ties are wrong); the
     threshold rule and one-column binary / multilabel: ``p_e >= threshold`` (or ``p_e > 0.5``
-    under argmax, the two-column argmax with ties wrong).
+    under argmax, the two-column argmax with ties wrong). ``argmax_first_index``: ``np.argmax``
+    (the first largest column wins a tie) equals gold.
     """
+    if rule == "argmax_first_index":
+        return _first_index_verdicts(np.asarray(probs, dtype=np.float64), labels, task)
     p = gold_probabilities(probs, labels, task)
     other_max = _other_max(probs, labels) if task == "multiclass" and rule == "argmax" else None
     return _verdicts(p, other_max, rule, threshold)
+
+
+def _first_index_verdicts(probs: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
+    """``np.argmax`` (first index on ties) == gold; a one-column value x reads as columns (1 - x, x)."""
+    if task == "multiclass":
+        return np.argmax(probs, axis=2) == labels[None, :]
+    x = probs[:, :, 0] if task == "binary" else probs
+    return np.argmax(np.stack([1.0 - x, x], axis=-1), axis=-1) == labels[None]
 
 
 def _verdicts(p: np.ndarray, other_max: Optional[np.ndarray], rule: str, threshold: float) -> np.ndarray:
@@ -81,11 +93,15 @@ def compute(
     ddof: int = 0,
     threads: Optional[int] = None,
     progress: Any = False,
+    compat: Optional[str] = None,
 ) -> Statistics:
     """Same signature and result as :func:`datacarto.compute` (``threads`` and ``progress`` are ignored)."""
     probs = _load(source)
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "probs"
+    correctness = _compat_correctness(compat, correctness, ddof)
     args = resolve(labels, probs.shape, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, source_name=name)
+    if compat is not None and args.task == "multilabel":
+        raise DatacartoError("compat: 'cartography' reproduces a softmax classifier (multiclass or binary), found task 'multilabel'")
     window = np.asarray(probs[args.epoch_start : args.epoch_stop], dtype=np.float64)
     n_epochs, n_examples, n_labels = window.shape
     gold = args.labels
@@ -93,7 +109,10 @@ def compute(
 
     # p and the others' max are computed once and shared by the verdicts and the margin
     other_max = _other_max(window, gold) if args.task == "multiclass" else None
-    right = _verdicts(p, other_max, args.correctness, args.threshold)
+    if args.correctness == "argmax_first_index":
+        right = _first_index_verdicts(window, gold, args.task)
+    else:
+        right = _verdicts(p, other_max, args.correctness, args.threshold)
     if other_max is not None:
         margin = (p - other_max).mean(axis=0)
         onehot = np.eye(n_labels)[gold]
