@@ -92,18 +92,24 @@ def test_compute_joins_metadata(files, suffix):
     assert dm.frame["gold_name"].to_list() == [["zero", "one", "two"][i] for i in files["y"]]
 
 
-def test_compute_shows_progress_unless_quiet(files, capsys):
+def test_compute_progress_only_on_a_terminal_unless_forced(files, capsys, monkeypatch):
     out = str(files["dir"] / "p.parquet")
-    assert main(["compute", str(files["dynamics"]), str(files["labels"]), "-o", out]) == 0
+    base = ["compute", str(files["dynamics"]), str(files["labels"]), "-o", out]
+    assert main(base) == 0  # stderr is not a terminal here
+    assert "statistics over" not in capsys.readouterr().err
+    assert main([*base, "--progress"]) == 0
     assert "statistics over 6 epochs" in capsys.readouterr().err
-    assert main(["compute", str(files["dynamics"]), str(files["labels"]), "-o", out, "--quiet"]) == 0
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(base) == 0
+    assert "statistics over 6 epochs" in capsys.readouterr().err
+    assert main([*base, "--quiet"]) == 0
     assert "statistics over" not in capsys.readouterr().err
 
 
 def test_regions_prints_counts_and_writes_the_column(files, capsys):
     stats = _compute(files)
     capsys.readouterr()
-    assert main(["regions", stats, "--rule", "quantiles", "--fraction", "0.25"]) == 0
+    assert main(["regions", stats, "--rule", "quantiles", "--fraction", "0.25", "--in-place"]) == 0
     out = capsys.readouterr().out
     dm = dc.DataMap.read(stats)  # updated in place
     counts = dc.DataMap.read(stats).region_counts()
@@ -150,7 +156,7 @@ def test_multilabel_flow(tmp_path, capsys):
     stats = str(tmp_path / "s.parquet")
     assert main(["compute", str(tmp_path / "d.npy"), str(tmp_path / "y.npy"), "--label-names", "joy,anger,gratitude", "-q", "-o", stats]) == 0
     capsys.readouterr()
-    assert main(["regions", stats, "--rule", "data-iq"]) == 0
+    assert main(["regions", stats, "--rule", "data-iq", "--in-place"]) == 0
     out = capsys.readouterr().out
     assert "gratitude" in out  # the per-label table
     out_file = tmp_path / "sus.csv"
@@ -160,7 +166,7 @@ def test_multilabel_flow(tmp_path, capsys):
     expected = dc.DataMap.read(stats).suspects(5, label=2)
     assert rows["example"].to_list() == expected["example"].to_list()
     assert main(["suspects", stats, "--label", "fear"]) == 2
-    assert "label: expected a label index or one of the label names, found 'fear'" in _error_line(capsys)
+    assert "--label: expected a label index or one of the label names, found 'fear'" in _error_line(capsys)
 
 
 def test_plot_writes_each_format(files):
@@ -191,10 +197,10 @@ def test_html_writes_a_page(files):
         (["compute", "{labels}", "{labels}", "-o", "{dir}/s.parquet"], "labels.npy"),
         (["compute", "{dynamics}", "{dir}/nolabels.npy", "-o", "{dir}/s.parquet"], "nolabels.npy"),
         (["compute", "{dynamics}", "{labels}", "--epochs", "3", "-o", "{dir}/s.parquet"], "--epochs: expected a window A:B"),
-        (["compute", "{dynamics}", "{labels}", "--epochs", "4:2", "-o", "{dir}/s.parquet"], "epochs: expected a non-empty window"),
+        (["compute", "{dynamics}", "{labels}", "--epochs", "4:2", "-o", "{dir}/s.parquet"], "--epochs: expected a non-empty window"),
         (["compute", "{dynamics}", "{labels}", "-o", "{dir}/s.xlsx"], "--output"),
-        (["compute", "{dynamics}", "{labels}", "--threads", "0", "-o", "{dir}/s.parquet"], "threads"),
-        (["compute", "{dynamics}", "{labels}", "--label-names", "a,b", "-o", "{dir}/s.parquet"], "label_names: expected 3 names"),
+        (["compute", "{dynamics}", "{labels}", "--threads", "0", "-o", "{dir}/s.parquet"], "--threads"),
+        (["compute", "{dynamics}", "{labels}", "--label-names", "a,b", "-o", "{dir}/s.parquet"], "--label-names: expected 3 names"),
         (["compute", "{dynamics}", "{labels}", "--text-column", "x", "-o", "{dir}/s.parquet"], "--text-column: needs --metadata"),
         (["suspects", "{dir}/missing.parquet"], "missing.parquet"),
         (["suspects", "{labels}"], "expected a .parquet, .csv or .tsv"),
@@ -218,13 +224,13 @@ def test_bad_metadata_rows_and_corrupt_statistics(files, capsys):
     assert f"metadata: expected {N} rows" in _error_line(capsys)
     bad = files["dir"] / "bad.parquet"
     bad.write_text("not parquet")
-    assert main(["regions", str(bad)]) == 2
+    assert main(["regions", str(bad), "--in-place"]) == 2
     assert "bad.parquet: expected a parquet file" in _error_line(capsys)
     stats = _compute(files)
     assert main(["select", stats, "easy", "--by", "nope"]) == 2
-    assert "by: expected columns of the map" in _error_line(capsys)
+    assert "--by: expected columns of the map" in _error_line(capsys)
     assert main(["regions", stats, "--rule", "quantiles", "--easy", "0.9"]) == 2
-    assert "easy: does not apply to rule 'quantiles'" in _error_line(capsys)
+    assert "--easy: does not apply to rule 'quantiles'" in _error_line(capsys)
 
 
 def test_help_and_version(capsys):
