@@ -885,3 +885,265 @@ def test_every_option_has_a_case():
 def test_option(env, command, option):
     assert (command, option) in OPTION_CASES, f"no test case for {command} {option}"
     OPTION_CASES[(command, option)](env, option)
+
+
+# ---------------------------------------------------------------------- misuse: one line naming the flag
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["compute", "{dynamics}", "{labels}", "--label-names", "a,b,c,d"], "--label-names"),
+        (["compute", "{dynamics}", "{labels}", "--epochs", "5:9"], "--epochs"),
+        (["compute", "{dynamics}", "{labels}", "--threshold", "1.5"], "--threshold"),
+        (["compute", "{dynamics}", "{labels}", "-o", "{dir}/no/such/folder/s.parquet"], "--output"),
+        (["compute", "{dynamics}", "{labels}", "-o", "{dir}/s.xlsx"], "--output"),
+        (["plot", "{stats}", "-o", "{dir}/m.png", "--color", "nope"], "--color"),
+        (["html", "{stats}", "-o", "{dir}/m.html", "--color", "nope"], "--color"),
+        (["select", "{stats}", "easy", "--by", "nope"], "--by"),
+        (["regions", "{stats}", "--rule", "quantiles", "--easy", "0.9"], "--easy"),
+        (["regions", "{stats}", "--fraction", "1.5", "--rule", "quantiles"], "--fraction"),
+    ],
+)
+def test_misuse_prints_one_line_naming_the_flag(env, argv, flag):
+    values = {"dir": env.dir, "dynamics": env.dynamics, "labels": env.labels, "stats": env.stats}
+    code, out, err = env.run(*[a.format(**values) for a in argv])
+    assert code == 2
+    assert len(err.splitlines()) == 1, err  # no usage, no traceback, no progress bar: one line
+    assert err.startswith(f"datacarto: error: {flag}: ") or f": {flag}: " in err, err
+    assert err.count("error:") == 1
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["compute", "{dynamics}", "{labels}", "--threads", "0"], "argument --threads: expected a thread count >= 1"),
+        (["compute", "{dynamics}", "{labels}", "--threads", str(2**70)], "argument --threads: expected a thread count >= 1"),
+        (["compute", "{dynamics}", "{labels}", "-q", "--progress"], "argument --progress: not allowed with argument -q/--quiet"),
+        (["suspects", "{stats}", "-n", "-3"], "argument -n: expected a count >= 0"),
+        (["compute", "{dynamics}"], "the following arguments are required: labels"),
+    ],
+)
+def test_usage_errors_show_the_usage_once_then_one_error_line(env, argv, fragment):
+    values = {"dir": env.dir, "dynamics": env.dynamics, "labels": env.labels, "stats": env.stats}
+    code, _, err = env.run(*[a.format(**values) for a in argv])
+    assert code == 2
+    assert err.count("usage: datacarto") == 1, err
+    last = err.splitlines()[-1]
+    assert last.startswith("datacarto: error: ") and not last.startswith("datacarto: error: datacarto")
+    assert err.count("error:") == 1
+    assert fragment in last, last
+
+
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda env: ["--label-names", "a,b"], "--label-names: expected 3 names"),
+        (lambda env: ["-o", str(env.dir / "missing" / "s.parquet")], "--output: the folder"),
+        (lambda env: ["--metadata", str(env.metadata_with_rows(N - 1))], f"--metadata: expected {N} rows"),
+        (lambda env: ["--epochs", "3:2"], "--epochs: expected a non-empty window"),
+    ],
+)
+def test_everything_checkable_is_checked_before_the_progress_bar(env, make, fragment):
+    env.metadata_with_rows = lambda rows: _metadata_rows(env.dir, rows)
+    code, _, err = env.run("compute", env.dynamics, env.labels, "--progress", *make(env))
+    assert code == 2
+    assert "statistics over" not in err  # the bar never started
+    assert fragment in err and len(err.splitlines()) == 1, err
+
+
+def _metadata_rows(folder, rows):
+    path = folder / "short.csv"
+    pl.DataFrame({"text": ["x"] * rows}).write_csv(path)
+    return path
+
+
+def test_labels_out_of_range_and_not_npy_are_caught_before_the_bar(env):
+    np.save(env.dir / "wide.npy", np.full(N, L, dtype=np.int64))
+    code, _, err = env.run("compute", env.dynamics, env.dir / "wide.npy", "--progress")
+    assert code == 2 and "statistics over" not in err
+    assert f"wide.npy: labels: expected class indices in [0, {L}), found {L} at index 0" in err
+    (env.dir / "text.npy").write_text("0 1 2\n")
+    code, _, err = env.run("compute", env.dynamics, env.dir / "text.npy", "--progress")
+    assert code == 2 and "statistics over" not in err
+    assert "text.npy: labels: expected a .npy file" in err and "not a .npy" in err and "pickle" not in err
+    np.save(env.dir / "objects.npy", np.array([0, "a"], dtype=object), allow_pickle=True)
+    code, _, err = env.run("compute", env.dynamics, env.dir / "objects.npy", "--progress")
+    assert code == 2 and "found dtype object" in err and "pickle" not in err
+
+
+def test_a_fifo_is_refused_at_once(env):
+    fifo = env.dir / "fifo.npy"
+    os.mkfifo(fifo)
+    for argv in (["compute", fifo, env.labels], ["compute", env.dynamics, fifo]):
+        line = env.error(*argv)
+        assert "fifo.npy" in line and "expected a regular file, found a FIFO" in line
+
+
+def test_regions_without_output_writes_nothing(env):
+    stats = env.stats
+    before = open(stats, "rb").read()
+    listing = sorted(os.listdir(env.dir))
+    out, err = env.ok("regions", stats, "--rule", "quantiles")
+    assert "easy" in out and "nothing written" in err
+    assert open(stats, "rb").read() == before
+    assert sorted(os.listdir(env.dir)) == listing
+
+
+def test_regions_in_place_refuses_a_tsv(env):
+    tsv = env.dir / "s.tsv"
+    dc.DataMap.read(env.stats).frame.write_csv(tsv, separator="\t")
+    assert "--in-place: " in env.error("regions", tsv, "--in-place")
+
+
+def test_progress_bar_shows_on_a_real_terminal_only(files):
+    """Through a pseudo-terminal: the bar by default, none with -q, none through a pipe."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    def run(*extra, terminal=True):
+        argv = [sys.executable, "-m", "datacarto", "compute", str(files["dynamics"]), str(files["labels"]), "-o", str(files["dir"] / "tty.parquet"), *extra]
+        if not terminal:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+            return result.returncode, result.stderr
+        leader, follower = pty.openpty()
+        # a fresh pseudo-terminal is 0 columns wide, where tqdm draws nothing: give it a size
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+        try:
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower)
+            os.close(follower)
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return child.wait(timeout=300), b"".join(chunks).decode("utf-8", "replace")
+        finally:
+            os.close(leader)
+
+    code, shown = run()
+    assert code == 0 and "statistics over 6 epochs" in shown
+    code, shown = run("-q")
+    assert code == 0 and "statistics over" not in shown and "wrote" in shown
+    code, shown = run(terminal=False)
+    assert code == 0 and "statistics over" not in shown
+
+
+# ---------------------------------------------------------------------- failures that are not the user's input
+
+
+def test_corrupted_parquet_is_one_line_naming_the_file(files, tmp_path, capfd):
+    """Footer mutations of a real statistics file: polars raises errors on most and panics (a
+    PanicException, with a Rust backtrace on stderr) on some; the CLI prints one line for each."""
+    assert main(["compute", str(files["dynamics"]), str(files["labels"]), "-o", str(tmp_path / "good.parquet")]) == 0
+    good = (tmp_path / "good.parquet").read_bytes()
+    mutations = [("truncated", good[: len(good) // 2])]
+    for offset in range(len(good) - 8 - 400, len(good) - 8, 3):
+        for value in (0x00, 0xFF, 0x7F):
+            corrupted = bytearray(good)
+            corrupted[offset] = value
+            mutations.append((f"byte {offset} = {value:#x}", bytes(corrupted)))
+    bad = tmp_path / "corrupted.parquet"
+    failures = []
+    for what, data in mutations:
+        bad.write_bytes(data)
+        capfd.readouterr()
+        code = main(["suspects", str(bad), "-n", "3"])
+        captured = capfd.readouterr()
+        if code == 0:
+            continue  # the mutation hit a byte the reader does not need
+        failures.append(what)
+        assert code == 2, (what, captured.err)
+        assert captured.err.count("\n") == 1 and "Traceback" not in captured.err and "panicked" not in captured.err, (what, captured.err)
+        assert captured.err.startswith(f"datacarto: error: {bad}: "), (what, captured.err)
+    assert len(failures) >= 10
+
+
+def test_a_polars_panic_while_reading_is_a_datacarto_error(env, monkeypatch):
+    import datacarto.datamap as datamap
+
+    panic = pl.exceptions.PanicException
+
+    def crash(*args, **kwargs):
+        raise panic("assertion failed: range.end as u64 <= self.size")
+
+    monkeypatch.setattr(datamap.pl, "read_parquet", crash)
+    with pytest.raises(dc.DatacartoError, match="stats.parquet: expected a parquet file, could not read it"):
+        dc.DataMap.read(env.dir / "stats.parquet" if (env.dir / "stats.parquet").exists() else _stats_file(env))
+    assert env.error("suspects", env.dir / "stats.parquet").endswith("the file looks corrupted)")
+
+
+def _stats_file(env):
+    return env.stats
+
+
+def test_a_missing_optional_dependency_is_one_line(env, monkeypatch):
+    from datacarto import demo
+    from datacarto._optional import require
+
+    def needs_a_missing_package(*args, **kwargs):
+        require("datacarto_absent_package_for_the_test", "sklearn", feature="the demo")
+
+    monkeypatch.setattr(demo, "run_demo", needs_a_missing_package)
+    code, _, err = env.run("demo", "-o", env.dir / "demo")
+    assert code == 1
+    assert err == 'datacarto: error: the demo needs datacarto_absent_package_for_the_test, which is not installed: pip install "datacarto[sklearn]"\n'
+
+
+def test_a_blocked_import_in_a_child_process_is_one_line(env):
+    script = "import sys; sys.modules['matplotlib'] = None\nfrom datacarto.cli import main\nsys.exit(main(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", script, "plot", env.stats, "-o", str(env.dir / "m.png")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "matplotlib" in result.stderr and result.stderr.startswith("datacarto: error: ")
+
+
+def test_unexpected_errors_are_one_line_unless_debugging(env, monkeypatch):
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("something inside broke\nsecond line")
+
+    monkeypatch.setattr(dc.DataMap, "suspects", broken)
+    code, _, err = env.run("suspects", env.stats)
+    assert code == 1
+    assert err == "datacarto: error: unexpected RuntimeError: something inside broke (set DATACARTO_DEBUG=1 for the traceback)\n"
+    monkeypatch.setenv("DATACARTO_DEBUG", "1")
+    code, _, err = env.run("suspects", env.stats)
+    assert code == 1 and "Traceback (most recent call last)" in err and err.endswith("datacarto: error: unexpected RuntimeError: something inside broke\n")
+
+
+def test_outputs_are_written_beside_and_renamed(env, monkeypatch):
+    """Every CLI output goes through datacarto._atomic: a failure while writing leaves the old
+    file and no temporary file."""
+    from datacarto import _atomic
+
+    stats = env.stats
+    targets = {
+        "compute": (["compute", env.dynamics, env.labels, "-o", stats], stats),
+        "regions": (["regions", stats, "--in-place"], stats),
+        "select": (["select", stats, "hard", "-o", env.dir / "sel.csv"], env.dir / "sel.csv"),
+        "suspects": (["suspects", stats, "-o", env.dir / "sus.parquet"], env.dir / "sus.parquet"),
+        "plot": (["plot", stats, "-o", env.dir / "m.png"], env.dir / "m.png"),
+        "import labels": (["import-cartography", env.cartography_logs(), "-o", env.dir / "i.npy", "--overwrite"], env.dir / "i-labels.npy"),
+        "import guids": (["import-cartography", env.cartography_logs(), "-o", env.dir / "i.npy", "--overwrite"], env.dir / "i-guids.txt"),
+    }
+    real_commit = _atomic._commit
+    for what, (argv, target) in targets.items():
+        env.ok(*argv)
+        before = open(target, "rb").read()
+
+        def failing_commit(tmp, final, target=target):
+            if os.path.abspath(final) == os.path.abspath(target):
+                raise OSError(28, "No space left on device (simulated)", final)
+            real_commit(tmp, final)
+
+        monkeypatch.setattr(_atomic, "_commit", failing_commit)
+        code, _, err = env.run(*argv)
+        monkeypatch.setattr(_atomic, "_commit", real_commit)
+        assert code == 2 and "No space left on device" in err, (what, err)
+        assert open(target, "rb").read() == before, what
+        assert not [p for p in os.listdir(env.dir) if p.endswith(".tmp")], what

@@ -707,7 +707,13 @@ class DataMap:
             if not _is_read_failure(exc):
                 raise
             raise DatacartoError(f"{name}: expected a parquet file, could not read it ({_first_line(exc)})") from exc
-        info = _Info.from_json(json.loads(raw), name) if raw else None
+        try:
+            settings = json.loads(raw) if raw else None
+        except ValueError as exc:
+            raise DatacartoError(f"{name}: datacarto metadata: expected JSON written by DataMap.write_parquet, could not parse it ({exc})") from exc
+        if settings is not None and not isinstance(settings, dict):
+            raise DatacartoError(f"{name}: datacarto metadata: expected a JSON object written by DataMap.write_parquet, found {type(settings).__name__}")
+        info = _Info.from_json(settings, name) if settings is not None else None
         return cls._from_file_frame(frame, info, name, dynamics)
 
     def write_csv(self, path: PathLike) -> Path:
