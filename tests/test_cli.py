@@ -1043,16 +1043,23 @@ def test_corrupted_parquet_is_one_line_naming_the_file(files, tmp_path, capfd):
     PanicException, with a Rust backtrace on stderr) on some; the CLI prints one line for each."""
     assert main(["compute", str(files["dynamics"]), str(files["labels"]), "-o", str(tmp_path / "good.parquet")]) == 0
     good = (tmp_path / "good.parquet").read_bytes()
+    footer = len(good) - 8 - int.from_bytes(good[-8:-4], "little")
     mutations = [("truncated", good[: len(good) // 2])]
-    for offset in range(len(good) - 8 - 400, len(good) - 8, 3):
-        for value in (0x00, 0xFF, 0x7F):
-            corrupted = bytearray(good)
-            corrupted[offset] = value
-            mutations.append((f"byte {offset} = {value:#x}", bytes(corrupted)))
+    # the column-chunk metadata (where polars 1.x/2.x panics) and the key-value settings
+    offsets = [(offset, 0xFF) for offset in range(footer + 200, footer + 360)]
+    offsets += [(offset, value) for offset in range(len(good) - 8 - 300, len(good) - 8, 5) for value in (0x00, 0x7F)]
+    for offset, value in offsets:
+        corrupted = bytearray(good)
+        corrupted[offset] = value
+        mutations.append((f"byte {offset} = {value:#x}", bytes(corrupted)))
     bad = tmp_path / "corrupted.parquet"
-    failures = []
+    failures, panics = [], 0
     for what, data in mutations:
         bad.write_bytes(data)
+        try:
+            pl.read_parquet(bad)
+        except BaseException as exc:  # noqa: B036 - counting polars' panics (BaseException)
+            panics += not isinstance(exc, Exception)
         capfd.readouterr()
         code = main(["suspects", str(bad), "-n", "3"])
         captured = capfd.readouterr()
@@ -1063,6 +1070,7 @@ def test_corrupted_parquet_is_one_line_naming_the_file(files, tmp_path, capfd):
         assert captured.err.count("\n") == 1 and "Traceback" not in captured.err and "panicked" not in captured.err, (what, captured.err)
         assert captured.err.startswith(f"datacarto: error: {bad}: "), (what, captured.err)
     assert len(failures) >= 10
+    assert panics > 0, "no mutation made polars panic: the panic path went untested, pick other bytes"
 
 
 def test_a_polars_panic_while_reading_is_a_datacarto_error(env, monkeypatch):
@@ -1147,3 +1155,108 @@ def test_outputs_are_written_beside_and_renamed(env, monkeypatch):
         assert code == 2 and "No space left on device" in err, (what, err)
         assert open(target, "rb").read() == before, what
         assert not [p for p in os.listdir(env.dir) if p.endswith(".tmp")], what
+
+
+# ---------------------------------------------------------------------- killed and interrupted commands
+
+KILL_TRIALS = 10  # per command; two commands: 20 trials
+
+
+@pytest.fixture(scope="module")
+def large_inputs(tmp_path_factory):
+    """Dynamics big enough that writing the statistics takes a while (~300k rows)."""
+    folder = tmp_path_factory.mktemp("large")
+    rng = np.random.default_rng(11)
+    n = 300_000
+    probs = rng.dirichlet(np.ones(2), size=(4, n)).astype(np.float32)
+    np.save(folder / "dynamics.npy", probs)
+    np.save(folder / "labels.npy", rng.integers(0, 2, n))
+    dm = dc.DataMap.from_dynamics(folder / "dynamics.npy", folder / "labels.npy")
+    dm.write(folder / "expected.parquet")
+    dc.DataMap.from_dynamics(folder / "dynamics.npy", folder / "labels.npy", epochs=2).write(folder / "old.parquet")
+    return folder
+
+
+def _kill_while_writing(argv, target, trial, new_size):
+    """Start ``datacarto argv``, SIGKILL it once its temporary file beside ``target`` exists and
+    holds about trial/KILL_TRIALS of the new file's bytes; return True when the kill landed
+    before the rename (the temporary file is left behind)."""
+    import signal
+
+    folder, name = os.path.split(target)
+    prefix = f".{name}."
+    child = subprocess.Popen([sys.executable, "-m", "datacarto", *map(str, argv)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wanted = new_size * trial // KILL_TRIALS
+        while child.poll() is None:
+            temporaries = [p for p in os.listdir(folder) if p.startswith(prefix) and p.endswith(".tmp")]
+            if temporaries:
+                try:
+                    size = os.path.getsize(os.path.join(folder, temporaries[0]))
+                except FileNotFoundError:
+                    continue  # renamed just now
+                if size >= wanted:
+                    child.send_signal(signal.SIGKILL)
+                    break
+    finally:
+        child.wait(timeout=600)
+    leftovers = [p for p in os.listdir(folder) if p.startswith(prefix) and p.endswith(".tmp")]
+    for leftover in leftovers:  # what a SIGKILL leaves behind: the old file is untouched
+        os.unlink(os.path.join(folder, leftover))
+    return bool(leftovers) and child.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("command", ["compute", "regions"])
+def test_sigkill_mid_write_leaves_the_old_or_the_new_file(large_inputs, tmp_path, command):
+    old_bytes = (large_inputs / "old.parquet").read_bytes()
+    target = tmp_path / "stats.parquet"
+    if command == "compute":
+        argv = ["compute", large_inputs / "dynamics.npy", large_inputs / "labels.npy", "-o", target, "-q"]
+        new_frame = dc.DataMap.read(large_inputs / "expected.parquet").frame
+    else:
+        argv = ["regions", target, "--in-place"]
+        new_frame = dc.DataMap.read(large_inputs / "old.parquet").regions().frame
+    new_size = (large_inputs / "expected.parquet").stat().st_size
+    landed = kept_old = got_new = 0
+    for trial in range(KILL_TRIALS):
+        target.write_bytes(old_bytes)  # every trial starts from an existing output
+        landed += _kill_while_writing(argv, str(target), trial, new_size)
+        data = target.read_bytes()
+        if data == old_bytes:
+            kept_old += 1
+        else:
+            assert dc.DataMap.read(target).frame.equals(new_frame), f"trial {trial}: neither the old nor the new file"
+            got_new += 1
+    print(f"{command}: {KILL_TRIALS} SIGKILLs, {landed} mid-write, {kept_old} kept the old file, {got_new} the new one, 0 bytes lost")
+    assert kept_old + got_new == KILL_TRIALS
+    assert landed >= KILL_TRIALS // 2, f"only {landed} of {KILL_TRIALS} kills landed while the new file was being written"
+    assert kept_old >= landed  # a kill before the rename always leaves the old file
+
+
+def test_sigint_during_compute_exits_130_and_keeps_the_old_output(large_inputs, tmp_path):
+    import signal
+
+    target = tmp_path / "stats.parquet"
+    old_bytes = (large_inputs / "old.parquet").read_bytes()
+    target.write_bytes(old_bytes)
+    argv = [sys.executable, "-m", "datacarto", "compute", str(large_inputs / "dynamics.npy"), str(large_inputs / "labels.npy"), "-o", str(target), "--progress"]
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = b""
+    try:
+        # The bar is drawn once every check has passed, as the computation starts: interrupt
+        # then. Wherever the signal lands afterwards (in the Rust kernel or in Python before
+        # the write), the output must not be replaced.
+        while b"statistics over" not in seen:
+            chunk = os.read(child.stderr.fileno(), 4096)
+            assert chunk, f"the command ended before its progress bar: {seen!r}"
+            seen += chunk
+        child.send_signal(signal.SIGINT)
+        rest = child.stderr.read()
+    finally:
+        child.wait(timeout=600)
+        child.stderr.close()
+    err = (seen + rest).decode("utf-8", "replace")
+    assert child.returncode == 130, err
+    assert err.rstrip().endswith("datacarto: interrupted") and "Traceback" not in err, err
+    assert target.read_bytes() == old_bytes
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
