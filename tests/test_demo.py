@@ -85,4 +85,4 @@ def test_demo_rejects_bad_arguments(tmp_path, capsys):
     with pytest.raises(dc.DatacartoError, match="epochs: expected an int >= 2"):
         run_demo(tmp_path, epochs=1)
     assert main(["demo", "-o", str(tmp_path), "--flip-fraction", "-0.2"]) == 2
-    assert capsys.readouterr().err.strip() == "datacarto: error: flip_fraction: expected a fraction in [0, 1), found -0.2"
+    assert capsys.readouterr().err.strip() == "datacarto: error: --flip-fraction: expected a fraction in [0, 1), found -0.2"

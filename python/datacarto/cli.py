@@ -1,8 +1,20 @@
 """The ``datacarto`` command line: compute, regions, select, suspects, plot, html,
 import-cartography and demo over the same API as the library.
 
-Every subcommand prints ``datacarto: error: <what went wrong>`` on stderr and exits with code 2
-on bad input (a missing file, a malformed dynamics file, a wrong option), without a traceback.
+How it talks:
+
+- Bad input (a missing file, a malformed dynamics file, a wrong option) prints one line
+  ``datacarto: error: <what went wrong>`` on stderr, naming the flag (``--threads``, not the
+  Python argument ``threads``), and exits with code 2; usage errors print the usage first.
+- Everything that can be checked before the work starts is checked first (output suffix and
+  folder, the labels against the dynamics file's header, label names), so no progress bar
+  runs ahead of an error.
+- Every output file is written beside its target and renamed into place (write, fsync,
+  ``os.replace``): a crash or Ctrl-C leaves the old file or the new one, never a broken one.
+- Progress bars go to a terminal only (``--progress`` forces them, ``-q`` turns them off).
+- Ctrl-C prints ``datacarto: interrupted`` and exits 130. A missing optional dependency or an
+  unexpected error from a dependency prints one line and exits 1; ``DATACARTO_DEBUG=1`` adds
+  the traceback.
 
 Example:
     >>> from datacarto.cli import main
@@ -14,13 +26,23 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
+import stat
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 PROG = "datacarto"
 EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+#: Set this environment variable to 1 to see the traceback behind an error.
+DEBUG_VARIABLE = "DATACARTO_DEBUG"
+#: The largest ``--threads`` accepted (a typo like 10**30 is refused before any work).
+MAX_THREADS = 4096
 
 _DESCRIPTION = """\
 Data maps (Dataset Cartography) from training dynamics: per-example confidence, variability,
@@ -31,10 +53,14 @@ _EPILOG = """\
 examples:
   datacarto demo                                   # digits with 5% flipped labels, no download
   datacarto compute dynamics.npy labels.npy -o statistics.parquet
-  datacarto regions statistics.parquet --rule quantiles
+  datacarto regions statistics.parquet --rule quantiles --in-place
   datacarto suspects statistics.parquet -n 20
   datacarto plot statistics.parquet -o map.png
   datacarto html statistics.parquet -o map.html
+
+Errors print one line and exit 2 (bad input) or 1 (a missing dependency, an unexpected
+failure; DATACARTO_DEBUG=1 shows the traceback); Ctrl-C exits 130. Outputs are written
+atomically: an interrupted command leaves the previous file in place.
 
 run 'datacarto <command> --help' for the options and examples of each command."""
 
@@ -50,10 +76,13 @@ _HELP: Dict[str, Tuple[str, str]] = {
     ),
     "regions": (
         "add a region column (easy / ambiguous / hard) and print the counts",
-        """examples:
-  datacarto regions statistics.parquet                      # tutorial thresholds, file updated in place
-  datacarto regions statistics.parquet --easy 0.7 --hard 0.3
-  datacarto regions statistics.parquet --rule quantiles --fraction 0.25 -o with_regions.parquet
+        """Without -o or --in-place the counts are printed and nothing is written.
+
+examples:
+  datacarto regions statistics.parquet                      # print the counts, write nothing
+  datacarto regions statistics.parquet --in-place           # add the region column to the file
+  datacarto regions statistics.parquet --easy 0.7 --hard 0.3 -o with_regions.parquet
+  datacarto regions statistics.parquet --rule quantiles --fraction 0.25 -o with_regions.csv
   datacarto regions statistics.parquet --rule data-iq""",
     ),
     "select": (
@@ -99,13 +128,35 @@ _HELP: Dict[str, Tuple[str, str]] = {
     ),
 }
 
+# Library arguments whose name differs from the flag that sets them, per command.
+_EXTRA_FLAG_NAMES: Dict[str, Dict[str, str]] = {
+    "plot": {"examples": "--trajectories"},
+    "import-cartography": {"output_path": "--output"},
+}
+
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors read ``datacarto: error: ...`` like every other error."""
+    """An ArgumentParser whose errors print the usage once, then one ``datacarto: error:`` line."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_BAD_INPUT, f"{PROG}: error: {self.prog}: {message}\n")
+        self.exit(EXIT_BAD_INPUT, f"{PROG}: error: {message}\n")
+
+
+def _count_type(minimum: int, maximum: Optional[int] = None, what: str = "integer") -> Callable[[str], int]:
+    """An argparse type: an int in [minimum, maximum], refused with a message naming the range."""
+
+    def parse(text: str) -> int:
+        expected = f"expected {what} >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{expected}, found {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"{expected}, found {text!r}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,44 +175,46 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("compute")
     p.add_argument("dynamics", help="dynamics .npy file [epochs, examples, labels]")
     p.add_argument("labels", help="gold labels .npy: class indices [N] or a 0/1 array [N, L] (multilabel)")
-    p.add_argument("-o", "--output", default="statistics.parquet", help="output file, .parquet or .csv (default: %(default)s)")
+    p.add_argument("-o", "--output", default="statistics.parquet", help="output file, .parquet or .csv, replaced atomically if it exists (default: %(default)s)")
     p.add_argument("--task", choices=("multiclass", "binary", "multilabel"), help="default: inferred from the labels and the file")
     p.add_argument("--correctness", choices=("argmax", "threshold"), help="default: argmax for multiclass, threshold otherwise")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the threshold rule (default: %(default)s)")
     window = p.add_mutually_exclusive_group()
     window.add_argument("--epochs", metavar="A:B", help="epoch window, Python-slice style: '2:' skips 2, ':5' keeps the first 5, '2:8'")
-    window.add_argument("--burn-in", type=int, metavar="K", help="skip the first K epochs")
-    p.add_argument("--ddof", type=int, default=0, help="variability's delta degrees of freedom (default: 0, the paper's)")
-    p.add_argument("--threads", type=int, help="worker threads (default: all cores)")
+    window.add_argument("--burn-in", type=_count_type(0, what="a count"), metavar="K", help="skip the first K epochs")
+    p.add_argument("--ddof", type=_count_type(0, what="a count"), default=0, help="variability's delta degrees of freedom (default: 0, the paper's)")
+    p.add_argument("--threads", type=_count_type(1, MAX_THREADS, what="a thread count"), help="worker threads (default: all cores)")
     p.add_argument("--metadata", metavar="FILE", help="per-example columns to join, one row per example: .csv, .tsv, .parquet or .jsonl")
     p.add_argument("--text-column", metavar="COL", help="the metadata column holding the example text (renamed to 'text')")
     p.add_argument("--label-names", metavar="NAMES", help="class / label names: a text file with one per line, or a comma-separated list")
-    _add_quiet(p)
-    p.set_defaults(handler=_cmd_compute)
+    _add_progress(p)
+    _finish(p, "compute", _cmd_compute)
 
     p = command("regions")
     p.add_argument("statistics", help="statistics file (.parquet or .csv) from 'datacarto compute'")
     _add_rule_options(p)
-    p.add_argument("-o", "--output", help="write the map with its region column here (default: update the input file)")
-    p.set_defaults(handler=_cmd_regions)
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("-o", "--output", metavar="FILE", help="write the map with its region column to FILE (.parquet or .csv)")
+    target.add_argument("--in-place", action="store_true", help="rewrite the input file with its region column (atomically)")
+    _finish(p, "regions", _cmd_regions)
 
     p = command("select")
     p.add_argument("statistics", help="statistics file (.parquet or .csv)")
     p.add_argument("region", choices=("easy", "ambiguous", "hard"))
-    p.add_argument("-n", type=int, help="keep the first N rows (default: all)")
+    p.add_argument("-n", type=_count_type(0, what="a count"), help="keep the first N rows (default: all)")
     p.add_argument("--by", metavar="COL[,COL]", help="sort by these columns instead (ascending unless --descending)")
     p.add_argument("--descending", action="store_true", help="sort --by descending")
     p.add_argument("--label", help="one label (index or name) of a multilabel map")
     _add_rule_options(p, default=None)
     _add_table_output(p)
-    p.set_defaults(handler=_cmd_select)
+    _finish(p, "select", _cmd_select)
 
     p = command("suspects")
     p.add_argument("statistics", help="statistics file (.parquet or .csv)")
-    p.add_argument("-n", type=int, default=50, help="how many (default: %(default)s)")
+    p.add_argument("-n", type=_count_type(0, what="a count"), default=50, help="how many (default: %(default)s)")
     p.add_argument("--label", help="one label (index or name) of a multilabel map")
     _add_table_output(p)
-    p.set_defaults(handler=_cmd_suspects)
+    _finish(p, "suspects", _cmd_suspects)
 
     p = command("plot")
     p.add_argument("statistics", help="statistics file (.parquet or .csv)")
@@ -171,19 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     density = p.add_mutually_exclusive_group()
     density.add_argument("--density", dest="density", action="store_true", default=None, help="force the density rendering")
     density.add_argument("--scatter", dest="density", action="store_false", help="force a scatter of every point")
-    p.add_argument("--title")
+    p.add_argument("--title", help="the figure title (default: the map's settings)")
     p.add_argument("--trajectories", metavar="I,J,K", help="plot these examples' gold-label probability across epochs instead of the map")
     p.add_argument("--dynamics", metavar="FILE", help="dynamics .npy for --trajectories (default: the path stored with the statistics)")
-    p.add_argument("--dpi", type=int, default=150, help="resolution of PNG output (default: %(default)s)")
-    p.set_defaults(handler=_cmd_plot)
+    p.add_argument("--dpi", type=_count_type(1, 10_000, what="a resolution"), default=150, help="resolution of PNG output (default: %(default)s)")
+    _finish(p, "plot", _cmd_plot)
 
     p = command("html")
     p.add_argument("statistics", help="statistics file (.parquet or .csv)")
     p.add_argument("-o", "--output", default="map.html", help="HTML file (default: %(default)s)")
     p.add_argument("--text-column", metavar="COL", help="column shown on hover (default: 'text' if present)")
     p.add_argument("--color", default="correctness", help="initial colour statistic (default: %(default)s)")
-    p.add_argument("--title")
-    p.set_defaults(handler=_cmd_html)
+    p.add_argument("--title", help="the page title (default: 'datacarto data map')")
+    _finish(p, "html", _cmd_html)
 
     p = command("import-cartography")
     p.add_argument("directory", help="the training_dynamics/ folder (dynamics_epoch_*.jsonl)")
@@ -192,22 +245,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guids", metavar="FILE", default=None, help="write the example guids here, one per line (default: <output>-guids.txt)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "float64"), help="stored dtype (default: %(default)s)")
     p.add_argument("--id-field", default="guid", help="the JSON key holding each example's id (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    _add_quiet(p)
-    p.set_defaults(handler=_cmd_import_cartography)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (the dynamics, labels and guids files)")
+    _add_progress(p)
+    _finish(p, "import-cartography", _cmd_import_cartography)
 
     p = command("demo")
     p.add_argument("-o", "--output", default="datacarto-demo", help="output folder (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the label flips and the model (default: %(default)s)")
+    p.add_argument("--epochs", type=_count_type(1, what="an epoch count"), default=None, help="training epochs (default: the demo's)")
     p.add_argument("--flip-fraction", type=float, default=0.05, help="fraction of labels flipped (default: %(default)s)")
-    _add_quiet(p)
-    p.set_defaults(handler=_cmd_demo)
+    _add_progress(p)
+    _finish(p, "demo", _cmd_demo)
     return parser
 
 
-def _add_quiet(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+def _finish(p: argparse.ArgumentParser, name: str, handler: Callable[[argparse.Namespace], int]) -> None:
+    """Attach the handler and the map from library argument names to this command's flags."""
+    flags: Dict[str, str] = {}
+    for action in p._actions:  # argparse has no public accessor for a parser's actions
+        if action.option_strings and action.dest not in ("help", argparse.SUPPRESS):
+            flags.setdefault(action.dest, max(action.option_strings, key=len))
+    flags.update(_EXTRA_FLAG_NAMES.get(name, {}))
+    p.set_defaults(handler=handler, flag_names=flags)
+
+
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", dest="progress", action="store_const", const=False, default=None, help="no progress bars")
+    group.add_argument("--progress", dest="progress", action="store_const", const=True, help="progress bars even when stderr is not a terminal (default: only on a terminal)")
 
 
 def _add_rule_options(p: argparse.ArgumentParser, default: Optional[str] = "thresholds") -> None:
@@ -226,39 +291,46 @@ def _add_table_output(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------- commands
 
+_MAP_SUFFIXES = (".parquet", ".pq", ".csv")
+_TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson")
+
 
 def _cmd_compute(args: argparse.Namespace) -> int:
+    import datacarto as dc
+    from datacarto._args import resolve
     from datacarto.datamap import DataMap
 
+    # Everything checkable is checked before the computation (and its progress bar) starts.
     epochs: Any = None
     if args.epochs is not None:
         epochs = _parse_window(args.epochs)
     elif args.burn_in is not None:
+        args.flag_names["epochs"] = "--burn-in"
         epochs = args.burn_in
-    output = Path(args.output)
-    _check_suffix(output, (".parquet", ".pq", ".csv"), "--output")
-    metadata = _read_table(args.metadata, "--metadata") if args.metadata else None
-    if args.text_column:
-        if metadata is None:
-            raise ValueError("--text-column: needs --metadata")
-        if args.text_column not in metadata.columns:
-            raise ValueError(f"--text-column: expected a column of {args.metadata}, found {args.text_column!r}; columns: {', '.join(metadata.columns)}")
-        if args.text_column != "text":
-            if "text" in metadata.columns:
-                raise ValueError(f"--text-column: {args.metadata} already has a 'text' column besides {args.text_column!r}")
-            metadata = metadata.rename({args.text_column: "text"})
+    output = _output_target(args.output, _MAP_SUFFIXES, "--output")
+    _require_regular_file(args.dynamics, "dynamics")
+    _require_npy_labels(args.labels)
+    shape = tuple(int(size) for size in dc.read_header(args.dynamics)["shape"])
+    resolved = resolve(args.labels, shape, task=args.task, correctness=args.correctness, threshold=args.threshold, epochs=epochs, ddof=args.ddof, source_name=args.dynamics)  # type: ignore[arg-type]
+    label_names = _label_names(args.label_names)
+    if label_names is not None:
+        expected = 2 if resolved.task == "binary" else shape[2]
+        if len(label_names) != expected:
+            each = "label" if resolved.task == "multilabel" else "class"
+            raise ValueError(f"--label-names: expected {expected} names (one per {each} of {args.dynamics}), found {len(label_names)}")
+    metadata = _metadata(args, n_examples=shape[1])
     dm = DataMap.from_dynamics(
         args.dynamics,
         args.labels,
         metadata,
-        label_names=_label_names(args.label_names),
+        label_names=label_names,
         task=args.task,
         correctness=args.correctness,
         threshold=args.threshold,
         epochs=epochs,
         ddof=args.ddof,
         threads=args.threads,
-        progress=not args.quiet,
+        progress=_show_progress(args),
     )
     dm.write(output)
     start, stop = dm.epochs or (0, 0)
@@ -268,58 +340,63 @@ def _cmd_compute(args: argparse.Namespace) -> int:
 
 
 def _cmd_regions(args: argparse.Namespace) -> int:
-    from datacarto.datamap import DataMap
-
-    dm = _with_regions(DataMap.read(args.statistics), args, force=True)
+    target: Optional[str] = None
+    if args.output:
+        target = _output_target(args.output, _MAP_SUFFIXES, "--output")
+    elif args.in_place:
+        if Path(args.statistics).suffix.lower() not in _MAP_SUFFIXES:
+            raise ValueError(f"--in-place: {args.statistics}: can rewrite a .parquet or .csv file only; write a copy with -o FILE.parquet")
+        target = _output_target(args.statistics, _MAP_SUFFIXES, "--in-place")
+    dm = _with_regions(_read_map(args.statistics), args, force=True)
     _print_counts(dm)
-    output = Path(args.output) if args.output else Path(args.statistics)
-    dm.write(output)
-    print(f"wrote {output}", file=sys.stderr)
+    if target is None:
+        print("nothing written (-o FILE writes the map with its region column, --in-place rewrites the input)", file=sys.stderr)
+        return 0
+    dm.write(target)
+    print(f"wrote {target}", file=sys.stderr)
     return 0
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    from datacarto.datamap import DataMap
-
-    dm = _with_regions(DataMap.read(args.statistics), args, force=args.rule is not None)
+    output = _output_target(args.output, _TABLE_SUFFIXES, "--output") if args.output else None
+    dm = _with_regions(_read_map(args.statistics), args, force=args.rule is not None)
     by = [c.strip() for c in args.by.split(",") if c.strip()] if args.by else None
-    rows = dm.select(args.region, n=_non_negative(args.n, "-n"), by=by, descending=args.descending if by else None, label=_label_arg(args.label))
-    _emit_rows(rows, args)
+    rows = dm.select(args.region, n=args.n, by=by, descending=args.descending if by else None, label=_label_arg(args.label))
+    _emit_rows(rows, args, output)
     return 0
 
 
 def _cmd_suspects(args: argparse.Namespace) -> int:
-    from datacarto.datamap import DataMap
-
-    dm = DataMap.read(args.statistics)
-    rows = dm.suspects(_non_negative(args.n, "-n"), label=_label_arg(args.label))
-    _emit_rows(rows, args)
+    output = _output_target(args.output, _TABLE_SUFFIXES, "--output") if args.output else None
+    dm = _read_map(args.statistics)
+    rows = dm.suspects(args.n, label=_label_arg(args.label))
+    _emit_rows(rows, args, output)
     return 0
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from datacarto.datamap import DataMap
+    from datacarto._atomic import atomic_path
 
-    output = Path(args.output)
-    _check_suffix(output, (".png", ".svg", ".pdf"), "--output")
-    dm = DataMap.read(args.statistics, dynamics=args.dynamics)
-    if args.trajectories:
-        examples = _parse_int_list(args.trajectories, "--trajectories")
+    output = _output_target(args.output, (".png", ".svg", ".pdf"), "--output")
+    examples = _parse_int_list(args.trajectories, "--trajectories") if args.trajectories else None
+    if args.dynamics is not None:
+        _require_regular_file(args.dynamics, "--dynamics")
+    dm = _read_map(args.statistics, dynamics=args.dynamics)
+    if examples is not None:
         figure = dm.plot_trajectories(examples, label=_label_arg(args.label))
     else:
         figure = dm.plot(label=_label_arg(args.label), color=args.color, density=args.density, title=args.title)
-    # a bare matplotlib Figure (no pyplot): saving needs no display and leaves nothing open
-    figure.savefig(output, dpi=args.dpi)
+    # A bare matplotlib Figure (no pyplot): saving needs no display and leaves nothing open. The
+    # temporary name ends in .tmp, so the format is given explicitly.
+    with atomic_path(output) as tmp:
+        figure.savefig(tmp, dpi=args.dpi, format=Path(output).suffix[1:].lower())
     print(f"wrote {output}", file=sys.stderr)
     return 0
 
 
 def _cmd_html(args: argparse.Namespace) -> int:
-    from datacarto.datamap import DataMap
-
-    output = Path(args.output)
-    _check_suffix(output, (".html", ".htm"), "--output")
-    dm = DataMap.read(args.statistics)
+    output = _output_target(args.output, (".html", ".htm"), "--output")
+    dm = _read_map(args.statistics)
     written = dm.to_html(output, text_column=args.text_column, color=args.color, title=args.title)
     print(f"wrote {written}", file=sys.stderr)
     return 0
@@ -328,19 +405,23 @@ def _cmd_html(args: argparse.Namespace) -> int:
 def _cmd_import_cartography(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from datacarto import importers
+    from datacarto import importers, read_header
+    from datacarto._atomic import atomic_write
 
-    output = Path(args.output)
-    _check_suffix(output, (".npy",), "--output")
-    result = importers.import_cartography(args.directory, output, dtype=args.dtype, id_field=args.id_field, overwrite=args.overwrite, progress=not args.quiet)
-    labels, guids = result.labels, list(result.guids)
-    stem = output.with_suffix("")
-    labels_path = Path(args.labels) if args.labels else stem.with_name(stem.name + "-labels.npy")
-    guids_path = Path(args.guids) if args.guids else stem.with_name(stem.name + "-guids.txt")
-    np.save(labels_path, np.asarray(labels))
-    guids_path.write_text("".join(f"{g}\n" for g in guids))
-    from datacarto import read_header
-
+    output = _output_target(args.output, (".npy",), "--output", overwrite=args.overwrite)
+    stem = Path(output).with_suffix("")
+    labels_path = args.labels or str(stem.with_name(stem.name + "-labels.npy"))
+    guids_path = args.guids or str(stem.with_name(stem.name + "-guids.txt"))
+    _output_target(labels_path, (".npy",), "--labels", overwrite=args.overwrite)
+    _output_target(guids_path, None, "--guids", overwrite=args.overwrite)
+    paths = [os.path.abspath(p) for p in (output, labels_path, guids_path)]
+    if len(set(paths)) < 3:
+        raise ValueError(f"--output, --labels, --guids: expected three different files, found {output}, {labels_path}, {guids_path}")
+    result = importers.import_cartography(args.directory, output, dtype=args.dtype, id_field=args.id_field, overwrite=args.overwrite, progress=_show_progress(args))
+    with atomic_write(labels_path, "wb") as handle:
+        np.save(handle, np.asarray(result.labels))
+    with atomic_write(guids_path, "w", encoding="utf-8") as handle:
+        handle.write("".join(f"{g}\n" for g in result.guids))
     shape = read_header(output)["shape"]
     print(f"{shape[0]} epochs, {shape[1]} examples, {shape[2]} labels", file=sys.stderr)
     print(f"wrote {output}, {labels_path} and {guids_path}", file=sys.stderr)
@@ -350,7 +431,7 @@ def _cmd_import_cartography(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from datacarto.demo import run_demo
 
-    kwargs: Dict[str, Any] = {"seed": args.seed, "flip_fraction": args.flip_fraction, "progress": not args.quiet}
+    kwargs: Dict[str, Any] = {"seed": args.seed, "flip_fraction": args.flip_fraction, "progress": _show_progress(args)}
     if args.epochs is not None:
         kwargs["epochs"] = args.epochs
     run_demo(args.output, **kwargs)
@@ -358,6 +439,126 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars on a terminal only, unless forced on (--progress) or off (-q)."""
+    if args.progress is not None:
+        return bool(args.progress)
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return False
+
+
+def _output_target(path: str, suffixes: Optional[Sequence[str]], flag: str, *, overwrite: bool = True) -> str:
+    """Check an output path before any work: its suffix, its folder exists and is writable."""
+    from datacarto._atomic import check_writable_target
+
+    if suffixes is not None:
+        _check_suffix(Path(path), suffixes, flag)
+    return check_writable_target(path, overwrite=overwrite, what=flag)
+
+
+def _require_regular_file(path: str, what: str) -> None:
+    """Refuse a missing path, a folder, a FIFO or a device at once (a FIFO would block a reader).
+
+    The file is opened non-blocking and the open file checked, so nothing can swap it between
+    the check and the open.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} file not found") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(mode):
+        kind = "folder" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device or other special file"
+        raise ValueError(f"{path}: {what}: expected a regular file, found a {kind}")
+
+
+def _require_npy_labels(path: str) -> None:
+    """A labels file must be a .npy of numbers; say so plainly (numpy would talk about pickles)."""
+    import numpy as np
+    from numpy.lib import format as npy_format
+
+    _require_regular_file(path, "labels")
+    expected = "expected a .npy file holding an integer array [N] or a 0/1 array [N, L]"
+    with open(path, "rb") as handle:
+        try:
+            version = npy_format.read_magic(handle)
+        except ValueError:
+            raise ValueError(f"{path}: labels: {expected}, found a file that is not a .npy (it lacks the .npy magic bytes)") from None
+        try:
+            if version == (1, 0):
+                _, _, dtype = npy_format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                _, _, dtype = npy_format.read_array_header_2_0(handle)
+            else:
+                return  # a newer format: numpy's own reader below judges it
+        except ValueError as exc:
+            raise ValueError(f"{path}: labels: {expected}, found an unreadable .npy header ({str(exc).splitlines()[0]})") from None
+    if np.dtype(dtype).hasobject:
+        raise ValueError(f"{path}: labels: {expected}, found dtype object (Python objects, not numbers)")
+
+
+def _read_map(path: str, dynamics: Optional[str] = None) -> Any:
+    from datacarto.datamap import DataMap
+
+    _require_regular_file(path, "statistics")
+    with _native_stderr_held():
+        return DataMap.read(path, dynamics=dynamics)
+
+
+@contextlib.contextmanager
+def _native_stderr_held() -> Iterator[None]:
+    """Hold what native code writes to file descriptor 2 while the body runs.
+
+    polars prints a Rust panic message (with a backtrace under RUST_BACKTRACE) before it raises
+    on some corrupted files; the error the CLI prints is one line. The held text is replayed
+    when the body succeeds or under DATACARTO_DEBUG, dropped when it fails.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    succeeded = False
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+            succeeded = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if succeeded or _debug():
+                held.seek(0)
+                text = held.read().decode("utf-8", "replace")
+                if text:
+                    sys.stderr.write(text)
+                    sys.stderr.flush()
+
+
+def _metadata(args: argparse.Namespace, n_examples: int) -> Any:
+    if args.text_column and not args.metadata:
+        raise ValueError("--text-column: needs --metadata")
+    if not args.metadata:
+        return None
+    metadata = _read_table(args.metadata, "--metadata")
+    if metadata.height != n_examples:
+        raise ValueError(f"--metadata: expected {n_examples} rows (one per example of {args.dynamics}), found {metadata.height} in {args.metadata}")
+    if args.text_column:
+        if args.text_column not in metadata.columns:
+            raise ValueError(f"--text-column: expected a column of {args.metadata}, found {args.text_column!r}; columns: {', '.join(metadata.columns)}")
+        if args.text_column != "text":
+            if "text" in metadata.columns:
+                raise ValueError(f"--text-column: {args.metadata} already has a 'text' column besides {args.text_column!r}")
+            metadata = metadata.rename({args.text_column: "text"})
+    return metadata
 
 
 def _with_regions(dm: Any, args: argparse.Namespace, *, force: bool) -> Any:
@@ -381,22 +582,24 @@ def _print_counts(dm: Any) -> None:
             print(dm.region_counts(per_label=True))
 
 
-def _emit_rows(rows: Any, args: argparse.Namespace) -> None:
+def _emit_rows(rows: Any, args: argparse.Namespace, output: Optional[str]) -> None:
+    from datacarto._atomic import atomic_path
+
     if args.columns:
         wanted = [c.strip() for c in args.columns.split(",") if c.strip()]
         missing = [c for c in wanted if c not in rows.columns]
         if missing:
             raise ValueError(f"--columns: unknown column(s) {', '.join(missing)}; columns: {', '.join(rows.columns)}")
         rows = rows.select(wanted)
-    if args.output:
-        output = Path(args.output)
-        suffix = _check_suffix(output, (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson"), "--output")
-        if suffix in (".csv", ".tsv"):
-            rows.write_csv(output, separator="\t" if suffix == ".tsv" else ",")
-        elif suffix in (".parquet", ".pq"):
-            rows.write_parquet(output)
-        else:
-            rows.write_ndjson(output)
+    if output is not None:
+        suffix = Path(output).suffix.lower()
+        with atomic_path(output) as tmp:
+            if suffix in (".csv", ".tsv"):
+                rows.write_csv(tmp, separator="\t" if suffix == ".tsv" else ",")
+            elif suffix in (".parquet", ".pq"):
+                rows.write_parquet(tmp)
+            else:
+                rows.write_ndjson(tmp)
         print(f"wrote {rows.height} rows to {output}", file=sys.stderr)
     else:
         if not args.columns:
@@ -421,26 +624,30 @@ def _table_config(rows: int = 50) -> Any:
 def _read_table(path: str, argument: str) -> Any:
     import polars as pl
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{argument}: {path}: file not found")
-    suffix = _check_suffix(Path(path), (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson"), argument)
+    suffix = _check_suffix(Path(path), _TABLE_SUFFIXES, argument)
+    _require_regular_file(path, argument)
     try:
-        if suffix == ".csv":
-            return pl.read_csv(path, infer_schema_length=10000)
-        if suffix == ".tsv":
-            return pl.read_csv(path, separator="\t", quote_char=None, infer_schema_length=10000)
-        if suffix in (".parquet", ".pq"):
-            return pl.read_parquet(path)
-        return pl.read_ndjson(path)
-    except pl.exceptions.PolarsError as exc:
-        raise ValueError(f"{argument}: {path}: could not read it as {suffix[1:]} ({str(exc).splitlines()[0]})") from exc
+        with _native_stderr_held():
+            if suffix == ".csv":
+                return pl.read_csv(path, infer_schema_length=10000)
+            if suffix == ".tsv":
+                return pl.read_csv(path, separator="\t", quote_char=None, infer_schema_length=10000)
+            if suffix in (".parquet", ".pq"):
+                return pl.read_parquet(path)
+            return pl.read_ndjson(path)
+    except BaseException as exc:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        detail = str(exc).splitlines()[0] if isinstance(exc, Exception) and str(exc).strip() else "the file looks corrupted"
+        raise ValueError(f"{argument}: {path}: could not read it as {suffix[1:]} ({detail})") from exc
 
 
 def _label_names(value: Optional[str]) -> Optional[List[str]]:
     if value is None:
         return None
     if os.path.exists(value):
-        return [line.strip() for line in Path(value).read_text().splitlines() if line.strip()]
+        _require_regular_file(value, "--label-names")
+        return [line.strip() for line in Path(value).read_text(encoding="utf-8").splitlines() if line.strip()]
     if "," not in value and value.endswith((".txt", ".csv", ".tsv")):
         raise FileNotFoundError(f"--label-names: {value}: file not found")
     return [name.strip() for name in value.split(",")]
@@ -472,17 +679,39 @@ def _label_arg(value: Optional[str]) -> Any:
     return int(value) if value.lstrip("-").isdigit() else value
 
 
-def _non_negative(value: Optional[int], argument: str) -> Optional[int]:
-    if value is not None and value < 0:
-        raise ValueError(f"{argument}: expected a non-negative count, found {value}")
-    return value
-
-
 def _check_suffix(path: Path, allowed: Sequence[str], argument: str) -> str:
     suffix = path.suffix.lower()
     if suffix not in allowed:
         raise ValueError(f"{argument}: {path}: expected a file ending in {', '.join(allowed)}, found {suffix or 'no suffix'!r}")
     return suffix
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_VARIABLE, "").strip() not in ("", "0")
+
+
+def _with_flag_names(message: str, flags: Dict[str, str]) -> str:
+    """Name flags, not Python arguments: ``threads: expected ...`` -> ``--threads: expected ...``.
+
+    The library's messages name a field as ``name:`` at the start or after ``: ``; only those
+    positions are rewritten, so a file name that contains the word is left alone.
+    """
+    for name, flag in sorted(flags.items(), key=lambda item: -len(item[0])):
+        message = re.sub(rf"(^|: )({re.escape(name)})(?=: )", lambda m: m.group(1) + flag, message)
+        message = re.sub(rf"\b{re.escape(name)}=True\b", flag, message)  # "pass overwrite=True"
+    return message
+
+
+def _is_bad_input(exc: BaseException) -> bool:
+    from datacarto._core import DatacartoError
+
+    if isinstance(exc, (DatacartoError, ValueError, TypeError, OSError)):
+        return True
+    # polars errors reading a user's file (its classes are not imported just to test this)
+    return isinstance(exc, Exception) and type(exc).__module__.split(".")[0] == "polars"
 
 
 def _error_message(exc: BaseException) -> str:
@@ -495,32 +724,61 @@ def _error_message(exc: BaseException) -> str:
     return message.splitlines()[0]
 
 
+def _report(exc: BaseException, flags: Dict[str, str]) -> int:
+    """Print one ``datacarto: error:`` line for ``exc`` and return the exit code."""
+    from datacarto._optional import MissingDependencyError
+
+    if _debug():
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    if isinstance(exc, MissingDependencyError):
+        code, message = EXIT_FAILURE, _error_message(exc)
+    elif isinstance(exc, ImportError):
+        code, message = EXIT_FAILURE, f"a dependency is missing or broken: {_error_message(exc)}"
+    elif _is_bad_input(exc):
+        code, message = EXIT_BAD_INPUT, _with_flag_names(_error_message(exc), flags)
+    else:
+        # A bug here or in a dependency (a Rust panic included): one line, the traceback on request.
+        hint = "" if _debug() else f" (set {DEBUG_VARIABLE}=1 for the traceback)"
+        code, message = EXIT_FAILURE, f"unexpected {type(exc).__name__}: {_error_message(exc)}{hint}"
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the ``datacarto`` command line; returns the exit code (0 on success, 2 on bad input).
+    """Run the ``datacarto`` command line; returns the exit code.
+
+    0 on success, 2 on bad input or a usage error, 1 on a missing dependency or an unexpected
+    failure, 130 when interrupted (Ctrl-C).
 
     Example:
         >>> main(["suspects", "missing.parquet"])  # doctest: +SKIP
         datacarto: error: missing.parquet: statistics file not found
         2
     """
-    from polars.exceptions import PolarsError
-
-    from datacarto import DatacartoError
-
-    parser = build_parser()
+    flags: Dict[str, str] = {}
     try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
-    except SystemExit as exit_:  # --help, --version and usage errors
-        return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_BAD_INPUT
-    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(list(argv) if argv is not None else None)
+        except SystemExit as exit_:  # --help, --version and usage errors (already printed)
+            return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_BAD_INPUT
+        flags = args.flag_names
         return int(args.handler(args))
-    except (DatacartoError, ValueError, FileNotFoundError, TypeError, OSError, PolarsError) as exc:
-        # bad input: one line, no traceback (PolarsError: e.g. a metadata file polars cannot write)
-        print(f"{PROG}: error: {_error_message(exc)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{PROG}: interrupted", file=sys.stderr)  # a progress bar clears its line on close
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader of stdout went away (`datacarto suspects s.parquet | head`): stop quietly
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
+    except (SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: B036 - polars' PanicException derives from BaseException
+        return _report(exc, flags)
 
 
 if __name__ == "__main__":  # pragma: no cover

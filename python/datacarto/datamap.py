@@ -668,17 +668,21 @@ class DataMap:
             >>> dc.DataMap.read_parquet(path).frame.equals(dm.frame)
             True
         """
+        from datacarto._atomic import atomic_path
+
         path = Path(path)
         payload = {_METADATA_KEY: json.dumps(self._info.to_json())}
-        try:
-            self._frame.write_parquet(path, metadata=payload)
-        except TypeError:
-            # polars before key-value metadata support: go through pyarrow.
-            import pyarrow.parquet as pq
+        # Written beside the target and renamed into place: a crash leaves the old file or the new.
+        with atomic_path(path) as tmp:
+            try:
+                self._frame.write_parquet(tmp, metadata=payload)
+            except TypeError:
+                # polars before key-value metadata support: go through pyarrow.
+                import pyarrow.parquet as pq
 
-            table = self._frame.to_arrow()
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in payload.items()}})
-            pq.write_table(table, path)
+                table = self._frame.to_arrow()
+                table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in payload.items()}})
+                pq.write_table(table, tmp)
         return path
 
     @classmethod
@@ -695,11 +699,21 @@ class DataMap:
         try:
             frame = pl.read_parquet(name)
             raw = _read_parquet_kv(name).get(_METADATA_KEY)
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            if isinstance(exc, FileNotFoundError):
+        except FileNotFoundError:
+            raise
+        except BaseException as exc:
+            # polars panics on some corrupted files (a PanicException, which derives from
+            # BaseException): the caller gets a clean error naming the file instead.
+            if not _is_read_failure(exc):
                 raise
-            raise DatacartoError(f"{name}: expected a parquet file, could not read it ({exc})") from exc
-        info = _Info.from_json(json.loads(raw), name) if raw else None
+            raise DatacartoError(f"{name}: expected a parquet file, could not read it ({_first_line(exc)})") from exc
+        try:
+            settings = json.loads(raw) if raw else None
+        except ValueError as exc:
+            raise DatacartoError(f"{name}: datacarto metadata: expected JSON written by DataMap.write_parquet, could not parse it ({exc})") from exc
+        if settings is not None and not isinstance(settings, dict):
+            raise DatacartoError(f"{name}: datacarto metadata: expected a JSON object written by DataMap.write_parquet, found {type(settings).__name__}")
+        info = _Info.from_json(settings, name) if settings is not None else None
         return cls._from_file_frame(frame, info, name, dynamics)
 
     def write_csv(self, path: PathLike) -> Path:
@@ -713,10 +727,16 @@ class DataMap:
             >>> dc.DataMap.read_csv(path).frame.equals(dm.frame)
             True
         """
+        from datacarto._atomic import atomic_path, atomic_write
+
         path = Path(path)
-        self._frame.write_csv(path)
         sidecar = {**self._info.to_json(), "schema": {name: str(dtype.base_type()) if hasattr(dtype, "base_type") else str(dtype) for name, dtype in self._frame.schema.items()}}
-        _sidecar_path(path).write_text(json.dumps(sidecar, indent=1) + "\n")
+        # Each file is replaced atomically (the CSV first); read_csv ignores sidecar types of
+        # columns the CSV lacks, so a crash between the two renames still reads back.
+        with atomic_path(path) as tmp:
+            self._frame.write_csv(tmp)
+        with atomic_write(_sidecar_path(path), "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(sidecar, indent=1) + "\n")
         return path
 
     @classmethod
@@ -737,9 +757,16 @@ class DataMap:
             info = _Info.from_json(data, os.fspath(sidecar_path))
             schema = {col: getattr(pl, dt) for col, dt in (data.get("schema") or {}).items() if dt in _SIMPLE_DTYPES}
         try:
+            if schema:
+                header = pl.read_csv(name, separator=separator, n_rows=0).columns
+                schema = {col: dtype for col, dtype in schema.items() if col in header}
             frame = pl.read_csv(name, separator=separator, schema_overrides=schema or None, infer_schema_length=None)
-        except pl.exceptions.PolarsError as exc:
-            raise DatacartoError(f"{name}: expected a CSV file of map rows, could not parse it ({exc})") from exc
+        except FileNotFoundError:
+            raise
+        except BaseException as exc:
+            if not _is_read_failure(exc):
+                raise
+            raise DatacartoError(f"{name}: expected a CSV file of map rows, could not parse it ({_first_line(exc)})") from exc
         return cls._from_file_frame(frame, info, name, dynamics)
 
     @classmethod
@@ -915,6 +942,21 @@ def _count(name: str, n: Optional[int]) -> Optional[int]:
 
 def _sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + _SIDECAR_SUFFIX)
+
+
+def _is_read_failure(exc: BaseException) -> bool:
+    """True for what a reader raises on a bad file: polars errors and panics, OSError, ValueError."""
+    if isinstance(exc, (pl.exceptions.PolarsError, OSError, ValueError)):
+        return True
+    panic = getattr(pl.exceptions, "PanicException", None)
+    return (panic is not None and isinstance(exc, panic)) or type(exc).__name__ == "PanicException"
+
+
+def _first_line(exc: BaseException) -> str:
+    if not isinstance(exc, Exception):  # a panic: its text is a nest of Rust unwraps
+        return "the reader failed on its contents, the file looks corrupted"
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _read_parquet_kv(name: str) -> Dict[str, str]:
