@@ -35,9 +35,10 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
+from datacarto._atomic import atomic_path
 from datacarto._core import DatacartoError
 from datacarto._stats import Statistics, compute
-from datacarto.writer import DynamicsWriter, _sync_directory
+from datacarto.writer import DynamicsWriter
 
 __all__ = ["CartographyImport", "import_cartography", "find_cartography_epochs"]
 
@@ -159,7 +160,8 @@ def import_cartography(
         directory: the ``training_dynamics`` folder, or the folder holding it.
         output_path: the ``.npy`` to write (``[E, N, K]`` probabilities: softmax of the logged
             logits, computed in float64). Written to a temporary name beside it and renamed
-            when complete, so a failed import leaves no partial file.
+            over it when complete, so a failed, interrupted or killed import leaves the old
+            file (or none) at the path, never a partial one.
         dtype: storage dtype (``"float32"``, ``"float64"`` or ``"float16"``).
         id_field: the key holding each example's id (the original code's ``id_field``).
         overwrite: replace an existing ``output_path``.
@@ -208,14 +210,15 @@ def import_cartography(
     del logits_list, gold_list, line_list
     _check_finite(epoch0, first_lines, files[0], "logits_epoch_0")
 
-    partial = output + ".partial"
     epoch_iter: Any = range(1, len(files))
     if progress:
         from tqdm.auto import tqdm
 
         epoch_iter = tqdm(epoch_iter, desc="epochs", unit="epoch", initial=1, total=len(files))
     try:
-        with DynamicsWriter(partial, n, n_classes, dtype, task="multiclass", inputs="logits", overwrite=True, fsync=False) as writer:
+        # Written beside the target and renamed over it once complete (after an fsync): a failed,
+        # interrupted or killed import leaves the old file (or none), never a partial one.
+        with atomic_path(output) as partial, DynamicsWriter(partial, n, n_classes, dtype, task="multiclass", inputs="logits", overwrite=True, fsync=False) as writer:
             writer.write_epoch(epoch0)
             del epoch0
             logits = np.empty((n, n_classes), dtype=np.float64)
@@ -248,15 +251,6 @@ def import_cartography(
                     )
                 _check_finite(logits, lines, path, key)
                 writer.write_epoch(logits)
-        # Make the finished file durable under its final name in one step.
-        with open(partial, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(partial, output)
-        _sync_directory(output)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
     finally:
         if progress:
             epoch_iter.close()

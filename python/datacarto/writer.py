@@ -266,9 +266,6 @@ _sync = getattr(os, "fdatasync", os.fsync)
 # musl libc does not emulate it): reserve by writing zeros instead.
 _NO_FALLOCATE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, getattr(errno, "ENOSYS", -1)}
 _ZEROS = bytes(1 << 20)
-# write_epoch reserves its epoch too: a full disk then fails before any conversion work, and
-# delayed-allocation filesystems cannot fail later at writeback (fsync=False).
-_RESERVE_WHOLE_EPOCHS = True
 
 
 def _reserve(fd: int, offset: int, length: int) -> None:
@@ -665,8 +662,9 @@ class DynamicsWriter:
         array = self._array(values, self.n_examples)
         offset = self._epoch_offset()
         try:
-            if _RESERVE_WHOLE_EPOCHS:
-                _reserve(fd, offset, self._epoch_bytes)
+            # Reserved too, although pwrite reports ENOSPC itself: a full disk then fails before
+            # any conversion work, and no filesystem can fail it later at writeback (fsync=False).
+            _reserve(fd, offset, self._epoch_bytes)
             # Blocks are written as soon as they pass the checks: if a later block fails, the
             # bytes written so far lie after the committed epochs, where no reader looks.
             for start, block in self._blocks(array):
