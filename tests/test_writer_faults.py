@@ -11,6 +11,7 @@ This file is also the child: ``python test_writer_faults.py <mode> <path> <n> <n
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import queue
@@ -33,9 +34,12 @@ TMPFS_BYTES = 4 << 20
 FAULT_COUNTS: Dict[str, List[int]] = {}  # kind -> [provoked, survived, epochs lost]
 
 
+@functools.lru_cache(maxsize=256)
 def epoch_probs(e: int, n: int, n_labels: int) -> np.ndarray:
-    """Deterministic probabilities of epoch ``e``: the child writes them, the parent expects them."""
-    return np.random.default_rng(e).dirichlet(np.ones(n_labels), n).astype(np.float32)
+    """Deterministic probabilities of epoch ``e``: the child writes them, the parent expects them (read-only)."""
+    probs = np.random.default_rng(e).dirichlet(np.ones(n_labels), n).astype(np.float32)
+    probs.setflags(write=False)
+    return probs
 
 
 def expected(n_epochs: int, n: int, n_labels: int) -> np.ndarray:
@@ -64,13 +68,14 @@ def report_counts():
 def _child_main(argv: List[str]) -> None:
     """Write epochs until the disk is full (or forever), reporting each commit on stdout.
 
-    argv: mode path n n_labels [ballast] [fsync]. On a full disk the child reports the error and
+    argv: mode path n n_labels [ballast] [fsync] [pause between batches, seconds]. On a full disk the child reports the error and
     the writer's state, checks that a retry fails the same clean way, frees the ballast file,
     writes the epoch again and closes: exit status 0.
     """
     mode, path, n, n_labels = argv[0], argv[1], int(argv[2]), int(argv[3])
     ballast = argv[4] if len(argv) > 4 else "-"
     fsync = (argv[5] == "1") if len(argv) > 5 else True
+    pause = float(argv[6]) if len(argv) > 6 else 0.0
 
     def say(*words: object) -> None:
         print(*words, flush=True)
@@ -96,10 +101,12 @@ def _child_main(argv: List[str]) -> None:
         elif mode == "batch":
             for chunk in batches:
                 writer.write_batch(chunk, probs[chunk])
+                time.sleep(pause)  # a training step between batches
             writer.commit_epoch()
         elif mode == "torch":
             for chunk in batches:
                 recorder.record(torch.from_numpy(chunk), torch.from_numpy(probs[chunk]))
+                time.sleep(pause)
             recorder.end_epoch()
         elif mode == "torch-evaluate":
             loader = [(torch.from_numpy(chunk), torch.from_numpy(probs[chunk])) for chunk in batches]
@@ -359,16 +366,22 @@ def test_overwrite_on_a_full_disk_raises_and_keeps_the_old_file(small_tmpfs) -> 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
 def test_sigkill_at_random_moments_never_loses_a_committed_epoch(tmp_path) -> None:
-    """24 kills of a writing child at random moments; each new child resumes the file."""
-    n, n_labels = 20_000, 10
+    """24 kills of a writing child at random moments; each new child resumes the file.
+
+    Each child writes epochs whole, or in batches a few milliseconds apart (as a training loop
+    does), with and without fsync, until it is killed.
+    """
+    n, n_labels = 8_000, 10  # 320 kB per epoch, in 15 batches with a pause between them
     path = tmp_path / "killed.npy"
     epoch_bytes = n * n_labels * 4
     rng = np.random.default_rng(2024)
     in_progress = 0
     previous = 0
     for trial in range(24):
-        mode = ("batch", "epoch", "torch" if _has_torch() else "batch")[trial % 3]
-        child = Child(mode, path, n, n_labels, "-", trial % 2)
+        mode = ("batch", "epoch")[trial % 2]
+        if trial in (5, 17) and _has_torch():  # two through the torch recorder (slow to start)
+            mode = "torch"
+        child = Child(mode, path, n, n_labels, "-", trial % 2, 0.002)
         child.wait_for("ready")
         time.sleep(rng.uniform(0.0, 0.4))
         lines = child.kill()
@@ -443,8 +456,8 @@ def test_overwrite_is_refused_while_another_thread_writes(tmp_path) -> None:
     results = [outcomes.get_nowait() for _ in range(outcomes.qsize())]
     assert len(results) == 6 * 20
     assert set(results) <= {"won", "refused"}, [r for r in results if r not in ("won", "refused")][:3]
-    assert results.count("won") >= 20  # at least one per round, and never two at once: each winner...
-    assert_file_holds(path, 1, n, n_labels)  # ...wrote into its own file, the last one renamed in place
+    assert results.count("won") == 20  # exactly one writer per round: the others were refused while it held the file
+    assert_file_holds(path, 1, n, n_labels)
     tally("overwrite=True races between threads (rounds)", True)
 
 
@@ -595,12 +608,15 @@ def test_an_import_on_a_full_disk_raises_and_keeps_the_existing_output(tmp_path,
     out = small_tmpfs / "dynamics.npy"
     import_cartography(tmp_path / "small", out)
     before = out.read_bytes()
-    _build_logs(tmp_path / "big", 20_000, 3, 20, seed=1)  # 4.8 MB of probabilities: more than the tmpfs holds
+    _build_logs(tmp_path / "big", 4000, 3, 8, seed=1)  # 384 kB of probabilities...
+    ballast = small_tmpfs / "ballast"
+    fill(ballast)
+    os.truncate(ballast, os.path.getsize(ballast) - (200 << 10))  # ...where 200 kB are free
     with pytest.raises(OSError) as caught:
         import_cartography(tmp_path / "big", out, overwrite=True)
     assert caught.value.errno == errno.ENOSPC
     assert out.read_bytes() == before
-    assert _leftovers(small_tmpfs, {"dynamics.npy"}) == []
+    assert _leftovers(small_tmpfs, {"dynamics.npy", "ballast"}) == []
     tally("full disk (import_cartography)", True)
 
 
@@ -615,18 +631,21 @@ def test_sigkill_of_an_import_leaves_the_old_or_the_new_file(tmp_path) -> None:
     out.parent.mkdir()
     import_cartography(logs_old, out)
     old_bytes = out.read_bytes()
-    new_path = tmp_path / "reference.npy"
+    # One import run to the end, timed from the child's start signal, gives the window to kill in.
+    child = Child("import", logs_new, out, 0, 0)
+    child.wait_for("importing")
     started = time.monotonic()
-    import_cartography(logs_new, new_path)
+    child.finish()
     duration = time.monotonic() - started
-    new_bytes = new_path.read_bytes()
+    new_bytes = out.read_bytes()
+    assert new_bytes != old_bytes and np.load(out).shape == (6, 6000, 3)
     rng = np.random.default_rng(99)
     survived = {"old": 0, "new": 0}
     for trial in range(10):
         out.write_bytes(old_bytes)
         child = Child("import", logs_new, out, 0, 0)
         child.wait_for("importing")
-        time.sleep(rng.uniform(0.0, duration * 1.2))
+        time.sleep(rng.uniform(0.0, duration * 1.3))
         child.proc.send_signal(signal.SIGKILL)
         child.proc.wait(timeout=60)
         data = out.read_bytes()
@@ -636,7 +655,7 @@ def test_sigkill_of_an_import_leaves_the_old_or_the_new_file(tmp_path) -> None:
             leftover.unlink()
         tally("SIGKILL of import_cartography", True)
     print(f"\n10 kills of an import: old file kept {survived['old']}, new file complete {survived['new']}")
-    assert survived["old"] >= 3
+    assert survived["old"] >= 3  # most kills land while the new file is being written
 
 
 if __name__ == "__main__":
