@@ -353,8 +353,11 @@ class DynamicsWriter:
             ``dtype`` match), drop any partially written epoch behind the committed ones and
             continue after them. When ``path`` does not exist a new file is started, so a
             training script can always pass ``resume=True``.
-        overwrite: replace an existing file. Without ``overwrite`` or ``resume`` an existing
-            file is never touched (:class:`FileExistsError`).
+        overwrite: replace an existing file: a new, empty file (0 epochs) is built beside it
+            and renamed over the path at construction, so readers that have the old file open
+            keep its contents. Refused (:class:`~datacarto.DatacartoError`) while another
+            writer holds the file. Without ``overwrite`` or ``resume`` an existing file is
+            never touched (:class:`FileExistsError`).
         fsync: ``True`` (default) forces each epoch's data, then the updated header, to the
             disk, so that even a power cut or an OS crash keeps every committed epoch.
             ``False`` skips that (faster on slow disks) and keeps the guarantee for a crash or
@@ -370,7 +373,10 @@ class DynamicsWriter:
     An epoch is committed by :meth:`write_epoch` (all rows at once) or by
     :meth:`commit_epoch` after :meth:`write_batch` calls. An epoch in progress that is never
     committed (an exception inside ``with``, :meth:`close`, :meth:`discard_epoch`, or a crash)
-    leaves the committed epochs intact.
+    leaves the committed epochs intact. A full disk raises :class:`OSError` (``ENOSPC``) from
+    :meth:`write_epoch`, from the first :meth:`write_batch` of an epoch (which reserves the
+    epoch's space) or from :meth:`commit_epoch`; the epoch in progress is then dropped and the
+    writer stays usable: free some space and write the epoch again, or close.
 
     Example:
         >>> import os, tempfile, numpy as np, datacarto as dc
