@@ -62,7 +62,7 @@ def test_import_matches_softmax_of_the_logs_in_epoch0_order(tmp_path) -> None:
     stats, ref = result.compute(), reference.compute(want, result.labels)
     np.testing.assert_allclose(stats.confidence, ref.confidence, atol=1e-6)
     np.testing.assert_allclose(stats.variability, ref.variability, atol=1e-6)
-    assert not (tmp_path / "out.npy.partial").exists()
+    assert not list(tmp_path.glob(".out.npy.*.tmp"))  # no temporary file left beside the output
 
 
 def test_accepts_the_training_dynamics_folder_itself_and_float64(tmp_path) -> None:
@@ -164,7 +164,7 @@ def test_malformed_logs_are_rejected_naming_file_and_line(tmp_path, case, patter
     out = tmp_path / "out.npy"
     with pytest.raises(dc.DatacartoError, match=pattern):
         import_cartography(tmp_path, out)
-    assert not out.exists() and not Path(str(out) + ".partial").exists()  # a failed import leaves nothing
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.*.tmp"))  # a failed import leaves nothing
 
 
 def test_missing_or_empty_folders_and_existing_output(tmp_path) -> None:

@@ -45,9 +45,10 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 
 import numpy as np
 
+from datacarto._atomic import atomic_path
 from datacarto._core import DatacartoError
 from datacarto._stats import Statistics, compute
-from datacarto.writer import DynamicsWriter, _sync_directory
+from datacarto.writer import DynamicsWriter
 
 if TYPE_CHECKING:
     import polars as pl
@@ -383,7 +384,8 @@ def import_cartography(
         directory: the ``training_dynamics`` folder, or the folder holding it.
         output_path: the ``.npy`` to write (``[E, N, K]`` probabilities: softmax of the logged
             logits, computed in float64). Written to a temporary name beside it and renamed
-            when complete, so a failed import leaves no partial file. A warning
+            over it when complete, so a failed, interrupted or killed import leaves the old
+            file (or none) at the path, never a partial one. A warning
             (:class:`CartographyWarning`) when it lands inside ``training_dynamics/``.
         dtype: storage dtype (``"float32"``, ``"float64"`` or ``"float16"``). Use
             ``"float64"`` to keep near-tied logits apart: float32 probabilities of logits
@@ -434,14 +436,15 @@ def import_cartography(
     n, n_classes = len(examples), examples.n_classes
     epoch0, examples.epoch0 = examples.epoch0, np.empty((0, n_classes))
 
-    partial = output + ".partial"
     epoch_iter: Any = range(1, len(files))
     if progress:
         from tqdm.auto import tqdm
 
         epoch_iter = tqdm(epoch_iter, desc="epochs", unit="epoch", initial=1, total=len(files))
     try:
-        with DynamicsWriter(partial, n, n_classes, dtype, task="multiclass", inputs="logits", overwrite=True, fsync=False) as writer:
+        # Written beside the target and renamed over it once complete (after an fsync): a failed,
+        # interrupted or killed import leaves the old file (or none), never a partial one.
+        with atomic_path(output) as partial, DynamicsWriter(partial, n, n_classes, dtype, task="multiclass", inputs="logits", overwrite=True, fsync=False) as writer:
             writer.write_epoch(epoch0)
             del epoch0
             logits = np.empty((n, n_classes), dtype=np.float64)
@@ -452,15 +455,6 @@ def import_cartography(
                 if unseen.size:
                     raise examples.missing_error(epoch, unseen)
                 writer.write_epoch(logits)
-        # Make the finished file durable under its final name in one step.
-        with open(partial, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(partial, output)
-        _sync_directory(output)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
     finally:
         if progress:
             epoch_iter.close()

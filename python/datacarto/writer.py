@@ -19,7 +19,25 @@ How the file stays valid whatever happens to the writing process:
   right-aligned in a fixed-width field, so even a read torn in the middle of a header
   rewrite yields either a smaller epoch count (still all committed data) or a count the file
   cannot hold (an error), never uncommitted bytes.
-* A second writer on the same file is refused (an advisory ``flock`` on POSIX systems).
+* A second writer on the same file is refused (an advisory ``flock`` on POSIX systems, which
+  also keeps apart two writers in one process, in different threads). The lock belongs to the
+  file (the inode), not to its name: after ``flock`` succeeds the writer checks that the path
+  still names the inode it locked, and if another writer replaced it meanwhile it locks the
+  new file instead (and is refused while that one is held).
+* ``overwrite=True`` never truncates the old file: while holding the old file's lock it builds
+  the new, empty file beside it (a temporary name in the same folder), locks it and renames it
+  over the path. A reader that has the old file open or mapped keeps reading the old
+  contents; a new reader sees a valid file with 0 committed epochs.
+* A full disk raises :class:`OSError` (``ENOSPC``) from :meth:`~DynamicsWriter.write_epoch`,
+  :meth:`~DynamicsWriter.write_batch` or :meth:`~DynamicsWriter.commit_epoch`, never kills
+  the process: an epoch's space is reserved (``posix_fallocate``, or zeros written with
+  ``pwrite`` where the filesystem cannot preallocate) before any row is written into it, in
+  particular before the memory map that :meth:`~DynamicsWriter.write_batch` scatters rows
+  through (a write through a map into space the disk cannot provide is a SIGBUS). After such
+  an error the writer holds no epoch in progress and the file holds exactly the committed
+  epochs: free some space and write the epoch again, or close. (On copy-on-write filesystems,
+  btrfs or ZFS, a reservation cannot promise space for later overwrites; there the batch path
+  can still fail at a page fault on a full disk.)
 
 Example:
     >>> import os, tempfile, numpy as np, datacarto as dc
@@ -38,12 +56,14 @@ Example:
 from __future__ import annotations
 
 import ast
+import errno
 import mmap
 import os
 from typing import Any, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
+from datacarto._atomic import atomic_path
 from datacarto._core import DatacartoError
 
 try:  # POSIX advisory locks keep two writers off one file
@@ -242,6 +262,43 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
 
 _sync = getattr(os, "fdatasync", os.fsync)
 
+# What posix_fallocate raises on filesystems that cannot preallocate (NFSv3, some FUSE mounts;
+# musl libc does not emulate it): reserve by writing zeros instead.
+_NO_FALLOCATE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, getattr(errno, "ENOSYS", -1)}
+_ZEROS = bytes(1 << 20)
+
+
+def _reserve(fd: int, offset: int, length: int) -> None:
+    """Allocate the bytes ``[offset, offset + length)`` of the file, growing it if needed.
+
+    Raises ``OSError`` (``ENOSPC``) now, when the disk cannot hold them, rather than later at a
+    write through a memory map (a SIGBUS).
+    """
+    if length <= 0:
+        return
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        try:
+            fallocate(fd, offset, length)
+            return
+        except OSError as exc:
+            if exc.errno not in _NO_FALLOCATE:
+                raise
+    zeros = memoryview(_ZEROS)
+    done = 0
+    while done < length:  # a short write is followed by a call that raises ENOSPC
+        done += os.pwrite(fd, zeros[: min(len(zeros), length - done)], offset + done)
+
+
+def _same_file(fd: int, path: str) -> bool:
+    """Whether ``path`` still names the file open at ``fd`` (not removed, not replaced)."""
+    try:
+        at_path = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (opened.st_dev, opened.st_ino) == (at_path.st_dev, at_path.st_ino)
+
 
 def _sync_directory(path: str) -> None:
     try:
@@ -296,8 +353,11 @@ class DynamicsWriter:
             ``dtype`` match), drop any partially written epoch behind the committed ones and
             continue after them. When ``path`` does not exist a new file is started, so a
             training script can always pass ``resume=True``.
-        overwrite: replace an existing file. Without ``overwrite`` or ``resume`` an existing
-            file is never touched (:class:`FileExistsError`).
+        overwrite: replace an existing file: a new, empty file (0 epochs) is built beside it
+            and renamed over the path at construction, so readers that have the old file open
+            keep its contents. Refused (:class:`~datacarto.DatacartoError`) while another
+            writer holds the file. Without ``overwrite`` or ``resume`` an existing file is
+            never touched (:class:`FileExistsError`).
         fsync: ``True`` (default) forces each epoch's data, then the updated header, to the
             disk, so that even a power cut or an OS crash keeps every committed epoch.
             ``False`` skips that (faster on slow disks) and keeps the guarantee for a crash or
@@ -313,7 +373,10 @@ class DynamicsWriter:
     An epoch is committed by :meth:`write_epoch` (all rows at once) or by
     :meth:`commit_epoch` after :meth:`write_batch` calls. An epoch in progress that is never
     committed (an exception inside ``with``, :meth:`close`, :meth:`discard_epoch`, or a crash)
-    leaves the committed epochs intact.
+    leaves the committed epochs intact. A full disk raises :class:`OSError` (``ENOSPC``) from
+    :meth:`write_epoch`, from the first :meth:`write_batch` of an epoch (which reserves the
+    epoch's space) or from :meth:`commit_epoch`; the epoch in progress is then dropped and the
+    writer stays usable: free some space and write the epoch again, or close.
 
     Example:
         >>> import os, tempfile, numpy as np, datacarto as dc
@@ -366,48 +429,120 @@ class DynamicsWriter:
         self._counts: Optional[np.ndarray] = None  # writes per example in the open batch epoch
         self._pid = os.getpid()  # a forked child (a DataLoader worker) must never touch the file
 
-        if resume and os.path.exists(self.path):
-            self._open_existing()
+        fd = None
+        if resume:
+            try:
+                fd = self._open_locked(os.O_RDWR)
+            except FileNotFoundError:
+                fd = None  # nothing to resume: start the file
+        if fd is not None:
+            self._open_existing(fd)
         else:
             self._create(overwrite)
 
     # -- opening --------------------------------------------------------------------------
 
     def _lock(self, fd: int) -> None:
+        """Take the writer's lock on the open file ``fd``; refuse when another writer holds it."""
         if fcntl is None:  # pragma: no cover
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            os.close(fd)
-            raise DatacartoError(f"{self.path}: lock: expected no other writer, found the file locked by another DynamicsWriter") from exc
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise DatacartoError(
+                f"{self.path}: lock: expected no other writer, found the file locked by another DynamicsWriter "
+                "(in this or another process); close it first (overwrite=True does not take a file from a running writer)"
+            ) from exc
+
+    def _open_locked(self, flags: int) -> int:
+        """Open the file at the path and lock it, making sure the locked file is the one at the path.
+
+        An ``overwrite=True`` writer may rename a new file over the path between our ``open`` and
+        our ``flock``: the lock would then guard a file nobody sees any more, so check after
+        locking and start again on the new file. Raises ``FileNotFoundError`` when there is none.
+        """
+        for _ in range(1000):
+            fd = os.open(self.path, flags | getattr(os, "O_BINARY", 0))
+            try:
+                self._lock(fd)
+                if _same_file(fd, self.path):
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # replaced (or removed) meanwhile: lock what is there now
+            if not os.path.exists(self.path):
+                raise FileNotFoundError(errno.ENOENT, "removed while being opened", self.path)
+        raise DatacartoError(f"{self.path}: lock: expected the file to hold still, found it replaced 1000 times while being locked")
+
+    def _exists_error(self) -> FileExistsError:
+        return FileExistsError(
+            f"{self.path}: exists; pass resume=True to continue it or overwrite=True to replace it "
+            "(recorded epochs are never overwritten silently)"
+        )
 
     def _create(self, overwrite: bool) -> None:
         if os.path.exists(self.path) and not overwrite:
-            raise FileExistsError(
-                f"{self.path}: exists; pass resume=True to continue it or overwrite=True to replace it "
-                "(recorded epochs are never overwritten silently)"
-            )
-        # Lock before truncating, so that a file another writer is filling is never cut.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
-        self._lock(fd)
+            raise self._exists_error()
         header = _header_bytes((0, self.n_examples, self.n_labels), self.dtype)
-        try:
-            os.ftruncate(fd, 0)
-            _pwrite_all(fd, memoryview(header), 0)
-            if self.fsync:
-                os.fsync(fd)
-                _sync_directory(self.path)  # the new file's name survives a power cut too
-        except BaseException:
-            os.close(fd)
-            raise
+        while True:
+            try:
+                # A new file: no reader can hold it yet, it is filled in place.
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            except FileExistsError:
+                if not overwrite:
+                    raise self._exists_error() from None
+                try:
+                    old = self._open_locked(os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # removed meanwhile: create it
+                try:
+                    fd = self._replace(header)
+                finally:
+                    os.close(old)  # the path now names the new file, locked by us
+                break
+            try:
+                self._lock(fd)
+                fresh = _same_file(fd, self.path)
+                if fresh:
+                    _pwrite_all(fd, memoryview(header), 0)
+                    if self.fsync:
+                        os.fsync(fd)
+                        _sync_directory(self.path)  # the new file's name survives a power cut too
+            except BaseException:
+                os.close(fd)
+                raise
+            if fresh:
+                break
+            os.close(fd)  # another writer replaced our brand-new file: it exists now
+            if not overwrite:
+                raise self._exists_error()
         self._fd = fd
         self._data_offset = len(header)
         self._n_epochs = 0
 
-    def _open_existing(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
-        self._lock(fd)
+    def _replace(self, header: bytes) -> int:
+        """Build the new empty file beside the path, lock it, rename it over the path; return its descriptor.
+
+        The caller holds the old file's lock, so no other writer is filling it; readers that
+        have it open keep its contents (the rename only moves the name).
+        """
+        fd: Optional[int] = None
+        try:
+            with atomic_path(self.path) as tmp:  # fsyncs the file and the folder, keeps the old mode
+                fd = os.open(tmp, os.O_RDWR | getattr(os, "O_BINARY", 0))
+                self._lock(fd)  # locked before its name is the path: no moment unguarded
+                _pwrite_all(fd, memoryview(header), 0)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+        assert fd is not None
+        return fd
+
+    def _open_existing(self, fd: int) -> None:
         try:
             shape, dtype, fortran, offset = _read_header(fd, self.path)
             want = f"[E, {self.n_examples}, {self.n_labels}] {self.dtype.name}"
@@ -426,11 +561,11 @@ class DynamicsWriter:
                 )
             if not _header_bytes((shape[0] + 1, *shape[1:]), dtype, offset):
                 raise DatacartoError(f"{self.path}: header: expected room to count more epochs in place, found a full {offset}-byte header")
+            # Cut a partial epoch left by a crash: the file now holds exactly what its header says.
+            os.ftruncate(fd, committed_end)
         except BaseException:
             os.close(fd)
             raise
-        # Cut a partial epoch left by a crash: the file now holds exactly what its header says.
-        os.ftruncate(fd, committed_end)
         self._fd = fd
         self._data_offset = offset
         self._n_epochs = shape[0]
@@ -532,11 +667,18 @@ class DynamicsWriter:
             )
         array = self._array(values, self.n_examples)
         offset = self._epoch_offset()
-        # Blocks are written as soon as they pass the checks: if a later block fails, the bytes
-        # written so far lie after the committed epochs, where no reader looks.
-        for start, block in self._blocks(array):
-            _pwrite_all(fd, memoryview(block.reshape(-1)).cast("B"), offset + start * self._row_bytes)
-        self._commit()
+        try:
+            # Reserved too, although pwrite reports ENOSPC itself: a full disk then fails before
+            # any conversion work, and no filesystem can fail it later at writeback (fsync=False).
+            _reserve(fd, offset, self._epoch_bytes)
+            # Blocks are written as soon as they pass the checks: if a later block fails, the
+            # bytes written so far lie after the committed epochs, where no reader looks.
+            for start, block in self._blocks(array):
+                _pwrite_all(fd, memoryview(block.reshape(-1)).cast("B"), offset + start * self._row_bytes)
+            self._commit()
+        except BaseException:
+            self._abandon_epoch()
+            raise
 
     def write_batch(self, indices: Any, values: Any) -> None:
         """Write the rows of some examples into the epoch in progress: ``values[k]`` belongs to ``indices[k]``.
@@ -570,7 +712,11 @@ class DynamicsWriter:
             raise DatacartoError(f"{self.path}: indices: expected example indices in [0, {self.n_examples}), found {bad}")
         block = self._convert(self._array(values, index.size), index)
         if self._counts is None:
-            self._open_epoch_map(fd)
+            try:
+                self._open_epoch_map(fd)
+            except BaseException:  # a full disk: nothing of this epoch was written
+                self._abandon_epoch()
+                raise
         assert self._view is not None and self._counts is not None
         self._view[index] = block
         np.add.at(self._counts, index, 1)
@@ -579,8 +725,9 @@ class DynamicsWriter:
         """Map the region of the next epoch (after the committed ones) for scattered row writes."""
         start = self._epoch_offset()
         end = start + self._epoch_bytes
-        if os.fstat(fd).st_size < end:
-            os.ftruncate(fd, end)  # a sparse extension: costs nothing until pages are written
+        # Allocate the whole epoch now: a full disk raises ENOSPC here, whereas a row stored
+        # through the map into a hole the disk cannot fill kills the process with SIGBUS.
+        _reserve(fd, start, self._epoch_bytes)
         aligned = start - start % mmap.ALLOCATIONGRANULARITY
         self._map = mmap.mmap(fd, end - aligned, offset=aligned, access=mmap.ACCESS_WRITE)
         self._view = np.frombuffer(self._map, dtype=self.dtype, count=self.n_examples * self.n_labels, offset=start - aligned).reshape(
@@ -619,8 +766,14 @@ class DynamicsWriter:
                     "a sampler that pads or repeats examples, e.g. DistributedSampler, does this)"
                 )
             raise DatacartoError(f"{self.path}: epoch {self._n_epochs}: expected every one of {self.n_examples} examples written exactly once, found " + " and ".join(problems))
-        self._close_epoch_map(flush=self.fsync)
-        self._commit()
+        try:
+            self._close_epoch_map(flush=self.fsync)
+            self._commit()
+        except BaseException:
+            # A disk error while flushing: the epoch's bytes may not all be on the disk (and a
+            # second fsync would not say so), so the epoch is dropped, to be written again.
+            self._abandon_epoch()
+            raise
 
     def _commit(self) -> None:
         """Data first, then the header: the epoch count never promises unwritten bytes."""
@@ -632,9 +785,25 @@ class DynamicsWriter:
         if not header:
             raise DatacartoError(f"{self.path}: header: expected room for {shape} in the {self._data_offset}-byte header, found none")
         _pwrite_all(fd, memoryview(header), 0)
+        # Readers count the epoch from here on, whether or not the last fsync succeeds.
+        self._n_epochs += 1
         if self.fsync:
             _sync(fd)
-        self._n_epochs += 1
+
+    def _abandon_epoch(self) -> None:
+        """After an error: no epoch in progress, the file cut back to the committed epochs.
+
+        Best effort, so that the error the caller sees is the one that happened.
+        """
+        try:
+            self._close_epoch_map(flush=False)
+        except (OSError, ValueError, BufferError):  # pragma: no cover - a map that cannot close
+            self._map = self._view = self._counts = None
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, self._epoch_offset())
+            except OSError:  # pragma: no cover - the next write, resume or close cuts it again
+                pass
 
     def discard_epoch(self) -> None:
         """Drop the epoch in progress (rows written by :meth:`write_batch` since the last commit)."""
