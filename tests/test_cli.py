@@ -913,6 +913,8 @@ def _(env, spelling):
     env.ok("import-cartography", logs, spelling, out, "--burn-out", "2", "--overwrite")
     assert env.metrics_rows(out) == cartography_metrics(logs, burn_out=2).to_dicts()
     assert "--metrics: " in env.error("import-cartography", logs, spelling, env.dir / "m.csv")
+    line = env.error("import-cartography", logs, spelling, env.dir / "same.jsonl", "-o", env.dir / "d.npy", "--guids", env.dir / "same.jsonl")
+    assert "--output, --labels, --guids, --metrics: expected 4 different files" in line
 
 
 @_case("import-cartography", "--burn-out")
@@ -986,6 +988,7 @@ def _(env, spelling):
     rows = env.metrics_rows(env.dir / "drop.jsonl")
     assert rows == expected.to_dicts() and len(rows) == 58 and not {"7", "12"} & {row["guid"] for row in rows}
     assert "datacarto: warning: " in err and "dropped 2 of 60 example(s) missing from some epoch" in err
+    assert "CartographyWarning" not in err and "warnings.warn" not in err  # one line per warning, not Python's two
     # average (the metrics default, the original's) keeps them over the epochs they have
     _, err = env.ok(*base, "--metrics", env.dir / "avg.jsonl", spelling, "average")
     assert len(env.metrics_rows(env.dir / "avg.jsonl")) == 60 and "2 of 60 example(s) are missing from some of the 5 epoch(s)" in err

@@ -128,8 +128,8 @@ examples:
   datacarto import-cartography output/training_dynamics -o dynamics.npy
   datacarto import-cartography output/training_dynamics -o dynamics.npy --labels labels.npy --guids guids.txt --dtype float16
   datacarto import-cartography output/training_dynamics -o dynamics.npy && datacarto compute dynamics.npy dynamics-labels.npy
-  datacarto import-cartography output --metrics td_metrics.jsonl                       # the original's train_dy_filtering metrics
-  datacarto import-cartography output --metrics td_metrics.jsonl --burn-out 4 --include-ci   # its --burn_out 4 --include_ci
+  datacarto import-cartography output --metrics td_metrics.jsonl    # the original's train_dy_filtering.py metrics
+  datacarto import-cartography output --metrics td_metrics.jsonl --burn-out 4 --include-ci    # its --burn_out 4 --include_ci
   datacarto import-cartography output --metrics td_metrics.jsonl -o dynamics.npy --dtype float64
   datacarto import-cartography qnli_run --guid-transform strip_last --gold-changes first --missing drop -o dynamics.npy
   datacarto import-cartography output -o dynamics.npy --dtype float64 && datacarto compute dynamics.npy dynamics-labels.npy --compat cartography""",
