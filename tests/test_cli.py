@@ -1341,6 +1341,7 @@ def test_outputs_are_written_beside_and_renamed(env, monkeypatch):
         "plot": (["plot", stats, "-o", env.dir / "m.png"], env.dir / "m.png"),
         "import labels": (["import-cartography", env.cartography_logs(), "-o", env.dir / "i.npy", "--overwrite"], env.dir / "i-labels.npy"),
         "import guids": (["import-cartography", env.cartography_logs(), "-o", env.dir / "i.npy", "--overwrite"], env.dir / "i-guids.txt"),
+        "import metrics": (["import-cartography", env.cartography_logs(), "--metrics", env.dir / "m.jsonl", "--overwrite"], env.dir / "m.jsonl"),
     }
     real_commit = _atomic._commit
     for what, (argv, target) in targets.items():

@@ -12,6 +12,8 @@ How it talks:
 - Every output file is written beside its target and renamed into place (write, fsync,
   ``os.replace``): a crash or Ctrl-C leaves the old file or the new one, never a broken one.
 - Progress bars go to a terminal only (``--progress`` forces them, ``-q`` turns them off).
+- A warning from datacarto (``import-cartography``'s counts of the lenient cases it accepted)
+  prints one line ``datacarto: warning: <what>``.
 - Ctrl-C prints ``datacarto: interrupted`` and exits 130. A missing optional dependency or an
   unexpected error from a dependency prints one line and exits 1; ``DATACARTO_DEBUG=1`` adds
   the traceback.
