@@ -16,6 +16,9 @@ import pytest
 
 import datacarto as dc
 from datacarto.cli import main
+from datacarto.importers import CartographyWarning, cartography_metrics, import_cartography
+
+from _helpers import make_logits, write_logs
 
 N, E, L = 120, 6, 3
 
@@ -383,6 +386,40 @@ class Env:
                         handle.write(json.dumps(record) + "\n")
         return folder
 
+    def original_logs(self):
+        """A run folder of logs as the original writes them (5 epochs, K = 3), with exact ties,
+        near-ties, never-learned and forgotten examples."""
+        root = self.dir / "original-run"
+        if not root.exists():
+            rng = np.random.default_rng(3)
+            logits, gold, _ = make_logits(rng, n=60, k=3, epochs=5)
+            write_logs(root, logits, gold, [f"train-{i}" for i in range(60)], rng)
+        return root
+
+    def lenient_logs(self):
+        """The original's lenient cases: QNLI-style guids ('7b', the original strips the last
+        character), '7b' absent from epochs 2 and 3, '12a' from epoch 4, and the gold label of
+        '30a' changed in epoch 3."""
+        root = self.dir / "lenient-run"
+        if not root.exists():
+            rng = np.random.default_rng(7)
+            logits, gold, _ = make_logits(rng, n=60, k=3, epochs=5)
+            write_logs(root, logits, gold, [f"{i}{'ab'[i % 2]}" for i in range(60)], rng)
+            folder = root / "training_dynamics"
+            for epoch, lost in ((2, "7b"), (3, "7b"), (4, "12a")):
+                path = folder / f"dynamics_epoch_{epoch}.jsonl"
+                path.write_text("".join(line for line in path.read_text().splitlines(keepends=True) if json.loads(line)["guid"] != lost))
+            path = folder / "dynamics_epoch_3.jsonl"
+            records = [json.loads(line) for line in path.read_text().splitlines()]
+            for record in records:
+                if record["guid"] == "30a":
+                    record["gold"] = (record["gold"] + 1) % 3
+            path.write_text("".join(json.dumps(record) + "\n" for record in records))
+        return root
+
+    def metrics_rows(self, path):
+        return [json.loads(line) for line in open(path, encoding="utf-8").read().splitlines()]
+
 
 @pytest.fixture()
 def env(files, capsys, monkeypatch):
@@ -436,6 +473,17 @@ def _(env, spelling):
     dm = dc.DataMap.read(env.dir / "c.parquet")
     assert dm.correctness_rule == "threshold"
     np.testing.assert_array_equal(dm.statistics.correctness, dc.compute(env.files["probs"], env.files["y"], correctness="threshold").correctness)
+    # np.argmax's rule: on tied rows the first largest column wins, where argmax counts a tie wrong
+    tied = env.files["probs"].copy()
+    tied[:, :40] = 1.0 / L
+    np.save(env.dir / "tied.npy", tied)
+    env.ok("compute", env.dir / "tied.npy", env.labels, spelling, "argmax_first_index", "-o", env.dir / "f.parquet")
+    dm = dc.DataMap.read(env.dir / "f.parquet")
+    assert dm.correctness_rule == "argmax_first_index"
+    expected = dc.compute(tied, env.files["y"], correctness="argmax_first_index").correctness
+    np.testing.assert_array_equal(dm.statistics.correctness, expected)
+    np.testing.assert_array_equal(expected[:40], (env.files["y"][:40] == 0).astype(float))  # class 0 wins every tie
+    assert not np.array_equal(expected, dc.compute(tied, env.files["y"], correctness="argmax").correctness)
 
 
 @_case("compute", "--threshold")
@@ -499,6 +547,26 @@ def _(env, spelling):
     for value in (names, "zero,one,two"):
         env.ok("compute", env.dynamics, env.labels, spelling, value, "-o", env.dir / "n.parquet")
         assert dc.DataMap.read(env.dir / "n.parquet").label_names == ["zero", "one", "two"]
+
+
+@_case("compute", "--compat")
+def _(env, spelling):
+    # the port in two commands: import at float64, compute with the original's rules
+    env.ok("import-cartography", env.original_logs(), "-o", env.dir / "orig.npy", "--dtype", "float64")
+    dynamics, labels = env.dir / "orig.npy", env.dir / "orig-labels.npy"
+    env.ok("compute", dynamics, labels, spelling, "cartography", "-o", env.dir / "compat.parquet")
+    dm = dc.DataMap.read(env.dir / "compat.parquet")
+    assert dm.frame.equals(dc.DataMap.from_dynamics(str(dynamics), str(labels), compat="cartography").frame)
+    stats = dc.compute(dynamics, labels, compat="cartography")
+    assert dm.correctness_rule == stats.correctness_rule == "argmax_first_index"
+    np.testing.assert_array_equal(dm.statistics.correctness, stats.correctness)
+    # the original's numbers, and not the default rule's (the logs hold exact ties)
+    table = dc.importers.cartography_frame(stats, (env.dir / "orig-guids.txt").read_text().split())
+    original = cartography_metrics(env.original_logs())
+    assert table.select("guid", "correctness", "forgetfulness").equals(original.select("guid", "correctness", "forgetfulness"))
+    assert not np.array_equal(stats.correctness, dc.compute(dynamics, labels).correctness)
+    assert env.error("compute", dynamics, labels, spelling, "cartography", "--correctness", "argmax").startswith("datacarto: error: --correctness: --compat cartography uses")
+    assert "argument --compat: invalid choice" in env.error("compute", dynamics, labels, spelling, "allenai")
 
 
 def _progress_cases(command, argv, marker):
@@ -820,6 +888,123 @@ def _(env, spelling):
     assert (env.dir / "imp-guids.txt").read_text().split()[0] == "100"
 
 
+@_case("import-cartography", "--metrics")
+def _(env, spelling):
+    work = env.dir / "work"
+    work.mkdir()
+    env.monkeypatch.chdir(work)  # where the default dynamics.npy would land
+    logs, out = env.original_logs(), work / "td_metrics.jsonl"
+    _, err = env.ok("import-cartography", logs, spelling, out)
+    expected = cartography_metrics(logs)
+    assert env.metrics_rows(out) == expected.to_dicts()
+    assert list(env.metrics_rows(out)[0]) == ["guid", "index", "threshold_closeness", "confidence", "variability", "correctness", "forgetfulness"]
+    assert f"wrote {out}" in err
+    assert os.listdir(work) == ["td_metrics.jsonl"]  # --metrics alone: no dynamics file
+    # with -o: both, from the same logs
+    env.ok("import-cartography", logs, spelling, env.dir / "both.jsonl", "-o", env.dir / "both.npy")
+    assert env.metrics_rows(env.dir / "both.jsonl") == expected.to_dicts()
+    imported = import_cartography(logs, env.dir / "lib.npy")
+    np.testing.assert_array_equal(np.load(env.dir / "both.npy"), np.load(imported.path))
+    # an existing file is refused before any work, and kept
+    before = out.read_bytes()
+    line = env.error("import-cartography", logs, spelling, out, "--burn-out", "2")
+    assert "--metrics: exists (pass --overwrite to replace it)" in line
+    assert out.read_bytes() == before
+    env.ok("import-cartography", logs, spelling, out, "--burn-out", "2", "--overwrite")
+    assert env.metrics_rows(out) == cartography_metrics(logs, burn_out=2).to_dicts()
+    assert "--metrics: " in env.error("import-cartography", logs, spelling, env.dir / "m.csv")
+    line = env.error("import-cartography", logs, spelling, env.dir / "same.jsonl", "-o", env.dir / "d.npy", "--guids", env.dir / "same.jsonl")
+    assert "--output, --labels, --guids, --metrics: expected 4 different files" in line
+
+
+@_case("import-cartography", "--burn-out")
+def _(env, spelling):
+    logs = env.original_logs()
+    env.ok("import-cartography", logs, "--metrics", env.dir / "b2.jsonl", spelling, "2")
+    rows = env.metrics_rows(env.dir / "b2.jsonl")
+    assert rows == cartography_metrics(logs, burn_out=2).to_dicts()
+    assert rows != cartography_metrics(logs).to_dicts()  # the FIRST 2 of 5 epochs, not all
+    assert max(row["correctness"] for row in rows) == 2
+    assert "argument --burn-out: expected an epoch count >= 1, found '0'" in env.error("import-cartography", logs, "--metrics", env.dir / "b0.jsonl", spelling, "0")
+    assert env.error("import-cartography", logs, spelling, "2").startswith("datacarto: error: --burn-out: applies to the metrics table only")
+
+
+@_case("import-cartography", "--include-ci")
+def _(env, spelling):
+    logs = env.original_logs()
+    env.ok("import-cartography", logs, "--metrics", env.dir / "ci.jsonl", spelling, "--burn-out", "3")
+    rows = env.metrics_rows(env.dir / "ci.jsonl")
+    assert rows == cartography_metrics(logs, burn_out=3, include_ci=True).to_dicts()
+    plain = cartography_metrics(logs, burn_out=3)["variability"].to_numpy()
+    assert (np.array([row["variability"] for row in rows]) > plain).any()
+    line = env.error("import-cartography", logs, "--metrics", env.dir / "ci1.jsonl", spelling, "--burn-out", "1")
+    assert line == "datacarto: error: --include-ci: expected at least 2 epochs (the term var^2 / (E - 1)), found --burn-out 1"
+    assert env.error("import-cartography", logs, spelling).startswith("datacarto: error: --include-ci: applies to the metrics table only")
+
+
+@_case("import-cartography", "--guid-transform")
+def _(env, spelling):
+    logs = env.lenient_logs()
+    env.ok("import-cartography", logs, "--metrics", env.dir / "q.jsonl", spelling, "strip_last")
+    with pytest.warns(CartographyWarning):
+        expected = cartography_metrics(logs, guid_transform="strip_last")
+    rows = env.metrics_rows(env.dir / "q.jsonl")
+    assert rows == expected.to_dicts()
+    assert len(rows) == 60 and all(not row["guid"].endswith(("a", "b")) for row in rows)
+    env.ok("import-cartography", logs, "-o", env.dir / "q.npy", spelling, "strip_last", "--missing", "drop", "--gold-changes", "first")
+    guids = (env.dir / "q-guids.txt").read_text().split()
+    with pytest.warns(CartographyWarning):
+        imported = import_cartography(logs, env.dir / "lib.npy", guid_transform="strip_last", missing="drop", gold_changes="first")
+    assert guids == imported.guids and "7" not in guids and "30" in guids
+    # integer guids cannot lose a character: the error names the flag
+    assert "--guid-transform strip_last expects non-empty string ids" in env.error("import-cartography", env.cartography_logs(), "-o", env.dir / "i.npy", spelling, "strip_last")
+
+
+@_case("import-cartography", "--gold-changes")
+def _(env, spelling):
+    logs = env.lenient_logs()
+    base = ["import-cartography", logs, "--guid-transform", "strip_last", "--missing", "drop"]
+    line = env.error(*base, "-o", env.dir / "g.npy")  # a changed gold label is refused by default ...
+    assert "gold: expected" in line and "pass --gold-changes first to keep epoch 0's" in line
+    assert not (env.dir / "g.npy").exists() and not (env.dir / "g-labels.npy").exists()
+    _, err = env.ok(*base, "-o", env.dir / "g.npy", spelling, "first")  # ... kept from epoch 0 on request, with a count
+    assert "datacarto: warning: " in err and "gold: 1 of 58 example(s) have a different gold label in a later epoch" in err
+    with pytest.warns(CartographyWarning):
+        imported = import_cartography(logs, env.dir / "lib.npy", guid_transform="strip_last", missing="drop", gold_changes="first")
+    assert np.load(env.dir / "g-labels.npy").tolist() == imported.labels.tolist()
+    np.testing.assert_array_equal(np.load(env.dir / "g.npy"), np.load(imported.path))
+    # the metrics table keeps epoch 0's label by default, as the original does; error refuses
+    assert "pass --gold-changes first" in env.error(*base, "--metrics", env.dir / "g.jsonl", spelling, "error")
+    assert not (env.dir / "g.jsonl").exists()
+
+
+@_case("import-cartography", "--missing")
+def _(env, spelling):
+    logs = env.lenient_logs()
+    base = ["import-cartography", logs, "--guid-transform", "strip_last", "--gold-changes", "first"]
+    _, err = env.ok(*base, "--metrics", env.dir / "drop.jsonl", spelling, "drop")
+    with pytest.warns(CartographyWarning):
+        expected = cartography_metrics(logs, guid_transform="strip_last", missing="drop")
+    rows = env.metrics_rows(env.dir / "drop.jsonl")
+    assert rows == expected.to_dicts() and len(rows) == 58 and not {"7", "12"} & {row["guid"] for row in rows}
+    assert "datacarto: warning: " in err and "dropped 2 of 60 example(s) missing from some epoch" in err
+    assert "CartographyWarning" not in err and "warnings.warn" not in err  # one line per warning, not Python's two
+    # average (the metrics default, the original's) keeps them over the epochs they have
+    _, err = env.ok(*base, "--metrics", env.dir / "avg.jsonl", spelling, "average")
+    assert len(env.metrics_rows(env.dir / "avg.jsonl")) == 60 and "2 of 60 example(s) are missing from some of the 5 epoch(s)" in err
+    env.ok(*base, "--metrics", env.dir / "default.jsonl")
+    assert env.metrics_rows(env.dir / "avg.jsonl") == env.metrics_rows(env.dir / "default.jsonl")
+    # the dynamics file: refused by default (naming the flag to pass), dropped on request
+    assert "pass --missing drop to leave such examples out" in env.error(*base, "-o", env.dir / "m.npy")
+    env.ok(*base, "-o", env.dir / "m.npy", spelling, "drop")
+    assert np.load(env.dir / "m.npy").shape == (5, 58, 3)
+    # a dense file cannot average
+    for extra in ([], ["--metrics", env.dir / "x.jsonl"]):
+        line = env.error(*base, "-o", env.dir / "a.npy", spelling, "average", *extra)
+        assert line.startswith("datacarto: error: --missing: average applies to --metrics only")
+    assert not (env.dir / "a.npy").exists() and not (env.dir / "x.jsonl").exists()
+
+
 # demo (each run trains a small model: runs are shared between the cases)
 
 _DEMO_RUNS = {}
@@ -903,10 +1088,28 @@ def test_option(env, command, option):
         (["select", "{stats}", "easy", "--by", "nope"], "--by"),
         (["regions", "{stats}", "--rule", "quantiles", "--easy", "0.9"], "--easy"),
         (["regions", "{stats}", "--fraction", "1.5", "--rule", "quantiles"], "--fraction"),
+        (["compute", "{dynamics}", "{labels}", "--compat", "cartography", "--correctness", "threshold"], "--correctness"),
+        (["compute", "{dynamics}", "{labels}", "--compat", "cartography", "--ddof", "1"], "--ddof"),
+        (["compute", "{ml_dynamics}", "{ml_labels}", "--compat", "cartography"], "--compat"),
+        (["import-cartography", "{logs}", "--missing", "average"], "--missing"),
+        (["import-cartography", "{logs}", "--missing", "average", "--metrics", "{dir}/m.jsonl", "-o", "{dir}/d.npy"], "--missing"),
+        (["import-cartography", "{logs}", "--burn-out", "3"], "--burn-out"),
+        (["import-cartography", "{logs}", "--include-ci", "-o", "{dir}/d.npy"], "--include-ci"),
+        (["import-cartography", "{logs}", "--metrics", "{dir}/m.jsonl", "--include-ci", "--burn-out", "1"], "--include-ci"),
+        (["import-cartography", "{logs}", "--metrics", "{dir}/m.jsonl", "--dtype", "float64"], "--dtype"),
+        (["import-cartography", "{logs}", "--metrics", "{dir}/m.jsonl", "--labels", "{dir}/y.npy"], "--labels"),
+        (["import-cartography", "{logs}", "--metrics", "{dir}/m.jsonl", "--guids", "{dir}/g.txt"], "--guids"),
+        (["import-cartography", "{logs}", "--metrics", "{dir}/m.parquet"], "--metrics"),
+        (["import-cartography", "{logs}", "--metrics", "{dir}/no/such/folder/m.jsonl"], "--metrics"),
     ],
 )
 def test_misuse_prints_one_line_naming_the_flag(env, argv, flag):
     values = {"dir": env.dir, "dynamics": env.dynamics, "labels": env.labels, "stats": env.stats}
+    if any("{logs}" in a for a in argv):
+        values["logs"] = env.lenient_logs()
+    if any("{ml_" in a for a in argv):
+        env.multilabel_stats  # writes ml.npy and ml-y.npy
+        values.update(ml_dynamics=env.dir / "ml.npy", ml_labels=env.dir / "ml-y.npy")
     code, out, err = env.run(*[a.format(**values) for a in argv])
     assert code == 2
     assert len(err.splitlines()) == 1, err  # no usage, no traceback, no progress bar: one line
@@ -1138,6 +1341,7 @@ def test_outputs_are_written_beside_and_renamed(env, monkeypatch):
         "plot": (["plot", stats, "-o", env.dir / "m.png"], env.dir / "m.png"),
         "import labels": (["import-cartography", env.cartography_logs(), "-o", env.dir / "i.npy", "--overwrite"], env.dir / "i-labels.npy"),
         "import guids": (["import-cartography", env.cartography_logs(), "-o", env.dir / "i.npy", "--overwrite"], env.dir / "i-guids.txt"),
+        "import metrics": (["import-cartography", env.cartography_logs(), "--metrics", env.dir / "m.jsonl", "--overwrite"], env.dir / "m.jsonl"),
     }
     real_commit = _atomic._commit
     for what, (argv, target) in targets.items():

@@ -28,6 +28,8 @@ import datacarto as dc
 from datacarto import reference
 from datacarto.importers import CartographyWarning, cartography_frame, cartography_metrics, import_cartography, write_cartography_metrics
 
+from _helpers import KINDS, make_logits, write_logs  # logs in the original's format, shared with test_cli
+
 # ---------------------------------------------------------------------------------------------
 # The oracle: the original's reading and metric logic, re-implemented.
 
@@ -127,50 +129,7 @@ def original_run(model_dir: Path, burn_out: int = 100, include_ci: bool = False,
 
 
 # ---------------------------------------------------------------------------------------------
-# Logs in the original's format, rich in the cases that differ between conventions.
-
-KINDS = ("random", "integer_ties", "near_tie", "never_learned", "forgotten")
-
-
-def make_logits(rng: np.random.Generator, n: int, k: int, epochs: int) -> tuple:
-    """Logits [E, n, k], gold [n] and each example's kind (see KINDS)."""
-    gold = rng.integers(0, k, n)
-    kind = np.arange(n) % len(KINDS)
-    logits = np.round(rng.normal(0, 2, size=(epochs, n, k)), 4)
-    for i in range(n):
-        g, others = gold[i], [j for j in range(k) if j != gold[i]]
-        for e in range(epochs):
-            row = logits[e, i]
-            if KINDS[kind[i]] == "integer_ties":  # exact ties at the top, often with gold in them
-                row[:] = rng.integers(0, 2, k)
-            elif KINDS[kind[i]] == "near_tie":  # gold within 1e-8 of the best other: apart in float64, tied in float32
-                rival = others[rng.integers(len(others))]
-                row[g] = row[rival] = np.round(rng.normal(), 4)
-                row[g] += rng.choice([-1e-8, 0.0, 1e-8])
-                for j in others:
-                    if j != rival:
-                        row[j] = row[rival] - 1 - abs(row[j])
-            elif KINDS[kind[i]] == "never_learned":
-                row[g] = row[others].min() - 0.5
-            elif KINDS[kind[i]] == "forgotten":  # right / wrong at random: forgetting events
-                row[g] = row[others].max() + (0.5 if rng.random() < 0.5 else -0.5)
-    return logits, gold, kind
-
-
-def write_logs(root: Path, logits: np.ndarray, gold: np.ndarray, guids: List[Any], rng: np.random.Generator) -> None:
-    """One shuffled dynamics_epoch_{e}.jsonl per epoch, as log_training_dynamics writes them."""
-    folder = root / "training_dynamics"
-    folder.mkdir(parents=True, exist_ok=True)
-    for e in range(logits.shape[0]):
-        order = rng.permutation(len(guids))
-        path = folder / f"dynamics_epoch_{e}.jsonl"
-        if importlib.util.find_spec("pandas") is not None:
-            import pandas as pd
-
-            frame = pd.DataFrame({"guid": [guids[i] for i in order], f"logits_epoch_{e}": [logits[e, i].tolist() for i in order], "gold": gold[order]})
-            frame.to_json(path, lines=True, orient="records")
-        else:
-            path.write_text("".join(json.dumps({"guid": guids[i], f"logits_epoch_{e}": logits[e, i].tolist(), "gold": int(gold[i])}) + "\n" for i in order))
+# Logs in the original's format (make_logits, write_logs: tests/_helpers.py) and their checks.
 
 
 def assert_same_table(frame: Any, oracle: List[Dict[str, Any]], atol: float) -> None:

@@ -12,6 +12,8 @@ How it talks:
 - Every output file is written beside its target and renamed into place (write, fsync,
   ``os.replace``): a crash or Ctrl-C leaves the old file or the new one, never a broken one.
 - Progress bars go to a terminal only (``--progress`` forces them, ``-q`` turns them off).
+- A warning from datacarto (``import-cartography``'s counts of the lenient cases it accepted)
+  prints one line ``datacarto: warning: <what>``.
 - Ctrl-C prints ``datacarto: interrupted`` and exits 130. A missing optional dependency or an
   unexpected error from a dependency prints one line and exits 1; ``DATACARTO_DEBUG=1`` adds
   the traceback.
@@ -43,6 +45,10 @@ EXIT_INTERRUPTED = 130
 DEBUG_VARIABLE = "DATACARTO_DEBUG"
 #: The largest ``--threads`` accepted (a typo like 10**30 is refused before any work).
 MAX_THREADS = 4096
+#: import-cartography's dynamics file when -o is not given (and --metrics is not given alone)
+_DEFAULT_IMPORT = "dynamics.npy"
+#: import-cartography --burn-out when not given: the original's default (all epochs, up to 100)
+_DEFAULT_BURN_OUT = 100
 
 _DESCRIPTION = """\
 Data maps (Dataset Cartography) from training dynamics: per-example confidence, variability,
@@ -72,7 +78,8 @@ _HELP: Dict[str, Tuple[str, str]] = {
   datacarto compute dynamics.npy labels.npy --burn-in 2 -o stats.csv
   datacarto compute dynamics.npy labels.npy --epochs 2:10 --ddof 1 --threads 8
   datacarto compute dynamics.npy labels.npy --metadata train.jsonl --text-column sentence
-  datacarto compute dynamics.npy labels.npy --label-names emotions.txt --task multilabel""",
+  datacarto compute dynamics.npy labels.npy --label-names emotions.txt --task multilabel
+  datacarto compute dynamics.npy labels.npy --compat cartography --epochs :4   # the original's rules, --burn_out 4""",
     ),
     "regions": (
         "add a region column (easy / ambiguous / hard) and print the counts",
@@ -114,11 +121,20 @@ examples:
   datacarto html statistics.parquet -o map.html --text-column sentence""",
     ),
     "import-cartography": (
-        "convert allenai/cartography training_dynamics/ logs into a dynamics .npy",
-        """examples:
+        "convert allenai/cartography training_dynamics/ logs into a dynamics .npy, or its metrics table",
+        """With --metrics FILE alone, only the original's metrics table is written (no dynamics file);
+add -o to write both. The original's lenient cases (--gold-changes, --missing) are counted in
+a warning, never silent. Porting guide: docs/porting.md.
+
+examples:
   datacarto import-cartography output/training_dynamics -o dynamics.npy
   datacarto import-cartography output/training_dynamics -o dynamics.npy --labels labels.npy --guids guids.txt --dtype float16
-  datacarto import-cartography output/training_dynamics -o dynamics.npy && datacarto compute dynamics.npy dynamics-labels.npy""",
+  datacarto import-cartography output/training_dynamics -o dynamics.npy && datacarto compute dynamics.npy dynamics-labels.npy
+  datacarto import-cartography output --metrics td_metrics.jsonl    # the original's train_dy_filtering.py metrics
+  datacarto import-cartography output --metrics td_metrics.jsonl --burn-out 4 --include-ci    # its --burn_out 4 --include_ci
+  datacarto import-cartography output --metrics td_metrics.jsonl -o dynamics.npy --dtype float64
+  datacarto import-cartography qnli_run --guid-transform strip_last --gold-changes first --missing drop -o dynamics.npy
+  datacarto import-cartography output -o dynamics.npy --dtype float64 && datacarto compute dynamics.npy dynamics-labels.npy --compat cartography""",
     ),
     "demo": (
         "train on scikit-learn's digits with 5%% flipped labels and map them (no download)",
@@ -131,7 +147,7 @@ examples:
 # Library arguments whose name differs from the flag that sets them, per command.
 _EXTRA_FLAG_NAMES: Dict[str, Dict[str, str]] = {
     "plot": {"examples": "--trajectories"},
-    "import-cartography": {"output_path": "--output"},
+    "import-cartography": {"output_path": "--output", "metrics_path": "--metrics"},
 }
 
 
@@ -177,7 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labels", help="gold labels .npy: class indices [N] or a 0/1 array [N, L] (multilabel)")
     p.add_argument("-o", "--output", default="statistics.parquet", help="output file, .parquet or .csv, replaced atomically if it exists (default: %(default)s)")
     p.add_argument("--task", choices=("multiclass", "binary", "multilabel"), help="default: inferred from the labels and the file")
-    p.add_argument("--correctness", choices=("argmax", "threshold"), help="default: argmax for multiclass, threshold otherwise")
+    p.add_argument(
+        "--correctness",
+        choices=("argmax", "argmax_first_index", "threshold"),
+        help="argmax: a tie is wrong; argmax_first_index: np.argmax's rule, the first largest column wins a tie; threshold: p >= --threshold "
+        "(default: argmax for multiclass, threshold otherwise)",
+    )
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the threshold rule (default: %(default)s)")
     window = p.add_mutually_exclusive_group()
     window.add_argument("--epochs", metavar="A:B", help="epoch window, Python-slice style: '2:' skips 2, ':5' keeps the first 5, '2:8'")
@@ -187,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metadata", metavar="FILE", help="per-example columns to join, one row per example: .csv, .tsv, .parquet or .jsonl")
     p.add_argument("--text-column", metavar="COL", help="the metadata column holding the example text (renamed to 'text')")
     p.add_argument("--label-names", metavar="NAMES", help="class / label names: a text file with one per line, or a comma-separated list")
+    p.add_argument(
+        "--compat",
+        choices=("cartography",),
+        help="cartography: the original Cartography code's conventions (np.argmax's tie rule, ddof 0); its --burn_out B is --epochs :B, not --burn-in",
+    )
     _add_progress(p)
     _finish(p, "compute", _cmd_compute)
 
@@ -239,13 +265,30 @@ def build_parser() -> argparse.ArgumentParser:
     _finish(p, "html", _cmd_html)
 
     p = command("import-cartography")
-    p.add_argument("directory", help="the training_dynamics/ folder (dynamics_epoch_*.jsonl)")
-    p.add_argument("-o", "--output", default="dynamics.npy", help="dynamics .npy to write (default: %(default)s)")
+    p.add_argument("directory", help="the training_dynamics/ folder (dynamics_epoch_*.jsonl), or the run folder holding it")
+    p.add_argument("-o", "--output", metavar="FILE", default=None, help=f"dynamics .npy to write (default: {_DEFAULT_IMPORT}; none when only --metrics is given)")
     p.add_argument("--labels", metavar="FILE", default=None, help="write the gold labels here (default: <output>-labels.npy)")
     p.add_argument("--guids", metavar="FILE", default=None, help="write the example guids here, one per line (default: <output>-guids.txt)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "float64"), help="stored dtype (default: %(default)s)")
+    p.add_argument("--dtype", default=None, choices=("float32", "float16", "float64"), help="stored dtype of the dynamics file (default: float32; float64 keeps logits within ~1e-7 apart)")
     p.add_argument("--id-field", default="guid", help="the JSON key holding each example's id (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files (the dynamics, labels and guids files)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (the dynamics, labels, guids and metrics files)")
+    p.add_argument("--metrics", metavar="FILE", default=None, help="write the original's metrics table (its td_metrics.jsonl columns and conventions) as JSON lines (.jsonl)")
+    p.add_argument("--burn-out", type=_count_type(1, what="an epoch count"), default=None, metavar="B", help=f"with --metrics: use the FIRST B epochs, as the original's --burn_out (default: {_DEFAULT_BURN_OUT}, the original's)")
+    p.add_argument("--include-ci", action="store_true", help="with --metrics: the original's --include_ci variability sqrt(var + var^2/(E-1))")
+    p.add_argument("--guid-transform", choices=("strip_last",), default=None, help="strip_last: drop each guid's last character (the original's QNLI option)")
+    p.add_argument(
+        "--gold-changes",
+        choices=("error", "first"),
+        default=None,
+        help="a gold label that changes in a later epoch: refuse it (error) or keep epoch 0's as the original does (first; counted in a warning) (default: error for the dynamics file, first for --metrics)",
+    )
+    p.add_argument(
+        "--missing",
+        choices=("error", "drop", "average"),
+        default=None,
+        help="an example absent from some epoch: refuse it (error), leave it out (drop) or, with --metrics only, average it over the epochs it has as the original does (average); "
+        "dropped and averaged examples are counted in a warning (default: error for the dynamics file, average for --metrics)",
+    )
     _add_progress(p)
     _finish(p, "import-cartography", _cmd_import_cartography)
 
@@ -311,7 +354,14 @@ def _cmd_compute(args: argparse.Namespace) -> int:
     _require_regular_file(args.dynamics, "dynamics")
     _require_npy_labels(args.labels)
     shape = tuple(int(size) for size in dc.read_header(args.dynamics)["shape"])
-    resolved = resolve(args.labels, shape, task=args.task, correctness=args.correctness, threshold=args.threshold, epochs=epochs, ddof=args.ddof, source_name=args.dynamics)  # type: ignore[arg-type]
+    correctness = args.correctness
+    if args.compat is not None:
+        from datacarto._stats import _compat_correctness
+
+        correctness = _compat_correctness(args.compat, args.correctness, args.ddof)  # refuses --correctness argmax, --ddof 1
+    resolved = resolve(args.labels, shape, task=args.task, correctness=correctness, threshold=args.threshold, epochs=epochs, ddof=args.ddof, source_name=args.dynamics)  # type: ignore[arg-type]
+    if args.compat is not None and resolved.task == "multilabel":
+        raise ValueError(f"--compat: {args.compat} reproduces a softmax classifier (multiclass or binary), found task 'multilabel' ({args.labels})")
     label_names = _label_names(args.label_names)
     if label_names is not None:
         expected = 2 if resolved.task == "binary" else shape[2]
@@ -331,6 +381,7 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         ddof=args.ddof,
         threads=args.threads,
         progress=_show_progress(args),
+        compat=args.compat,
     )
     dm.write(output)
     start, stop = dm.epochs or (0, 0)
@@ -408,23 +459,75 @@ def _cmd_import_cartography(args: argparse.Namespace) -> int:
     from datacarto import importers, read_header
     from datacarto._atomic import atomic_write
 
-    output = _output_target(args.output, (".npy",), "--output", overwrite=args.overwrite)
-    stem = Path(output).with_suffix("")
-    labels_path = args.labels or str(stem.with_name(stem.name + "-labels.npy"))
-    guids_path = args.guids or str(stem.with_name(stem.name + "-guids.txt"))
-    _output_target(labels_path, (".npy",), "--labels", overwrite=args.overwrite)
-    _output_target(guids_path, None, "--guids", overwrite=args.overwrite)
-    paths = [os.path.abspath(p) for p in (output, labels_path, guids_path)]
-    if len(set(paths)) < 3:
-        raise ValueError(f"--output, --labels, --guids: expected three different files, found {output}, {labels_path}, {guids_path}")
-    result = importers.import_cartography(args.directory, output, dtype=args.dtype, id_field=args.id_field, overwrite=args.overwrite, progress=_show_progress(args))
-    with atomic_write(labels_path, "wb") as handle:
-        np.save(handle, np.asarray(result.labels))
-    with atomic_write(guids_path, "w", encoding="utf-8") as handle:
-        handle.write("".join(f"{g}\n" for g in result.guids))
-    shape = read_header(output)["shape"]
-    print(f"{shape[0]} epochs, {shape[1]} examples, {shape[2]} labels", file=sys.stderr)
-    print(f"wrote {output}, {labels_path} and {guids_path}", file=sys.stderr)
+    # Which files: the dynamics file (with its labels and guids) unless only --metrics is given.
+    write_dynamics = args.output is not None or args.metrics is None
+    if args.metrics is None:
+        for flag, value in (("--burn-out", args.burn_out), ("--include-ci", args.include_ci or None)):
+            if value is not None:
+                raise ValueError(f"{flag}: applies to the metrics table only: add --metrics FILE.jsonl (the dynamics file keeps every epoch; compute --epochs :B uses the first B)")
+    elif not write_dynamics:
+        for flag, value in (("--labels", args.labels), ("--guids", args.guids), ("--dtype", args.dtype)):
+            if value is not None:
+                raise ValueError(f"{flag}: applies to the dynamics file, which --metrics alone does not write: add -o FILE.npy to write both")
+    if args.missing == "average" and write_dynamics:
+        why = "add --metrics FILE.jsonl and drop -o" if args.metrics is None else "use --missing drop, or write the metrics alone (without -o)"
+        raise ValueError(f"--missing: average applies to --metrics only (a dynamics file holds every example in every epoch): {why}")
+
+    # Every output checked before any work: suffix, folder, existing files, all different.
+    targets: List[Tuple[str, str]] = []
+    if write_dynamics:
+        output = _output_target(args.output or _DEFAULT_IMPORT, (".npy",), "--output", overwrite=args.overwrite)
+        stem = Path(output).with_suffix("")
+        labels_path = args.labels or str(stem.with_name(stem.name + "-labels.npy"))
+        guids_path = args.guids or str(stem.with_name(stem.name + "-guids.txt"))
+        _output_target(labels_path, (".npy",), "--labels", overwrite=args.overwrite)
+        _output_target(guids_path, None, "--guids", overwrite=args.overwrite)
+        targets += [("--output", output), ("--labels", labels_path), ("--guids", guids_path)]
+    if args.metrics is not None:
+        targets.append(("--metrics", _output_target(args.metrics, (".jsonl", ".ndjson"), "--metrics", overwrite=args.overwrite)))
+    if len({os.path.abspath(path) for _, path in targets}) < len(targets):
+        flags = ", ".join(flag for flag, _ in targets)
+        raise ValueError(f"{flags}: expected {len(targets)} different files, found {', '.join(path for _, path in targets)}")
+    burn_out = args.burn_out or _DEFAULT_BURN_OUT
+    if args.metrics is not None:
+        epochs = len(importers.find_cartography_epochs(args.directory))  # names the folder when it holds no logs
+        if args.include_ci and min(epochs, burn_out) < 2:
+            found = f"--burn-out {burn_out}" if burn_out < epochs else f"{epochs} epoch in {args.directory}"
+            raise ValueError(f"--include-ci: expected at least 2 epochs (the term var^2 / (E - 1)), found {found}")
+
+    lenient = {name: value for name, value in (("guid_transform", args.guid_transform), ("gold_changes", args.gold_changes), ("missing", args.missing)) if value is not None}
+    with _warnings_as_lines(args.flag_names, importers.CartographyWarning):
+        if write_dynamics:
+            result = importers.import_cartography(
+                args.directory,
+                output,
+                dtype=args.dtype or "float32",
+                id_field=args.id_field,
+                overwrite=args.overwrite,
+                progress=_show_progress(args),
+                **lenient,
+            )
+            with atomic_write(labels_path, "wb") as handle:
+                np.save(handle, np.asarray(result.labels))
+            with atomic_write(guids_path, "w", encoding="utf-8") as handle:
+                handle.write("".join(f"{g}\n" for g in result.guids))
+            shape = read_header(output)["shape"]
+            print(f"{shape[0]} epochs, {shape[1]} examples, {shape[2]} labels", file=sys.stderr)
+            print(f"wrote {output}, {labels_path} and {guids_path}", file=sys.stderr)
+        if args.metrics is not None:
+            frame = importers.write_cartography_metrics(
+                args.directory,
+                args.metrics,
+                burn_out=burn_out,
+                include_ci=args.include_ci,
+                overwrite=args.overwrite,
+                id_field=args.id_field,
+                progress=_show_progress(args),
+                **lenient,
+            )
+            used = min(burn_out, epochs)
+            print(f"metrics of {frame.height} examples over the first {used} of {epochs} epochs{' (include_ci)' if args.include_ci else ''}", file=sys.stderr)
+            print(f"wrote {args.metrics}", file=sys.stderr)
     return 0
 
 
@@ -439,6 +542,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(flags: Dict[str, str], *categories: type) -> Iterator[None]:
+    """Show every warning of ``categories`` (datacarto's: counts of the lenient cases, an output
+    in a risky folder) as one ``datacarto: warning:`` line naming flags, each time it occurs,
+    instead of Python's two-line format; other warnings are left to Python."""
+    import warnings
+
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+
+        def show(message: Any, category: type, *rest: Any, **options: Any) -> None:
+            if not issubclass(category, categories):
+                original(message, category, *rest, **options)
+                return
+            print(f"{PROG}: warning: {_with_flag_names(str(message).splitlines()[0], flags)}", file=sys.stderr)
+
+        for category in categories:
+            warnings.simplefilter("always", category)
+        warnings.showwarning = show
+        yield
 
 
 def _show_progress(args: argparse.Namespace) -> bool:
@@ -702,6 +827,7 @@ def _with_flag_names(message: str, flags: Dict[str, str]) -> str:
     for name, flag in sorted(flags.items(), key=lambda item: -len(item[0])):
         message = re.sub(rf"(^|: )({re.escape(name)})(?=: )", lambda m: m.group(1) + flag, message)
         message = re.sub(rf"\b{re.escape(name)}=True\b", flag, message)  # "pass overwrite=True"
+        message = re.sub(rf"\b{re.escape(name)}='([^']*)'", lambda m: f"{flag} {m.group(1)}", message)  # "pass missing='drop'"
     return message
 
 
