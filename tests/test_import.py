@@ -299,12 +299,15 @@ def test_arrays_are_read_only(probs, labels, make):
             values[0] = values[0]
 
 
-def test_the_callers_arrays_stay_writable(probs):
+def test_the_callers_labels_stay_theirs(probs):
     labels = np.arange(30, dtype=np.int64) % 3
     stats = dc.compute(probs, labels)
     assert labels.flags.writeable
-    labels[0] = 2  # the caller's array is still theirs to change
+    labels[0] = 2  # the caller's array is still theirs to change...
+    assert stats.labels[0] == 0  # ...without changing the result
     assert not stats.labels.flags.writeable
+    # a result rebuilt from another keeps sharing its read-only labels (no copy per replace)
+    assert dataclasses.replace(stats, source="x").labels is stats.labels
 
 
 def test_a_map_keeps_its_statistics_read_only(probs, labels, tmp_path):

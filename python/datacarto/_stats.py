@@ -77,10 +77,16 @@ class Statistics:
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        # Read-only views: a result can be shared (a DataMap keeps one) without being changed
-        # behind its back. Views leave the flags of arrays the caller passed in untouched.
-        for name in _ARRAY_FIELDS:
+        # Read-only: a result can be shared (a DataMap keeps one) without being changed behind
+        # its back. The statistics are fresh outputs of the core, made read-only through views
+        # (no copy); the labels usually are the caller's own array, so they are copied once.
+        for name in STATISTICS:
             object.__setattr__(self, name, _read_only(getattr(self, name)))
+        labels = np.asarray(self.labels)
+        if labels.flags.writeable or not labels.flags.owndata:
+            labels = labels.copy()
+            labels.setflags(write=False)
+        object.__setattr__(self, "labels", labels)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Statistics):
