@@ -73,5 +73,20 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'datacarto' has no attribute {name!r}")
 
 
+# Submodules that cannot be imported without an optional dependency. dir() lists them only when
+# it is installed: tools that walk dir() (help(), inspect.getmembers) import every name listed.
+_SUBMODULE_NEEDS = {"torch": ("torch",), "transformers": ("torch", "transformers")}
+
+
+def _installed(module: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module without a spec, or None in sys.modules
+        return False
+
+
 def __dir__() -> list:
-    return sorted(set(__all__) | set(_LAZY_SUBMODULES))
+    usable = [name for name in _LAZY_SUBMODULES if all(_installed(need) for need in _SUBMODULE_NEEDS.get(name, ()))]
+    return sorted(set(__all__) | set(usable))
