@@ -14,6 +14,8 @@ tutorial: easy (confidence > 0.6), ambiguous (the 20 most variable) and hard (co
 
 ``class_weight="balanced"`` cannot be given to ``partial_fit`` directly; ``record`` applies
 the same weights (computed once over the whole training set) for the duration of training.
+
+Needs scikit-learn: ``pip install "datacarto[sklearn]"``.
 """
 
 from __future__ import annotations
@@ -119,10 +121,10 @@ def report(result: GratitudeMap, *, show: int = 5, out: Optional[Path] = None) -
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_dir", type=Path, help="folder holding GoEmotions train.tsv")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=None, help="keep the dynamics file here (default: a temporary file)")
-    parser.add_argument("--show", type=int, default=5, help="examples printed per region")
+    parser.add_argument("data_dir", type=Path, help="folder holding GoEmotions' train.tsv")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs recorded (default: %(default)s, the tutorial's)")
+    parser.add_argument("--out", type=Path, default=None, help="keep the dynamics file at this path (default: a temporary file, deleted at the end)")
+    parser.add_argument("--show", type=int, default=5, help="examples printed per region and gold label (default: %(default)s)")
     args = parser.parse_args(argv)
 
     result = gratitude_map(args.data_dir, epochs=args.epochs, path=args.out, progress=True)

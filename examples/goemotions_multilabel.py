@@ -15,6 +15,8 @@ confidence > 0.6; hard, < 0.4; in between), how many comments *not* annotated wi
 model confidently assigns it (``hard_neg``: candidates for a missing label), and the
 hardest annotated (comment, label) pairs with their text. Regions are computed with polars
 from ``stats.to_polars()``.
+
+Needs scikit-learn: ``pip install "datacarto[sklearn]"``.
 """
 
 from __future__ import annotations
@@ -68,11 +70,11 @@ def label_summary(frame: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_dir", type=Path, help="folder holding GoEmotions train.tsv and emotions.txt")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=None, help="keep the dynamics file here (default: a temporary file)")
-    parser.add_argument("--show", type=int, default=12, help="hardest annotated pairs to print")
-    parser.add_argument("--jobs", type=int, default=None, help="OneVsRestClassifier n_jobs")
+    parser.add_argument("data_dir", type=Path, help="folder holding GoEmotions' train.tsv and emotions.txt")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs recorded (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None, help="keep the dynamics file at this path (default: a temporary file, deleted at the end)")
+    parser.add_argument("--show", type=int, default=12, help="hardest annotated (comment, label) pairs to print (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=None, help="parallel jobs of OneVsRestClassifier, one label per job; -1 uses every core (default: %(default)s, one job)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()

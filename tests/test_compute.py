@@ -172,7 +172,7 @@ def test_input_array_is_not_modified() -> None:
     np.testing.assert_array_equal(probs, before)
 
 
-def test_statistics_are_owned_writeable_arrays(tmp_path: Path) -> None:
+def test_statistics_are_owned_read_only_arrays(tmp_path: Path) -> None:
     probs = random_probs((3, 10, 2), seed=10)
     labels = np.zeros(10, dtype=np.int64)
     path = tmp_path / "d.npy"
@@ -183,12 +183,14 @@ def test_statistics_are_owned_writeable_arrays(tmp_path: Path) -> None:
         for name in dc.STATISTICS:
             value = getattr(stats, name)
             assert type(value) is np.ndarray, name
-            assert value.flags.writeable and value.flags.c_contiguous, name
+            assert not value.flags.writeable and value.flags.c_contiguous, name
             assert not np.shares_memory(value, probs) and not np.shares_memory(value, mapped), name
     stats = dc.compute(path, labels)
     confidence = stats.confidence.copy()
-    stats.confidence[0] = -1.0  # writeable, and nothing else changes
-    stats.confidence[0] = confidence[0]
+    confidence[0] = -1.0  # a copy is the caller's to change
+    with pytest.raises(ValueError, match="read-only"):
+        stats.confidence[0] = -1.0
+    confidence = stats.confidence.copy()
     # rewrite and then delete the file: the statistics stay as they were
     np.save(path, np.ones_like(probs))
     del mapped

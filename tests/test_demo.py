@@ -3,6 +3,11 @@ flipped labels found again."""
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+from typing import List
+
 import numpy as np
 import pytest
 
@@ -13,6 +18,7 @@ from datacarto.cli import main  # noqa: E402
 from datacarto.demo import DEFAULT_EPOCHS, run_demo  # noqa: E402
 
 N_DIGITS = 1797
+REPO = Path(os.environ.get("DATACARTO_REPO") or Path(__file__).resolve().parents[1])
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +27,26 @@ def demo(tmp_path_factory):
     return run_demo(out, seed=0), out
 
 
+def readme_demo_files() -> List[str]:
+    """The files the README says the demo writes: the list after its ``ci:demo-files`` marker."""
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("<!-- ci:demo-files"))
+    names: List[str] = []
+    for line in lines[start + 1 :]:
+        if line.startswith("- "):
+            names.append(re.match(r"- `([^`]+)`", line).group(1))  # type: ignore[union-attr]
+        elif names and not line.startswith("  "):
+            break
+    return names
+
+
 @pytest.mark.slow
-def test_demo_writes_every_file(demo):
+def test_demo_writes_every_file_the_readme_lists(demo):
     result, out = demo
-    for name in ("dynamics.npy", "labels.npy", "flipped.npy", "statistics.parquet", "map.png", "map.html"):
+    listed = readme_demo_files()
+    assert sorted(p.name for p in out.iterdir()) == sorted(listed)
+    assert sorted(p.name for p in result.files.values()) == sorted(listed)
+    for name in listed:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "map.png").read_bytes().startswith(b"\x89PNG")
     assert "<html" in (out / "map.html").read_text().lower()
@@ -62,7 +84,6 @@ def test_demo_finds_the_flipped_labels(demo, capsys):
     assert result.auroc >= 0.98
     assert result.region_counts == dm.region_counts()
     assert result.region_counts["hard"] >= 0.8 * len(flipped)  # the flipped labels sit in the hard corner
-    assert result.seconds < 60
 
 
 def test_cli_demo_runs_and_reruns_into_the_same_folder(tmp_path, capsys):

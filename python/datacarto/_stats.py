@@ -32,12 +32,14 @@ STATISTICS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # __eq__ below: arrays compare by value
 class Statistics:
-    """Per-example training-dynamics statistics (see ``DESIGN.md`` for the definitions).
+    """Per-example training-dynamics statistics (``docs/statistics.md`` defines each one).
 
-    Every statistic is a numpy array of shape ``[N]`` (multiclass and binary) or ``[N, L]``
-    (multilabel: one value per example and label).
+    Every statistic is a read-only numpy array of shape ``[N]`` (multiclass and binary) or
+    ``[N, L]`` (multilabel: one value per example and label). Two results are ``==`` when
+    their arrays hold the same values (NaN equal to NaN) and their settings (task, rule,
+    threshold, epoch window, ddof, sizes, source) agree; ``extra`` is not compared.
 
     Example:
         >>> import numpy as np, datacarto as dc
@@ -47,6 +49,8 @@ class Statistics:
         [0.85, 0.45]
         >>> stats.forgetting.tolist()
         [0, 1]
+        >>> stats == dc.compute(probs, np.array([0, 1]))
+        True
     """
 
     confidence: np.ndarray
@@ -71,6 +75,28 @@ class Statistics:
     n_labels: int
     source: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Read-only: a result can be shared (a DataMap keeps one) without being changed behind
+        # its back. The statistics are fresh outputs of the core, made read-only through views
+        # (no copy); the labels usually are the caller's own array, so they are copied once.
+        for name in STATISTICS:
+            object.__setattr__(self, name, _read_only(getattr(self, name)))
+        labels = np.asarray(self.labels)
+        if labels.flags.writeable or not labels.flags.owndata:
+            labels = labels.copy()
+            labels.setflags(write=False)
+        object.__setattr__(self, "labels", labels)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Statistics):
+            return NotImplemented
+        if any(getattr(self, name) != getattr(other, name) for name in _SETTING_FIELDS):
+            return False
+        return all(_same_values(getattr(self, name), getattr(other, name)) for name in _ARRAY_FIELDS)
+
+    # equal results must hash alike, and the arrays cannot be hashed: unhashable, like an array
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def n_epochs(self) -> int:
@@ -104,6 +130,24 @@ class Statistics:
 
     def __len__(self) -> int:
         return self.n_examples
+
+
+#: The array fields of :class:`Statistics` (the statistics and the gold labels).
+_ARRAY_FIELDS = STATISTICS + ("labels",)
+#: The settings :meth:`Statistics.__eq__` compares besides the arrays.
+_SETTING_FIELDS = ("task", "correctness_rule", "threshold", "epochs", "ddof", "n_examples", "n_labels", "source")
+
+
+def _read_only(values: Any) -> np.ndarray:
+    view = np.asarray(values).view()
+    view.setflags(write=False)
+    return view
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """Same shape and values; NaN equals NaN for float and complex arrays."""
+    nan_aware = a.dtype.kind in "fc" and b.dtype.kind in "fc"
+    return bool(np.array_equal(a, b, equal_nan=nan_aware))
 
 
 def _dynamics_name(source: DynamicsLike) -> str:

@@ -30,8 +30,8 @@ import numpy as np
 import polars as pl
 
 from datacarto._core import DatacartoError
+from datacarto._epochwise import gold_probabilities, right_epochs
 from datacarto._stats import STATISTICS, Statistics, compute
-from datacarto import reference
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -614,8 +614,8 @@ class DataMap:
             raise DatacartoError(f"dynamics: expected shape [E, {self.n_examples}, {self.n_labels}] to match the map, found {probs.shape}")
         block = np.asarray(probs[:, idx, :], dtype=np.float64)  # [E, k, L]
         labels = self.labels[idx]
-        p = reference.gold_probabilities(block, labels, self.task)
-        correct = reference.right_epochs(block, labels, self.task, self.correctness_rule, self.threshold)
+        p = gold_probabilities(block, labels, self.task)
+        correct = right_epochs(block, labels, self.task, self.correctness_rule, self.threshold)
         if self.task == "multilabel":
             p, correct = p[:, :, label_index], correct[:, :, label_index]
         n_epochs = probs.shape[0]

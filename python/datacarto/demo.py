@@ -24,6 +24,7 @@ from typing import Any, Dict, Union
 import numpy as np
 
 from datacarto._core import DatacartoError
+from datacarto._optional import require
 
 #: Training epochs of the default demo: enough for clean examples to settle near confidence 1
 #: while flipped ones stay low, before the network starts memorising the flipped labels.
@@ -75,6 +76,7 @@ def run_demo(
     Raises:
         DatacartoError: ``flip_fraction`` outside [0, 1) or ``epochs`` < 2.
     """
+    require("sklearn", "sklearn", feature="the demo")
     from sklearn.datasets import load_digits
     from sklearn.metrics import roc_auc_score
     from sklearn.neural_network import MLPClassifier

@@ -1,8 +1,9 @@
 """A plain numpy reference implementation of :func:`datacarto.compute`.
 
-It loads the whole window into memory as float64 and follows ``DESIGN.md`` line by line,
-trading speed for obviousness. The test suite cross-checks the Rust core against it; it is
-also handy for reading what each statistic means.
+It loads the whole window into memory as float64 and follows ``docs/statistics.md`` line by
+line, trading speed for obviousness. The test suite cross-checks the Rust core against it; it
+is also handy for reading what each statistic means. It is a test oracle: no other module of
+datacarto imports it (the trajectories use :mod:`datacarto._epochwise`).
 
 Example:
     >>> import numpy as np, datacarto as dc

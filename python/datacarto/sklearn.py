@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from datacarto._core import DatacartoError
+from datacarto._optional import require
 from datacarto._stats import Statistics, compute
 from datacarto.writer import DynamicsWriter
 
@@ -124,6 +125,7 @@ def _init_one_vs_rest(estimator: Any, task: str, targets: np.ndarray, classes: n
     ``partial_fit``. Both are solved by building the per-label estimators up front, with
     each label's balanced weights made explicit. Returns whether it did anything.
     """
+    require("sklearn", "sklearn", feature="datacarto.sklearn.record")
     from sklearn.base import clone
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.preprocessing import LabelBinarizer

@@ -42,10 +42,14 @@ from collections.abc import Mapping
 from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
-import torch
 
-from datacarto._core import DatacartoError
-from datacarto.writer import DynamicsWriter
+from datacarto._optional import require
+
+require("torch", "torch", feature="datacarto.torch")  # one clear error when torch is missing
+import torch  # noqa: E402
+
+from datacarto._core import DatacartoError  # noqa: E402
+from datacarto.writer import DynamicsWriter  # noqa: E402
 
 __all__ = ["IndexedDataset", "Recorder", "default_forward", "to_numpy", "with_indices"]
 

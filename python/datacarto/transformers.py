@@ -27,11 +27,17 @@ import os
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
-import torch
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from datacarto._core import DatacartoError
-from datacarto.torch import Recorder, _logits_of, _model_device, _move, to_numpy
+from datacarto._optional import require
+
+# one clear error when either is missing (the transformers extra installs both)
+require("torch", "transformers", feature="datacarto.transformers")
+require("transformers", "transformers", feature="datacarto.transformers")
+import torch  # noqa: E402
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments  # noqa: E402
+
+from datacarto._core import DatacartoError  # noqa: E402
+from datacarto.torch import Recorder, _logits_of, _model_device, _move, to_numpy  # noqa: E402
 
 __all__ = ["DataMapCallback"]
 
