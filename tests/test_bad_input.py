@@ -113,7 +113,7 @@ def test_header_promising_more_than_the_file_holds(tmp_path: Path) -> None:
     bigger = data.replace(b"(3, 4, 2)", b"(9, 4, 2)")  # same header length, three times the data
     assert bigger != data
     Path(path).write_bytes(bigger)
-    both(path, dc.DatacartoError, "truncated", "[9, 4, 2]", "288 bytes", "holds 96")
+    both(path, dc.DatacartoError, "truncated data: the header promises (9, 4, 2) float32 = 288 bytes of data, the file holds 96")
     huge = data.replace(b"(3, 4, 2)", b"(99999999999999, 4, 2)")
     Path(path).write_bytes(huge)
     with raises(dc.DatacartoError, path, "shape"):
