@@ -9,6 +9,10 @@ use crate::error::{Error, Result};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
+/// The longest header text read (numpy's writer pads to 64 bytes; only huge structured dtypes
+/// come near 64 KiB): the reader holds the text as chars, so this bounds its memory.
+const MAX_HEADER_LEN: usize = 64 << 20;
+
 /// The element types a dynamics file may hold (all little-endian IEEE floats).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
@@ -106,9 +110,18 @@ pub fn parse_header(bytes: &[u8], origin: &str) -> Result<RawHeader> {
             bytes.len() - preamble
         )));
     }
+    if header_len > MAX_HEADER_LEN {
+        // NumPy refuses headers over 10 000 characters unless told to trust the file
+        return Err(bad(format!("expected at most {MAX_HEADER_LEN} bytes of header text, found {header_len}")));
+    }
     let raw = &bytes[preamble..data_offset];
     let text: String = if utf8 {
-        std::str::from_utf8(raw).map_err(|_| bad("expected UTF-8 header text (format 3.0)".into()))?.to_owned()
+        std::str::from_utf8(raw)
+            .map_err(|error| {
+                let at = error.valid_up_to();
+                bad(format!("expected UTF-8 header text (format 3.0), found byte 0x{:02x} at header byte {at}", raw[at]))
+            })?
+            .to_owned()
     } else {
         // latin-1: every byte is one char
         raw.iter().map(|&b| b as char).collect()
@@ -400,7 +413,10 @@ mod literal {
             match self.peek() {
                 None => "the end of the header".into(),
                 Some('\n') => "a line break".into(),
-                Some(c) if c.is_control() || c.is_whitespace() => format!("{:?}", c),
+                Some(c) if c.is_control() || c.is_whitespace() => match c as u32 {
+                    code @ 0..=0xff => format!("'\\x{code:02x}'"),
+                    code => format!("'\\u{code:04x}'"),
+                },
                 Some(c) => format!("'{c}'"),
             }
         }
@@ -1150,6 +1166,18 @@ mod tests {
     }
 
     #[test]
+    fn format_3_headers_must_be_utf8() {
+        let mut bytes = file_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 2), }", 3, 8);
+        bytes[14] = 0xff; // inside 'descr'
+        let text = check(&bytes).unwrap_err().to_string();
+        assert_eq!(text, "f.npy: header: expected UTF-8 header text (format 3.0), found byte 0xff at header byte 2");
+        // the same byte in format 1.0 is latin-1 'ÿ': a valid header text, an unknown key
+        bytes[6] = 1;
+        let bytes = [&bytes[..8], &bytes[8..10], &bytes[12..]].concat();
+        assert!(check(&bytes).unwrap_err().to_string().contains("found the key '\u{ff}escr'"));
+    }
+
+    #[test]
     fn python2_longs_only_in_formats_1_and_2() {
         let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 2L)}";
         assert!(check(&file_with_header(dict, 2, 8)).is_ok());
@@ -1162,7 +1190,7 @@ mod tests {
     fn refuses_what_numpy_refuses() {
         let cases: &[(&str, &str)] = &[
             ("{'descr': '<f4', 'fortran_order': False, 'shape': (02, 3, 4)}", "leading zeros in a decimal integer are not allowed (use 0o for octal) at line 1, column 52"),
-            ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4)}\x0b", "expected only spacing or a comment after the dict, found '\\u{b}' at line 1, column 61"),
+            ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4)}\x0b", "expected only spacing or a comment after the dict, found '\\x0b' at line 1, column 61"),
             ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4)};", "expected only spacing or a comment after the dict, found ';' at line 1, column 61"),
             ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4)}\n  x", "expected only spacing or a comment after the dict, found 'x' at line 2, column 3"),
             ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4)}\n}", "expected only spacing or a comment after the dict, found '}' at line 2, column 1"),
@@ -1211,6 +1239,13 @@ mod tests {
             let header = parse_header(&file_with_text(text, 1, 96), "f.npy").unwrap_or_else(|error| panic!("{text:?}: {error}"));
             assert_eq!(header.shape, [2, 3, 4]);
         }
+        // a header text longer than anything numpy writes is refused before it is decoded
+        let mut huge = MAGIC.to_vec();
+        huge.extend([2, 0]);
+        huge.extend(((64u32 << 20) + 1).to_le_bytes());
+        huge.resize(12 + (64 << 20) + 1, b' ');
+        let text = check(&huge).unwrap_err().to_string();
+        assert_eq!(text, "f.npy: header: expected at most 67108864 bytes of header text, found 67108865");
         // CPython's limit: 200 nested brackets, counting the dict's
         let nested = |depth: usize| format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {}2, 3, 4{}}}", "(".repeat(depth), ")".repeat(depth));
         assert!(check(&file_with_header(&nested(199), 1, 96)).is_ok());
