@@ -34,8 +34,10 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, Heal
 
 @pytest.fixture(autouse=True)
 def watchdog() -> Iterator[None]:
-    """Abort the whole run with a traceback if one test hangs (a hang in Rust cannot be interrupted)."""
-    faulthandler.dump_traceback_later(120, exit=True)
+    """Abort the whole run with a traceback if one test hangs (a hang in Rust cannot be interrupted).
+
+    Generous on purpose: a test under the randomized profile runs ten times the examples."""
+    faulthandler.dump_traceback_later(900, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
 
