@@ -206,24 +206,24 @@ mod imp {
     }
 
     /// Hand a fault that is not ours to the previous handler, or to the default action.
+    ///
+    /// A SIGBUS sent by `kill`/`raise` (code <= 0) always takes the default action: the
+    /// handlers we chain to (faulthandler, torch's) end by restoring their own previous
+    /// handler and re-raising, and when that previous handler is ours, passing the re-raised
+    /// signal back to them would loop forever.
     unsafe fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void, code: libc::c_int) {
         let previous = PREVIOUS.load(Ordering::Acquire);
-        let reentered = CHAINING.swap(true, Ordering::AcqRel);
-        let handler = if previous.is_null() || reentered { libc::SIG_DFL } else { (*previous).sa_sigaction };
-        if handler == libc::SIG_IGN && code <= 0 {
-            CHAINING.store(false, Ordering::Release);
-            return; // a sent SIGBUS the program chose to ignore
-        }
-        if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-            // the default action (terminate, core): restore it; a real fault re-executes and
-            // dies by SIGBUS on return, a sent signal is re-raised and delivered on return
-            let mut default: libc::sigaction = std::mem::zeroed();
-            default.sa_sigaction = libc::SIG_DFL;
-            libc::sigemptyset(&mut default.sa_mask);
-            libc::sigaction(libc::SIGBUS, &default, ptr::null_mut());
-            if code <= 0 {
-                libc::raise(signal);
+        let handler = if previous.is_null() { libc::SIG_DFL } else { (*previous).sa_sigaction };
+        if code <= 0 {
+            if handler != libc::SIG_IGN {
+                default_action(signal, true);
             }
+            return;
+        }
+        // a fault inside the previous handler itself, or one it returned on without a fix
+        let reentered = CHAINING.swap(true, Ordering::AcqRel);
+        if reentered || handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+            default_action(signal, false);
             return;
         }
         if (*previous).sa_flags & libc::SA_SIGINFO != 0 {
@@ -234,6 +234,18 @@ mod imp {
             action(signal);
         }
         CHAINING.store(false, Ordering::Release);
+    }
+
+    /// Restore the default action (terminate with a core dump). A fault re-executes on return
+    /// and dies of it; a sent signal is re-raised, pending until the handler returns.
+    unsafe fn default_action(signal: libc::c_int, reraise: bool) {
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut default.sa_mask);
+        libc::sigaction(libc::SIGBUS, &default, ptr::null_mut());
+        if reraise {
+            libc::raise(signal);
+        }
     }
 }
 

@@ -123,6 +123,8 @@ def read_header(path: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
         >>> dc.read_header(path)["shape"]
         (2, 3, 4)
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a path to a .npy dynamics file (str or os.PathLike), found {type(path).__name__}")
     return _core.read_header(os.fspath(path))
 
 
@@ -156,13 +158,20 @@ def compute(
         epochs: a window: ``None`` (all), ``k`` (skip the first k epochs as burn-in) or
             ``(a, b)`` / ``range(a, b)`` / ``slice(a, b)`` for epochs a..b-1.
         ddof: the variability's delta degrees of freedom (0: the paper's population std).
-        threads: worker threads (default: all cores). Results are identical for any count.
-        progress: ``True`` for a progress bar, or a ``callback(done, total)``.
+        threads: worker threads (default: all cores; at most 65536). Results are identical for
+            any count.
+        progress: ``True`` for a progress bar, or a ``callback(done, total)``. It is called on
+            the calling thread about every 50 ms while the core works; an exception it raises
+            (or a Ctrl-C, ``KeyboardInterrupt``) stops the computation within a block.
 
     Raises:
         FileNotFoundError: ``source`` or ``labels`` names a missing file.
-        TypeError: an argument of the wrong kind (float class labels, a list of probabilities).
-        DatacartoError: a malformed file or array (not a ``.npy``, truncated, unsupported dtype,
+        TypeError: an argument of the wrong kind (float class labels, a list of probabilities,
+            ``threads="2"``).
+        KeyboardInterrupt: Ctrl-C while the core works (it stops within a fraction of a second).
+        DatacartoError: the file changed while being read (truncated, overwritten or replaced:
+            no statistics are returned; epochs committed by datacarto's writer meanwhile are not
+            a change), a FIFO, socket or device given as a file, a malformed file or array (not a ``.npy``, truncated, unsupported dtype,
             Fortran order, big-endian, ndim != 3, zero epochs/examples/labels, NaN, inf or a
             value outside [0, 1]) or labels that do not fit (wrong shape, out of range, not 0/1).
 
@@ -172,8 +181,9 @@ def compute(
         >>> dc.compute(probs, [0, 1]).correctness.tolist()   # ties are wrong under argmax
         [0.0, 0.0]
     """
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
-        raise DatacartoError(f"threads: expected a positive int or None, found {threads!r}")
+    _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=progress)
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise DatacartoError(f"threads: expected a positive int up to {MAX_THREADS} or None, found {threads!r}")
     name = _dynamics_name(source)
     if isinstance(source, (str, os.PathLike)):
         header = _core.read_header(name)
@@ -199,13 +209,34 @@ def compute(
             epoch_start=args.epoch_start,
             epoch_stop=args.epoch_stop,
             ddof=args.ddof,
-            threads=threads,
+            threads=None if threads is None else int(threads),
             progress=callback,
         )
         raw = _core.compute(name if array is None else array, **kwargs)
     finally:
         close()
     return _statistics_from_raw(raw, args, shape, None if array is not None else name)
+
+
+#: The largest ``threads`` accepted (the core never starts more than 8 per core anyway).
+MAX_THREADS = 65536
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_argument_types(*, task: object, correctness: object, ddof: object, threads: object, progress: object) -> None:
+    """A wrong kind of argument is a TypeError naming it (wrong values are checked later)."""
+    for name, value in (("task", task), ("correctness", correctness)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name}: expected a str or None, found {type(value).__name__} {value!r}")
+    if not _is_int(ddof):
+        raise TypeError(f"ddof: expected a non-negative int, found {type(ddof).__name__} {ddof!r}")
+    if threads is not None and not _is_int(threads):
+        raise TypeError(f"threads: expected a positive int or None, found {type(threads).__name__} {threads!r}")
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress: expected True, False or a callback(done, total), found {type(progress).__name__}")
 
 
 def _as_probability_array(source: np.ndarray) -> np.ndarray:
