@@ -61,7 +61,9 @@ probs = rng.random((10, n, 2), dtype=np.float32)
 labels = rng.integers(0, 2, n)
 expected = dc.compute(probs, labels)
 counts = {"changed": 0, "correct": 0, "provoked": 0}
-for trial in range(trials):
+for trial in range(4 * trials):  # a trial may end before the first progress call
+    if counts["provoked"] >= trials:
+        break
     np.save(path, probs)
     fired = []
 
@@ -95,7 +97,6 @@ def test_a_file_changed_during_compute_is_a_clean_error_not_a_crash(tmp_path: Pa
     trials = 6
     counts = last_json(run_child(CHANGE_DURING_COMPUTE, mode, str(tmp_path / "d.npy"), str(trials)))
     print(f"{mode}: {counts}")
-    assert counts["changed"] + counts["correct"] == trials
     assert counts["provoked"] >= 1, "no change landed during a computation"
     # a change that lands mid-pass is reported; only one after the last read could pass
     assert counts["changed"] >= counts["provoked"] - 1
@@ -177,40 +178,40 @@ def test_a_file_replaced_during_compute_is_reported(tmp_path: Path) -> None:
 # --- a writer committing epochs while readers read -------------------------------------------------
 
 
+WRITER = """
+import sys, numpy as np, datacarto as dc
+path, n, n_labels, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+epoch = np.random.default_rng(4).dirichlet(np.ones(n_labels), size=n).astype(np.float32)
+with dc.DynamicsWriter(path, n, n_labels, fsync=False) as writer:
+    print("started", flush=True)
+    for _ in range(epochs):
+        writer.write_epoch(epoch)
+"""
+
+
 def test_readers_racing_a_writer_see_no_spurious_errors(tmp_path: Path) -> None:
+    """A reader calling read_header / compute while another process commits epochs."""
     path = str(tmp_path / "growing.npy")
-    n, n_labels, epochs = 20_000, 3, 60
-    rng = np.random.default_rng(4)
-    epoch_probs = rng.dirichlet(np.ones(n_labels), size=(epochs, n)).astype(np.float32)
-    labels = rng.integers(0, n_labels, n)
-    writer = dc.DynamicsWriter(path, n, n_labels, fsync=False)
-    done = threading.Event()
-
-    def write() -> None:
-        try:
-            for epoch in epoch_probs:
-                writer.write_epoch(epoch)
-        finally:
-            writer.close()
-            done.set()
-
-    thread = threading.Thread(target=write)
-    thread.start()
+    n, n_labels, epochs = 2_000, 3, 3000
+    labels = np.random.default_rng(4).integers(0, n_labels, n)
+    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WRITER), path, str(n), str(n_labels), str(epochs)], stdout=subprocess.PIPE, text=True, env=env)
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "started"
     reads, errors, seen = 0, [], set()
     try:
-        while reads < 2000 or not done.is_set():
+        while reads < 2000 or writer.poll() is None:
             try:
                 shape = dc.read_header(path)["shape"]
                 seen.add(shape[0])
-                if shape[0] >= 1 and reads % 20 == 0:
-                    stats = dc.compute(path, labels, epochs=(0, 1))
-                    assert stats.n_epochs == 1
+                if shape[0] >= 1 and reads % 10 == 0:
+                    assert dc.compute(path, labels, epochs=(0, 1)).n_epochs == 1
             except dc.DatacartoError as error:
                 errors.append(str(error))
             reads += 1
     finally:
-        thread.join()
-    print(f"{reads} reads, {len(errors)} errors, epoch counts seen: {len(seen)}")
+        writer.wait(timeout=HANG_LIMIT)
+    print(f"{reads} reads while a writer committed {epochs} epochs: {len(errors)} errors, {len(seen)} distinct epoch counts seen")
+    assert writer.returncode == 0
     assert errors == [], errors[:3]
     assert len(seen) > 2, "the reader never saw the file grow: the race was not exercised"
 
@@ -397,11 +398,15 @@ if when == "faulthandler-after":
 def truncate(done, total):
     if done < total and os.path.getsize(path):
         os.truncate(path, 0)
-try:
-    dc.compute(path, np.zeros(n, dtype=np.int64), threads=1, progress=truncate)
+for attempt in range(20):  # until a truncation lands before the pass ends
+    np.save(path, np.full((20, n, 2), 0.5, dtype=np.float16))
+    try:
+        dc.compute(path, np.zeros(n, dtype=np.int64), threads=1, progress=truncate)
+    except dc.DatacartoError as error:
+        print("datacarto fault caught" if "changed while being read" in str(error) else error, flush=True)
+        break
+else:
     print("no fault landed", flush=True)
-except dc.DatacartoError as error:
-    print("datacarto fault caught" if "changed while being read" in str(error) else error, flush=True)
 # a fault that is not datacarto's: a mapping of the child's own, truncated
 foreign = os.path.join(directory, "foreign.bin")
 with open(foreign, "wb") as file:
@@ -421,6 +426,6 @@ def test_a_foreign_sigbus_still_reaches_earlier_handlers(when: str) -> None:
     assert child.returncode == -signal.SIGBUS, (child.returncode, child.stdout, child.stderr[-2000:])
     assert "FOREIGN FAULT SWALLOWED" not in child.stdout
     assert "reading past the end" in child.stdout
-    assert child.stdout.splitlines()[0] in ("datacarto fault caught", "no fault landed"), child.stdout
+    assert child.stdout.splitlines()[0] == "datacarto fault caught", child.stdout
     if when != "no-faulthandler":
         assert "Fatal Python error: Bus error" in child.stderr, child.stderr[-2000:]
