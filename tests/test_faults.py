@@ -56,9 +56,10 @@ import numpy as np, datacarto as dc
 
 mode, path, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rng = np.random.default_rng(0)
-n = 1_000_000
-probs = rng.random((10, n, 2), dtype=np.float32)
-labels = rng.integers(0, 2, n)
+n, n_labels = 1_000_000, 8
+# float16 with 8 columns: the slower path (~0.2 s on one thread), so progress is called mid-pass
+probs = rng.dirichlet(np.ones(n_labels), size=(10, n)).astype(np.float16)
+labels = rng.integers(0, n_labels, n)
 expected = dc.compute(probs, labels)
 counts = {"changed": 0, "correct": 0, "provoked": 0}
 for trial in range(4 * trials):  # a trial may end before the first progress call
@@ -76,7 +77,7 @@ for trial in range(4 * trials):  # a trial may end before the first progress cal
         elif mode == "npsave":
             np.save(path, probs[: 1 + trial % 3])  # the same inode, rewritten shorter
         elif mode == "overwrite":
-            dc.DynamicsWriter(path, n, 2, overwrite=True, fsync=False).close()
+            dc.DynamicsWriter(path, n, n_labels, "float16", overwrite=True, fsync=False).close()
 
     try:
         stats = dc.compute(path, labels, threads=1, progress=change)
@@ -94,7 +95,7 @@ print(json.dumps(counts))
 
 @pytest.mark.parametrize("mode", ["truncate", "npsave", "overwrite"])
 def test_a_file_changed_during_compute_is_a_clean_error_not_a_crash(tmp_path: Path, mode: str) -> None:
-    trials = 6
+    trials = 4
     counts = last_json(run_child(CHANGE_DURING_COMPUTE, mode, str(tmp_path / "d.npy"), str(trials)))
     print(f"{mode}: {counts}")
     assert counts["provoked"] >= 1, "no change landed during a computation"
@@ -107,21 +108,27 @@ def test_datamap_from_dynamics_survives_a_truncation(tmp_path: Path) -> None:
     import os, sys, numpy as np, datacarto as dc
     path = sys.argv[1]
     n = 1_000_000
-    np.save(path, np.random.default_rng(1).random((10, n, 2), dtype=np.float32))
+    probs = np.full((10, n, 8), 0.125, dtype=np.float16)
     def truncate(done, total):
         if done < total and os.path.getsize(path) > 0:
             os.truncate(path, 0)
-    try:
-        dc.DataMap.from_dynamics(path, np.zeros(n, dtype=np.int64), threads=1, progress=truncate)
-    except dc.DatacartoError as error:
-        print("changed" if "changed while being read" in str(error) else "other: " + str(error))
+    for attempt in range(10):  # until the truncation lands before the pass ends
+        np.save(path, probs)
+        try:
+            dc.DataMap.from_dynamics(path, np.zeros(n, dtype=np.int64), threads=1, progress=truncate)
+        except dc.DatacartoError as error:
+            print("changed" if "changed while being read" in str(error) else "other: " + str(error))
+            break
+        if os.path.getsize(path) == 0:
+            print("ANSWERED FROM A TRUNCATED FILE")
+            break
     else:
-        print("finished before the truncation" if os.path.getsize(path) else "ANSWERED FROM A TRUNCATED FILE")
+        print("the truncation never landed")
     """
     child = run_child(code, str(tmp_path / "d.npy"))
     assert_not_killed(child)
     assert child.returncode == 0, child.stderr
-    assert child.stdout.strip() in ("changed", "finished before the truncation"), child.stdout
+    assert child.stdout.strip() == "changed", child.stdout
 
 
 def test_the_cli_survives_a_truncation(tmp_path: Path) -> None:
@@ -155,10 +162,8 @@ def test_a_file_replaced_during_compute_is_reported(tmp_path: Path) -> None:
     but the result no longer describes the file at the path, so it is an error."""
     path, replacement = tmp_path / "d.npy", tmp_path / "new.npy"
     n = 1_000_000
-    probs = np.full((10, n, 2), 0.5, dtype=np.float32)
+    probs = np.full((10, n, 8), 0.125, dtype=np.float16)  # the slower path: progress is called mid-pass
     labels = np.zeros(n, dtype=np.int64)
-    np.save(path, probs)
-    np.save(replacement, probs)
     replaced: List[int] = []
 
     def replace(done: int, total: int) -> None:
@@ -166,12 +171,16 @@ def test_a_file_replaced_during_compute_is_reported(tmp_path: Path) -> None:
             os.replace(replacement, path)
             replaced.append(done)
 
-    try:
-        dc.compute(path, labels, threads=1, progress=replace)
-    except dc.DatacartoError as error:
-        assert replaced and str(path) in str(error) and "another file was put at its path" in str(error), error
-    else:
+    for _ in range(10):  # until the replacement lands before the pass ends
+        np.save(path, probs)
+        np.save(replacement, probs)
+        try:
+            dc.compute(path, labels, threads=1, progress=replace)
+        except dc.DatacartoError as error:
+            assert replaced and str(path) in str(error) and "another file was put at its path" in str(error), error
+            break
         assert not replaced, "the result of a file replaced mid-read was returned"
+    assert replaced, "the replacement never landed during a computation"
     assert dc.compute(path, labels).n_examples == n  # the new file reads fine
 
 
@@ -212,7 +221,7 @@ def test_readers_racing_a_writer_see_no_spurious_errors(tmp_path: Path) -> None:
         writer.wait(timeout=HANG_LIMIT)
     print(f"{reads} reads while a writer committed {epochs} epochs: {len(errors)} errors, {len(seen)} distinct epoch counts seen")
     assert writer.returncode == 0
-    assert errors == [], errors[:3]
+    assert errors == [], sorted(set(errors))[:3]
     assert len(seen) > 2, "the reader never saw the file grow: the race was not exercised"
 
 
