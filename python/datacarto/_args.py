@@ -90,8 +90,10 @@ def _load_labels_file(path: str) -> np.ndarray:
             kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or special file"
             raise DatacartoError(f"{path}: labels: is {kind}; {expected}")
         magic = file.read(len(_NPY_MAGIC))
+        if magic.startswith(b"PK"):
+            raise DatacartoError(f"{path}: labels: expected a single .npy array, found a .npz archive (np.savez); save the labels with np.save")
         if magic != _NPY_MAGIC:
-            found = "an empty file" if not magic else "a .npz archive" if magic.startswith(b"PK") else "no .npy magic string at its start"
+            found = "an empty file" if not magic else "no .npy magic string at its start"
             raise DatacartoError(f"{path}: labels: {expected}; found {found}")
         file.seek(0)
         try:
