@@ -439,3 +439,15 @@ def test_a_foreign_sigbus_still_reaches_earlier_handlers(when: str) -> None:
     assert child.stdout.splitlines()[0] == "datacarto fault caught", child.stdout
     if when != "no-faulthandler":
         assert "Fatal Python error: Bus error" in child.stderr, child.stderr[-2000:]
+
+
+def test_trajectories_of_a_truncated_file_are_a_clean_error(tmp_path: Path) -> None:
+    """trajectories() reads rows with positioned reads (no mapping): a shrunk file is an error."""
+    path = tmp_path / "d.npy"
+    probs = np.random.default_rng(8).dirichlet(np.ones(3), size=(4, 100)).astype(np.float32)
+    np.save(path, probs)
+    dm = dc.DataMap.from_dynamics(path, np.arange(100) % 3)
+    assert np.allclose(dm.trajectories([5]).probability[0], probs[:, 5, 5 % 3])
+    os.truncate(path, os.path.getsize(path) - 100)
+    with pytest.raises(dc.DatacartoError, match="truncated"):
+        dm.trajectories([99])

@@ -239,6 +239,40 @@ def _check_argument_types(*, task: object, correctness: object, ddof: object, th
         raise TypeError(f"progress: expected True, False or a callback(done, total), found {type(progress).__name__}")
 
 
+def read_examples(path: str, examples: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
+    """The rows of ``examples`` at every epoch of a dynamics file: float64 ``[E, k, L]``.
+
+    Read with positioned reads, not a memory map, so a file truncated meanwhile is a clean
+    error instead of a SIGBUS. ``shape`` is the ``(N, L)`` the caller expects.
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "d.npy")
+        >>> np.save(path, np.arange(12, dtype=np.float32).reshape(2, 3, 2) / 16)
+        >>> (read_examples(path, np.array([2]), (3, 2)) * 16).tolist()
+        [[[4.0, 5.0]], [[10.0, 11.0]]]
+    """
+    header = _core.read_header(path)  # refuses FIFOs and malformed files
+    n_epochs, n_examples, n_labels = header["shape"]
+    if (n_examples, n_labels) != tuple(shape):
+        raise DatacartoError(f"dynamics: expected shape [E, {shape[0]}, {shape[1]}] to match the map, found {tuple(header['shape'])}")
+    dtype = np.dtype({"float16": "<f2", "float32": "<f4", "float64": "<f8"}[header["dtype"]])
+    row = n_labels * dtype.itemsize
+    out = np.empty((n_epochs, len(examples), n_labels), dtype=np.float64)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        for epoch in range(n_epochs):
+            start = header["data_offset"] + epoch * n_examples * row
+            for k, example in enumerate(examples):
+                data = os.pread(fd, row, start + int(example) * row)
+                if len(data) != row:
+                    raise DatacartoError(f"{path}: file: the file changed while being read (it is now shorter than the data its header promised)")
+                out[epoch, k] = np.frombuffer(data, dtype=dtype)
+    finally:
+        os.close(fd)
+    return out
+
+
 def _as_probability_array(source: np.ndarray) -> np.ndarray:
     if source.ndim != 3:
         raise DatacartoError(f"probs: expected 3 dimensions [epochs, examples, labels], found shape {source.shape}")
