@@ -133,9 +133,11 @@ where
                 break outcome;
             }
             if python_error.is_none() {
+                let done = done.load(Ordering::Relaxed);
                 let polled = py.check_signals().and_then(|()| match progress {
-                    Some(callback) => callback.call1((done.load(Ordering::Relaxed), total)).map(drop),
-                    None => Ok(()),
+                    // (total, total) is reported once, when the result is ready
+                    Some(callback) if done < total => callback.call1((done, total)).map(drop),
+                    _ => Ok(()),
                 });
                 if let Err(error) = polled {
                     python_error = Some(error);
