@@ -181,28 +181,23 @@ fn statistics_dict(py: Python<'_>, stats: Statistics) -> PyResult<Bound<'_, PyDi
     Ok(dict)
 }
 
-/// Gold labels copied out of their numpy arrays while the GIL is held: another Python thread
-/// may write to an array at any time once the GIL is released, and the kernel indexes with the
-/// class labels it validated (a changed label would panic or silently use the wrong class).
-enum OwnedLabels {
-    Classes(Vec<i64>),
-    Multilabel(Vec<u8>),
+/// Borrowed gold labels; keeps the numpy borrows alive while the kernel runs. Another Python
+/// thread may still write to the arrays once the GIL is released: the kernel reads each
+/// block's labels once, into a private copy that it checks (`stats::Plan::process`), so a
+/// label changed mid-run is an error or a consistent result, never a panic. (Copying the whole
+/// array here cost 6% of a two-column computation.)
+struct LabelArrays<'py> {
+    classes: Option<PyReadonlyArray1<'py, i64>>,
+    multilabel: Option<PyReadonlyArray2<'py, u8>>,
 }
 
-impl OwnedLabels {
-    fn copy(classes: Option<PyReadonlyArray1<'_, i64>>, multilabel: Option<PyReadonlyArray2<'_, u8>>) -> PyResult<Self> {
+impl LabelArrays<'_> {
+    fn labels(&self) -> PyResult<Labels<'_>> {
         let not_contiguous = |_| DatacartoError::new_err("labels: expected a C-contiguous array");
-        match (classes, multilabel) {
-            (Some(classes), None) => Ok(OwnedLabels::Classes(classes.as_slice().map_err(not_contiguous)?.to_vec())),
-            (None, Some(targets)) => Ok(OwnedLabels::Multilabel(targets.as_slice().map_err(not_contiguous)?.to_vec())),
+        match (&self.classes, &self.multilabel) {
+            (Some(classes), None) => Ok(Labels::Classes(classes.as_slice().map_err(not_contiguous)?)),
+            (None, Some(targets)) => Ok(Labels::Multilabel(targets.as_slice().map_err(not_contiguous)?)),
             _ => Err(DatacartoError::new_err("labels: expected exactly one of class_labels and multilabel_labels")),
-        }
-    }
-
-    fn labels(&self) -> Labels<'_> {
-        match self {
-            OwnedLabels::Classes(classes) => Labels::Classes(classes),
-            OwnedLabels::Multilabel(targets) => Labels::Multilabel(targets),
         }
     }
 }
@@ -242,8 +237,8 @@ fn compute<'py>(
     labels_name: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let options = options(task, argmax, threshold, epoch_start, epoch_stop, ddof, threads)?;
-    let labels = OwnedLabels::copy(class_labels, multilabel_labels)?;
-    let labels = labels.labels();
+    let labels = LabelArrays { classes: class_labels, multilabel: multilabel_labels };
+    let labels = labels.labels()?;
     let progress = progress.as_ref().map(|callback| callback.bind(py));
     let stats = if let Ok(path) = source.extract::<PathBuf>() {
         let file = py.detach(|| DynamicsFile::open(&path)).map_err(to_py_err)?;

@@ -272,16 +272,23 @@ impl<'a> Plan<'a> {
 
     fn process(&self, out: &mut OutBlock<'_>, acc: &mut Accumulators) -> Result<()> {
         let range = out.start..out.start + out.len();
-        // Gold targets of the block as 0/1 bytes (binary, multilabel) or class indices.
+        // Gold targets of the block as 0/1 bytes (binary, multilabel) or class indices, read
+        // once into a private copy and checked there: the caller's array may be written while
+        // the kernel runs (another Python thread), after `Plan::new` checked it.
         let gold_bits: Vec<u8> = match (self.task, self.labels) {
-            (Task::Binary, Labels::Classes(classes)) => classes[range.clone()].iter().map(|&c| c as u8).collect(),
+            (Task::Binary, Labels::Classes(classes)) => classes[range.clone()].iter().map(|&c| if (c as u64) < 2 { c as u8 } else { u8::MAX }).collect(),
             (Task::Multilabel, Labels::Multilabel(targets)) => targets[range.clone()].to_vec(),
             _ => Vec::new(),
         };
-        let classes: &[i64] = match self.labels {
-            Labels::Classes(classes) if self.task == Task::Multiclass => &classes[range.clone()],
-            _ => &[],
+        let classes: Vec<i64> = match self.labels {
+            Labels::Classes(classes) if self.task == Task::Multiclass => classes[range.clone()].to_vec(),
+            _ => Vec::new(),
         };
+        let n_classes = if self.task == Task::Multiclass { self.view.dims.n_labels } else { 2 };
+        if kernels::max_as_u64(&classes) >= n_classes as u64 || gold_bits.iter().fold(0u8, |max, &y| max.max(y)) > 1 {
+            return Err(Error::invalid("labels", "value", format!("changed while being read (another thread wrote to the array); expected class indices in [0, {n_classes}) or 0/1 targets")));
+        }
+        let classes = &classes[..];
         let rule = Rule::new(self.correctness);
         if self.row_len <= 2 {
             let tiled = match self.view.probs {
