@@ -51,7 +51,7 @@ def last_json(child: subprocess.CompletedProcess) -> Dict[str, Any]:
 # callback: the callback runs on the calling thread while the core reads (after ~50 ms), so the
 # change lands mid-pass. Without the SIGBUS guard the child dies at the first truncation.
 CHANGE_DURING_COMPUTE = """
-import json, os, sys
+import json, os, sys, threading
 import numpy as np, datacarto as dc
 
 mode, path, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -72,7 +72,7 @@ for trial in range(4 * trials):  # a trial may end before the first progress cal
         if fired or done >= total:
             return
         fired.append(done)
-        if mode == "truncate":
+        if mode in ("truncate", "thread"):
             os.truncate(path, 4096 * (trial % 3))
         elif mode == "npsave":
             np.save(path, probs[: 1 + trial % 3])  # the same inode, rewritten shorter
@@ -80,7 +80,21 @@ for trial in range(4 * trials):  # a trial may end before the first progress cal
             dc.DynamicsWriter(path, n, n_labels, "float16", overwrite=True, fsync=False).close()
 
     try:
-        stats = dc.compute(path, labels, threads=1, progress=change)
+        if mode == "thread":  # compute off the main thread, as a Dask worker calls it
+            outcome = []
+            def work():
+                try:
+                    outcome.append(dc.compute(path, labels, threads=1, progress=change))
+                except Exception as error:
+                    outcome.append(error)
+            worker = threading.Thread(target=work)
+            worker.start()
+            worker.join()
+            if isinstance(outcome[0], Exception):
+                raise outcome[0]
+            stats = outcome[0]
+        else:
+            stats = dc.compute(path, labels, threads=1, progress=change)
     except dc.DatacartoError as error:
         message = str(error)
         assert path in message and "changed while being read" in message, message
@@ -93,7 +107,7 @@ print(json.dumps(counts))
 """
 
 
-@pytest.mark.parametrize("mode", ["truncate", "npsave", "overwrite"])
+@pytest.mark.parametrize("mode", ["truncate", "npsave", "overwrite", "thread"])
 def test_a_file_changed_during_compute_is_a_clean_error_not_a_crash(tmp_path: Path, mode: str) -> None:
     trials = 4
     counts = last_json(run_child(CHANGE_DURING_COMPUTE, mode, str(tmp_path / "d.npy"), str(trials)))
