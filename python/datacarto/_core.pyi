@@ -34,5 +34,5 @@ def compute(
     The core runs without the GIL while the calling thread polls every 50 ms: it runs Python's
     signal handlers (Ctrl-C: ``KeyboardInterrupt``) and ``progress(done, total)`` there, and
     stops the core between blocks if either raises; ``progress(total, total)`` comes once at
-    the end. Labels are copied first. Raises ``DatacartoError`` when the file changed while
+    the end. Each block of labels is read once, into a private copy that is checked. Raises ``DatacartoError`` when the file changed while
     being read (truncated, rewritten shorter, replaced) and for an internal error (a panic)."""
