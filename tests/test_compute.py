@@ -101,8 +101,16 @@ def test_two_column_binary_is_the_two_class_problem() -> None:
     labels = np.array([0, 1, 1, 0, 1, 0])
     one = dc.compute(p1, labels, correctness="threshold")
     two = dc.compute(np.concatenate([1.0 - p1, p1], axis=2), labels, correctness="threshold")
-    for name in ("confidence", "variability", "correctness", "forgetting", "never_learned", "first_learned", "aleatoric"):
+    for name in ("confidence", "variability", "aleatoric"):
         np.testing.assert_allclose(getattr(two, name), getattr(one, name), rtol=0, atol=1e-15, err_msg=name)
+    # the verdicts differ only where the value sits on the threshold: one column predicts
+    # class 1 at x >= 0.5 (so gold 0 is wrong at x = 0.5), two columns ask p_gold >= 0.5
+    on_threshold = (p1[:, :, 0] == 0.5) & (labels == 0)
+    right_one = (p1[:, :, 0] >= 0.5) == (labels == 1)
+    right_two = np.where(labels == 1, p1[:, :, 0], 1.0 - p1[:, :, 0]) >= 0.5
+    assert np.array_equal(right_one | on_threshold, right_two)
+    np.testing.assert_array_equal(one.correctness, right_one.mean(axis=0))
+    np.testing.assert_array_equal(two.correctness, right_two.mean(axis=0))
 
 
 def test_task_binary_on_two_columns_behaves_like_the_inferred_task() -> None:
@@ -360,3 +368,23 @@ def test_module_doctests(module_name: str) -> None:
     module = importlib.import_module(module_name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+# --- the threshold rule on one-column values --------------------------------------------------------
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.3])
+def test_threshold_rule_on_one_column_predicts_class_1_at_or_above_the_threshold(threshold: float) -> None:
+    # A one-column value x is P(class 1): the rule predicts 1 when x >= threshold, and the
+    # verdict is right when that prediction is the gold label (not "1 - x >= threshold").
+    x = np.array([0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9, 1.0], dtype=np.float32)
+    probs = np.stack([x, x])[:, :, None]  # [2 epochs, 9 examples, 1 column]
+    for gold in (0, 1):
+        labels = np.full(x.size, gold)
+        predicted_one = x.astype(np.float64) >= threshold
+        expected = (predicted_one == (gold == 1)).astype(np.float64)
+        stats = dc.compute(probs, labels, task="binary", correctness="threshold", threshold=threshold)
+        np.testing.assert_array_equal(stats.correctness, expected)
+        # multilabel: each label is the same one-column problem
+        multi = dc.compute(probs, labels[:, None].astype(np.uint8), task="multilabel", threshold=threshold)
+        np.testing.assert_array_equal(multi.correctness[:, 0], expected)

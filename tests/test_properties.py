@@ -323,13 +323,14 @@ def test_worked_binary_and_multilabel_examples() -> None:
     # ex 0, gold 1: p = x = [.25, .75, .5]; with p >= .5: wrong, right, right
     #   -> correctness 2/3, first_learned 1, forgetting 0; margin = mean(2p - 1) = 0;
     #      el2n = mean((1 - p) * sqrt 2) = .5 sqrt 2
-    # ex 1, gold 0: x = [.5, .5, 0] -> p = 1 - x = [.5, .5, 1]: right at every epoch under
-    #   p >= .5 (first_learned 0); under argmax (p > .5) only the last epoch is right
+    # ex 1, gold 0: x = [.5, .5, 0] -> p = 1 - x = [.5, .5, 1]: the threshold rule predicts
+    #   class 1 at x >= .5, so only the last epoch is right (first_learned 2); so under argmax
+    #   (p > .5)
     probs = np.array([[[0.25], [0.5]], [[0.75], [0.5]], [[0.5], [0.0]]])
     stats = dc.compute(probs, np.array([1, 0]))
     assert stats.task == "binary" and stats.correctness_rule == "threshold"
-    assert stats.correctness.tolist() == pytest.approx([2 / 3, 1.0], abs=1e-15)
-    assert stats.first_learned.tolist() == [1, 0]
+    assert stats.correctness.tolist() == pytest.approx([2 / 3, 1 / 3], abs=1e-15)
+    assert stats.first_learned.tolist() == [1, 2]
     assert stats.forgetting.tolist() == [0, 0]
     assert stats.margin.tolist() == pytest.approx([0.0, 1 / 3], abs=1e-15)
     assert stats.el2n.tolist() == pytest.approx([0.5 * math.sqrt(2), (0.5 + 0.5 + 0) / 3 * math.sqrt(2)], abs=1e-15)
@@ -338,14 +339,18 @@ def test_worked_binary_and_multilabel_examples() -> None:
     assert argmax.first_learned.tolist() == [-1, 2]  # ex 0 is at .5 (not > .5) at the last epoch
 
     # Multilabel, one example, two labels, targets [1, 0]:
-    #   label 0: x = [1, .75] -> p = [1, .75]; label 1: x = [.25, .5] -> p = 1 - x = [.75, .5]
-    #   threshold .6: label 0 right, right; label 1 right (.75), wrong (.5): forgotten once
-    probs = np.array([[[1.0, 0.25]], [[0.75, 0.5]]], dtype=np.float16)
+    #   label 0: x = [1, .75] -> p = [1, .75]; label 1: x = [.25, .75] -> p = 1 - x = [.75, .25]
+    #   threshold .6 (x >= .6 predicts the label): label 0 right, right; label 1 right
+    #   (.25 < .6 predicts 0), wrong (.75 predicts 1): forgotten once
+    probs = np.array([[[1.0, 0.25]], [[0.75, 0.75]]], dtype=np.float16)
     stats = dc.compute(probs, np.array([[1, 0]]), threshold=0.6)
     assert stats.task == "multilabel" and stats.confidence.shape == (1, 2)
-    assert stats.confidence.tolist() == [[0.875, 0.625]]
+    assert stats.confidence.tolist() == [[0.875, 0.5]]
     assert stats.forgetting.tolist() == [[0, 1]]
     assert stats.first_learned.tolist() == [[0, -1]]
     assert stats.correctness.tolist() == [[1.0, 0.5]]
-    assert stats.variability.tolist() == [[0.125, 0.125]]
-    assert stats.margin.tolist() == [[0.75, 0.25]]
+    assert stats.variability.tolist() == [[0.125, 0.25]]
+    assert stats.margin.tolist() == [[0.75, 0.0]]
+    # x = .5 sits between the rules: 1 - x = .5 < .6 but x = .5 < .6 predicts 0, which is gold
+    edge = dc.compute(np.array([[[0.5]]], dtype=np.float32), np.array([[0]]), threshold=0.6)
+    assert edge.correctness.tolist() == [[1.0]]

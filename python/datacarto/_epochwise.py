@@ -47,13 +47,26 @@ def right_epochs(block: np.ndarray, labels: np.ndarray, task: str, rule: str, th
 
     ``rule="argmax"``: multiclass rows are right when the gold probability is strictly above
     every other column (ties are wrong); a one-column binary or multilabel value is right when
-    it is above 0.5. ``rule="threshold"``: right when the gold probability is ``>= threshold``.
+    the gold label's probability is above 0.5. ``rule="argmax_first_index"``: ``np.argmax``
+    (the first largest column wins a tie; a one-column x reads as ``(1 - x, x)``).
+    ``rule="threshold"``: multiclass rows are right when the gold probability is
+    ``>= threshold``; a one-column value x = P(class 1) predicts class 1 when
+    ``x >= threshold``, and is right when that is the gold label.
     """
-    gold = gold_probabilities(block, labels, task)
-    if rule != "argmax":
-        return gold >= threshold
+    block = np.asarray(block, dtype=np.float64)
     if task != "multiclass":
-        return gold > 0.5
+        # a one-column value x is P(class 1); read as the columns (1 - x, x) for argmax rules
+        x = block[:, :, 0] if task == "binary" else block
+        if rule == "threshold":
+            return (x >= threshold) == (labels == 1)
+        if rule == "argmax_first_index":
+            return np.where(labels == 1, x > 0.5, x <= 0.5)
+        return np.where(labels == 1, x, 1.0 - x) > 0.5
+    gold = gold_probabilities(block, labels, task)
+    if rule == "threshold":
+        return gold >= threshold
+    if rule == "argmax_first_index":
+        return np.argmax(block, axis=2) == labels
     others = np.array(block, dtype=np.float64)
     others[:, np.arange(others.shape[1]), labels] = -np.inf
     return gold > others.max(axis=2)

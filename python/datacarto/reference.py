@@ -56,13 +56,19 @@ def _other_max(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def right_epochs(probs: np.ndarray, labels: np.ndarray, task: str, rule: str, threshold: float) -> np.ndarray:
     """Whether each epoch's prediction is right: ``[E, N]`` or ``[E, N, L]`` (multilabel).
 
-    Multiclass argmax: the gold probability strictly above every other (ties are wrong); the
-    threshold rule and one-column binary / multilabel: ``p_e >= threshold`` (or ``p_e > 0.5``
-    under argmax, the two-column argmax with ties wrong). ``argmax_first_index``: ``np.argmax``
+    Multiclass argmax: the gold probability strictly above every other (ties are wrong);
+    multiclass threshold: ``p_e >= threshold``; one-column binary and multilabel, threshold:
+    the value x = P(class 1) predicts class 1 when ``x >= threshold``, right when that is the
+    gold label; argmax: ``p_e > 0.5`` (the two-column argmax with ties wrong). ``argmax_first_index``: ``np.argmax``
     (the first largest column wins a tie) equals gold.
     """
     if rule == "argmax_first_index":
         return _first_index_verdicts(np.asarray(probs, dtype=np.float64), labels, task)
+    if rule == "threshold" and task != "multiclass":
+        # a one-column value x is P(class 1): predicted 1 when x >= threshold
+        x = np.asarray(probs, dtype=np.float64)
+        x = x[:, :, 0] if task == "binary" else x
+        return (x >= threshold) == (labels[None] == 1)
     p = gold_probabilities(probs, labels, task)
     other_max = _other_max(probs, labels) if task == "multiclass" and rule == "argmax" else None
     return _verdicts(p, other_max, rule, threshold)
@@ -110,8 +116,8 @@ def compute(
 
     # p and the others' max are computed once and shared by the verdicts and the margin
     other_max = _other_max(window, gold) if args.task == "multiclass" else None
-    if args.correctness == "argmax_first_index":
-        right = _first_index_verdicts(window, gold, args.task)
+    if args.correctness == "argmax_first_index" or (args.correctness == "threshold" and args.task != "multiclass"):
+        right = right_epochs(window, gold, args.task, args.correctness, args.threshold)
     else:
         right = _verdicts(p, other_max, args.correctness, args.threshold)
     if other_max is not None:

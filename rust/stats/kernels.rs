@@ -42,7 +42,8 @@ fn binary_step<F: Float>(x: F, gold_bit: u8, k: u32, rule: Rule, acc: &mut impl 
     let p = if gold_bit == 1 { x } else { 1.0 - x };
     // columns (1 - x, x): a tie (p = 0.5) goes to class 0 under the first-index rule
     let tie_won = rule.first_index & (gold_bit == 0) & (p == 0.5);
-    let right = if rule.argmax { (p > 0.5) | tie_won } else { p >= rule.threshold };
+    // the threshold rule predicts class 1 when x >= threshold; right when that is the gold label
+    let right = if rule.argmax { (p > 0.5) | tie_won } else { (x >= rule.threshold) == (gold_bit == 1) };
     acc.update(i, k, p, right);
     valid
 }

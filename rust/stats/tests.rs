@@ -98,7 +98,8 @@ proptest! {
                 let x = data[ep * n * l + u] as f64;
                 if targets[u] == 1 { x } else { 1.0 - x }
             }).collect();
-            let right: Vec<bool> = p.iter().map(|&x| x >= threshold).collect();
+            // the stored value x = P(label) predicts the label when x >= threshold
+            let right: Vec<bool> = (start..e).map(|ep| (data[ep * n * l + u] as f64 >= threshold) == (targets[u] == 1)).collect();
             let margins: Vec<f64> = p.iter().map(|&x| 2.0 * x - 1.0).collect();
             let el2n: Vec<f64> = p.iter().map(|&x| (1.0 - x) * 2f64.sqrt()).collect();
             check_unit(&stats, u, naive(&p, &right, &margins, &el2n, 0));
