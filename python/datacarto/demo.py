@@ -23,6 +23,7 @@ from typing import Any, Dict, Union
 
 import numpy as np
 
+from datacarto._atomic import atomic_path, atomic_write
 from datacarto._core import DatacartoError
 from datacarto._optional import require
 
@@ -110,8 +111,9 @@ def run_demo(
     noisy = clean.copy()
     # shift by 1..9 so that every flipped label really changes
     noisy[flipped] = (clean[flipped] + rng.integers(1, n_classes, size=n_flip)) % n_classes
-    np.save(files["labels"], noisy)
-    np.save(files["flipped"], flipped)
+    for name, array in (("labels", noisy), ("flipped", flipped)):
+        with atomic_write(files[name]) as handle:
+            np.save(handle, array)
 
     model = MLPClassifier(hidden_layer_sizes=(64,), alpha=1e-3, batch_size=64, learning_rate_init=3e-3, random_state=seed)
     # overwrite: re-running the demo into the same folder replaces its dynamics
@@ -133,7 +135,8 @@ def run_demo(
 
     # plots build bare matplotlib Figures (no pyplot): nothing to close, any backend works
     figure = dm.plot(title=f"Digits, {n_flip} of {n} labels flipped ({epochs} epochs)")
-    figure.savefig(files["map_png"], dpi=120)
+    with atomic_path(files["map_png"]) as tmp:
+        figure.savefig(tmp, dpi=120, format="png")
     dm.to_html(files["map_html"], text_column="text")
 
     k = n_flip
