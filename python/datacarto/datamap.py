@@ -19,12 +19,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import polars as pl
@@ -699,17 +700,9 @@ class DataMap:
         name = os.fspath(path)
         if not os.path.exists(name):
             raise FileNotFoundError(f"{name}: statistics file not found")
-        try:
+        with _read_failures_named(name, "a parquet file"):
             frame = pl.read_parquet(name)
             raw = _read_parquet_kv(name).get(_METADATA_KEY)
-        except FileNotFoundError:
-            raise
-        except BaseException as exc:
-            # polars panics on some corrupted files (a PanicException, which derives from
-            # BaseException): the caller gets a clean error naming the file instead.
-            if not _is_read_failure(exc):
-                raise
-            raise DatacartoError(f"{name}: expected a parquet file, could not read it ({_first_line(exc)})") from exc
         try:
             settings = json.loads(raw) if raw else None
         except ValueError as exc:
@@ -759,17 +752,11 @@ class DataMap:
                 raise DatacartoError(f"{sidecar_path}: expected JSON written by DataMap.write_csv ({exc})") from exc
             info = _Info.from_json(data, os.fspath(sidecar_path))
             schema = {col: getattr(pl, dt) for col, dt in (data.get("schema") or {}).items() if dt in _SIMPLE_DTYPES}
-        try:
+        with _read_failures_named(name, "a CSV file of map rows"):
             if schema:
                 header = pl.read_csv(name, separator=separator, n_rows=0).columns
                 schema = {col: dtype for col, dtype in schema.items() if col in header}
             frame = pl.read_csv(name, separator=separator, schema_overrides=schema or None, infer_schema_length=None)
-        except FileNotFoundError:
-            raise
-        except BaseException as exc:
-            if not _is_read_failure(exc):
-                raise
-            raise DatacartoError(f"{name}: expected a CSV file of map rows, could not parse it ({_first_line(exc)})") from exc
         return cls._from_file_frame(frame, info, name, dynamics)
 
     @classmethod
@@ -945,6 +932,24 @@ def _count(name: str, n: Optional[int]) -> Optional[int]:
 
 def _sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + _SIDECAR_SUFFIX)
+
+
+@contextlib.contextmanager
+def _read_failures_named(name: str, expected: str) -> Iterator[None]:
+    """Turn a reader's failure on a bad file into a DatacartoError naming the file.
+
+    polars panics on some corrupted files (a PanicException, which derives from
+    BaseException): the caller gets one clean error instead. A missing file stays
+    FileNotFoundError; anything else (KeyboardInterrupt, a bug) propagates unchanged.
+    """
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except BaseException as exc:
+        if not _is_read_failure(exc):
+            raise
+        raise DatacartoError(f"{name}: expected {expected}, could not read it ({_first_line(exc)})") from exc
 
 
 def _is_read_failure(exc: BaseException) -> bool:
