@@ -75,6 +75,9 @@ class Statistics:
     n_labels: int
     source: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: float64 [N, L]: each class's mean probability over the window (only with
+    #: ``compute(..., class_means=True)``; ``None`` otherwise). Used by ``DataMap.label_issues``.
+    class_means: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Read-only: a result can be shared (a DataMap keeps one) without being changed behind
@@ -82,6 +85,8 @@ class Statistics:
         # (no copy); the labels usually are the caller's own array, so they are copied once.
         for name in STATISTICS:
             object.__setattr__(self, name, _read_only(getattr(self, name)))
+        if self.class_means is not None:
+            object.__setattr__(self, "class_means", _read_only(self.class_means))
         labels = np.asarray(self.labels)
         if labels.flags.writeable or not labels.flags.owndata:
             labels = labels.copy()
@@ -182,6 +187,7 @@ def compute(
     threads: Optional[int] = None,
     progress: Union[bool, Callable[[int, int], Any]] = False,
     compat: Optional[str] = None,
+    class_means: bool = False,
 ) -> Statistics:
     """Compute every per-example statistic in one streaming, parallel pass.
 
@@ -212,6 +218,9 @@ def compute(
             ``epochs=(0, b)``. Its correctness count and forgetfulness 1000 are a change of
             units: :func:`datacarto.importers.cartography_frame` turns the result into its
             metrics table. See ``docs/porting.md``.
+        class_means: also compute every class's mean probability over the window,
+            ``Statistics.class_means`` (float64 ``[N, L]``), in the same pass (what
+            :meth:`DataMap.label_issues` needs). Off by default: it costs an ``[N, L]`` output.
 
     Raises:
         FileNotFoundError: ``source`` or ``labels`` names a missing file.
@@ -263,7 +272,20 @@ def compute(
         raw = _core.compute(name if array is None else array, **kwargs)
     finally:
         close()
-    return _statistics_from_raw(raw, args, shape, None if array is not None else name)
+    stats = _statistics_from_raw(raw, args, shape, None if array is not None else name)
+    if class_means:
+        # TEMPORARY (until the core's option lands): a numpy pass over the window
+        from datacarto._confident import mean_probabilities
+
+        probs = array if array is not None else np.load(name, mmap_mode="r")
+        stats = _with_class_means(stats, mean_probabilities(probs, (args.epoch_start, args.epoch_stop)))
+    return stats
+
+
+def _with_class_means(stats: Statistics, means: np.ndarray) -> Statistics:
+    from dataclasses import replace
+
+    return replace(stats, class_means=means, extra=stats.extra)
 
 
 def _compat_correctness(compat: Optional[str], correctness: Optional[str], ddof: int) -> Optional[str]:
