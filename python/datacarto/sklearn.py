@@ -31,6 +31,7 @@ import numpy as np
 
 from datacarto._checks import RecordingWarning, check_dynamics
 from datacarto._core import DatacartoError
+from datacarto._folds import fold_assignment
 from datacarto._optional import require
 from datacarto._stats import Statistics, compute
 from datacarto.writer import DynamicsWriter
@@ -260,7 +261,7 @@ def record(
         raise DatacartoError(f"sample_weight: shape: expected [{n}], found {list(weights.shape)}")
     rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
 
-    folds = _fold_assignment(cv, task, targets, n, rng)
+    folds = None if cv is None else fold_assignment(cv, None if task == "multilabel" else targets, n=n, seed=rng)
     n_folds = 1 if folds is None else int(cv)  # type: ignore[arg-type]
     # In-sample: the estimator itself trains on every row. Cross-validated: one clone per fold.
     if folds is None:
@@ -334,31 +335,6 @@ def record(
         stats.extra["folds"] = folds
         stats.extra["fold_models"] = models
     return stats
-
-
-def _fold_assignment(cv: Any, task: str, targets: np.ndarray, n: int, rng: np.random.Generator) -> Optional[np.ndarray]:
-    """Each example's fold (int64 ``[N]``), stratified by class for single-label targets, or
-    ``None`` without ``cv``."""
-    if cv is None:
-        return None
-    if isinstance(cv, (bool, np.bool_)) or not isinstance(cv, (int, np.integer)) or cv < 2:
-        raise DatacartoError(f"cv: expected an int >= 2 (the number of folds) or None, found {cv!r}")
-    if cv > n:
-        raise DatacartoError(f"cv: expected at most one fold per example ({n}), found {cv}")
-    folds = np.empty(n, dtype=np.int64)
-    # Stratified: shuffle each class's rows and deal them round the folds, continuing the deal
-    # from class to class so that fold sizes differ by at most one.
-    groups = [np.arange(n)] if task == "multilabel" else [np.flatnonzero(targets == c) for c in np.unique(targets)]
-    offset = 0
-    for rows in groups:
-        rows = rng.permutation(rows)
-        folds[rows] = (offset + np.arange(rows.size)) % cv
-        offset += rows.size
-    if task != "multilabel":
-        for k in range(int(cv)):
-            if np.unique(targets[folds != k]).size < np.unique(targets).size:
-                raise DatacartoError(f"cv: fold {k}'s training rows lack a class (a class has fewer than 2 examples); use fewer folds")
-    return folds
 
 
 def _train_epoch(model: Any, X: Any, targets: np.ndarray, weights: Optional[np.ndarray], rows: Optional[np.ndarray], batch_size: Optional[int], shuffle: bool, rng: np.random.Generator, *, first: bool, fit_classes: np.ndarray) -> None:
