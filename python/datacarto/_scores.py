@@ -81,9 +81,12 @@ def percentile_ranks(values: np.ndarray) -> np.ndarray:
         [0.8333333333333334, 0.3333333333333333, 0.8333333333333334]
     """
     values = np.asarray(values, dtype=np.float64)
+    return _ranks(values) / values.size if values.size else values
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average (multiples of 0.5: sums of them are exact)."""
     n = values.size
-    if n == 0:
-        return values
     order = np.argsort(values, kind="stable")
     ordered = values[order]
     # average rank of each run of equal values
@@ -92,11 +95,13 @@ def percentile_ranks(values: np.ndarray) -> np.ndarray:
     average = (starts + ends + 1) / 2.0
     ranks = np.empty(n)
     ranks[order] = np.repeat(average, ends - starts)
-    return ranks / n
+    return ranks
 
 
 def _rank_average(c: Columns) -> np.ndarray:
-    return (percentile_ranks(_confidence(c)) + percentile_ranks(_margin(c)) + percentile_ranks(_el2n(c))) / 3.0
+    # summed as exact half-integers, divided once: equal rank sums stay equal (true ties)
+    total = _ranks(_confidence(c)) + _ranks(_margin(c)) + _ranks(_el2n(c))
+    return total / (3.0 * max(total.size, 1))
 
 
 #: Every suspicion score by name (higher = more likely mislabeled). The first is the default.
