@@ -116,8 +116,8 @@ examples:
     "label-issues": (
         "flag the labels that are probably wrong and estimate how many (confident learning)",
         """Confident learning (Northcutt et al. 2021) on each class's mean probability over the epochs,
-read from the dynamics file the statistics came from (or --dynamics). Prints the estimate and
-the flagged rows, most suspicious first; -o writes them (every column, plus 'suggested': the
+read from the dynamics file the statistics came from (or --dynamics). Prints the estimate (on
+stderr) and the flagged rows (on stdout), most suspicious first; -o writes them (every column, plus 'suggested': the
 class the example confidently belongs to). See docs/label-errors.md.
 
 examples:
@@ -506,7 +506,7 @@ def _cmd_label_issues(args: argparse.Namespace) -> int:
     rows = rows.with_columns(pl.Series("suggested", suggested[position], dtype=pl.Int64)).filter(pl.Series(flags[position]))
     rows = rows.with_columns(pl.int_range(1, rows.height + 1, dtype=pl.Int64).alias("rank"))
     units = dm.n_examples * (dm.n_labels if multilabel else 1)
-    print(f"estimated wrong labels: {issues.n_issues} of {units} ({issues.n_issues / units:.1%}); flagged: {issues.n_flagged} (confident learning on the mean class probabilities)")
+    print(f"estimated wrong labels: {issues.n_issues} of {units} ({issues.n_issues / units:.1%}); flagged: {issues.n_flagged} (confident learning on the mean class probabilities)", file=sys.stderr)
     _emit_rows(rows, args, output)
     return 0
 
