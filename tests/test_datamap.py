@@ -262,7 +262,7 @@ def test_quantile_regions_are_per_label_for_multilabel(multilabel):
 
 def test_region_errors(multiclass):
     dm = dc.DataMap(multiclass[2])
-    with pytest.raises(dc.DatacartoError, match="rule: expected one of thresholds, quantiles, data-iq"):
+    with pytest.raises(dc.DatacartoError, match="rule: expected one of thresholds, quantiles, data-iq, class-quantiles"):
         dm.regions("kmeans")
     with pytest.raises(dc.DatacartoError, match="fraction: does not apply to rule 'thresholds'"):
         dm.regions("thresholds", fraction=0.2)

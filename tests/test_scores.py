@@ -216,3 +216,31 @@ def test_label_issues_binary_and_multilabel(tmp_path):
     assert ml.flags.shape == (120, 2) and ml.thresholds.shape == (2, 2)
     assert set(np.flatnonzero(ml.flags[:, 0])) == set(wrong.tolist()) == set(np.flatnonzero(ml.flags[:, 1]))
     assert ml.n_issues == 2 * wrong.size
+
+
+# ---------------------------------------------------------------------- class-aware regions
+
+
+def test_class_quantile_regions_select_within_each_class():
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(3), [60, 40, 20])
+    # class 2's probabilities run low: under global rules it is all "hard"
+    probs = _probs(rng, labels, pull=(-1.0, 4.0))
+    probs[:, labels == 2] *= 0.5
+    probs[:, labels == 2, 0] += 0.5
+    stats = dc.compute(probs, labels)
+    dm = dc.DataMap(stats).regions("class-quantiles", fraction=0.25)
+    region = np.array(dm.frame["region"].to_list(), dtype=object)
+    for c, size in ((0, 60), (1, 40), (2, 20)):
+        rows = np.flatnonzero(labels == c)
+        k = int(np.ceil(0.25 * size))
+        conf, var = stats.confidence[rows], stats.variability[rows]
+        expected = np.full(size, None, dtype=object)
+        expected[np.argsort(conf, kind="stable")[:k]] = "hard"
+        expected[np.argsort(-conf, kind="stable")[:k]] = "easy"
+        expected[np.argsort(-var, kind="stable")[:k]] = "ambiguous"
+        assert region[rows].tolist() == expected.tolist()
+    assert dm.region_rule == {"rule": "class-quantiles", "fraction": {"easy": 0.25, "ambiguous": 0.25, "hard": 0.25}}
+    assert (region[labels == 2] == "easy").sum() == 5  # every class has easy examples
+    with pytest.raises(dc.DatacartoError, match="easy: does not apply to rule 'class-quantiles'"):
+        dc.DataMap(stats).regions("class-quantiles", easy=0.5)

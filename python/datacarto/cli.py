@@ -381,10 +381,10 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
 
 def _add_rule_options(p: argparse.ArgumentParser, default: Optional[str] = "thresholds") -> None:
     extra = "" if default else " (default: the file's regions, or thresholds when it has none)"
-    p.add_argument("--rule", choices=("thresholds", "quantiles", "data-iq"), default=default, help=f"region rule{' (default: %(default)s)' if default else extra}")
+    p.add_argument("--rule", choices=("thresholds", "quantiles", "data-iq", "class-quantiles"), default=default, help=f"region rule{' (default: %(default)s)' if default else extra}")
     p.add_argument("--easy", type=float, help="thresholds: confidence above this is easy (0.6); data-iq: at or above (0.75)")
     p.add_argument("--hard", type=float, help="thresholds: confidence below this is hard (0.4); data-iq: at or below (0.25)")
-    p.add_argument("--fraction", type=float, help="quantiles: the fraction in each selection (0.33)")
+    p.add_argument("--fraction", type=float, help="quantiles, class-quantiles: the fraction in each selection (0.33)")
     p.add_argument("--aleatoric-quantile", type=float, help="data-iq: the aleatoric cut-off quantile (0.5, the median)")
 
 

@@ -46,7 +46,7 @@ MetadataLike = Union[pl.DataFrame, Mapping[str, Sequence[Any]], Sequence[Any], A
 #: Region names, in display order.
 REGIONS = ("easy", "ambiguous", "hard")
 #: Region rules accepted by :meth:`DataMap.regions`.
-RULES = ("thresholds", "quantiles", "data-iq")
+RULES = ("thresholds", "quantiles", "data-iq", "class-quantiles")
 
 _FORMAT_VERSION = 1
 _METADATA_KEY = "datacarto"
@@ -405,6 +405,11 @@ class DataMap:
         - ``"data-iq"`` (Seedat et al. 2022): confidence ``>= easy`` (0.75) and aleatoric
           ``<=`` its ``aleatoric_quantile`` (0.5, the median) is easy; confidence ``<= hard``
           (0.25) and aleatoric ``<=`` that quantile is hard; the rest is ambiguous.
+        - ``"class-quantiles"`` (class-aware): the ``"quantiles"`` rule applied within each
+          gold class, so every class has its own easy, ambiguous and hard examples. For
+          many-class models whose probabilities run low, fixed thresholds put whole classes
+          (or a quarter of the data) in "hard"; relative to its own class an example is hard
+          only when the model believes it less than the class's other examples.
 
         For multilabel maps the quantiles and the aleatoric median are taken per label.
 
@@ -421,7 +426,7 @@ class DataMap:
         """
         rule_name = _normalize_rule(rule)
         given = {"easy": easy, "hard": hard, "fraction": fraction, "aleatoric_quantile": aleatoric_quantile}
-        allowed = {"thresholds": ("easy", "hard"), "quantiles": ("fraction",), "data-iq": ("easy", "hard", "aleatoric_quantile")}[rule_name]
+        allowed = {"thresholds": ("easy", "hard"), "quantiles": ("fraction",), "class-quantiles": ("fraction",), "data-iq": ("easy", "hard", "aleatoric_quantile")}[rule_name]
         for key, value in given.items():
             if value is not None and key not in allowed:
                 raise DatacartoError(f"{key}: does not apply to rule {rule_name!r} (its options: {', '.join(allowed)})")
@@ -457,7 +462,8 @@ class DataMap:
             params = {"rule": rule_name, "easy": easy_t, "hard": hard_t, "aleatoric_quantile": q}
         else:
             fractions = _fractions(0.33 if fraction is None else fraction)
-            for rows in self._groups():
+            groups = self._groups() if rule_name == "quantiles" else self._class_groups()
+            for rows in groups:
                 sub = region[rows]
                 conf, var = confidence[rows], variability[rows]
                 # Stable selections (ties: lower example index first); ambiguous written last wins overlaps.
@@ -471,6 +477,12 @@ class DataMap:
         # insert_column works in place: clone (cheap, shares buffers) so this map keeps its frame.
         frame = frame.clone().insert_column(position, pl.Series("region", region.tolist(), dtype=pl.String))
         return self._build(frame, replace(self._info, region_rule=params), self._stats)
+
+    def _class_groups(self) -> List[np.ndarray]:
+        """Row indices per (problem, gold class): the rows labelled j, for every class j (for
+        multilabel: per label, the rows with target 0 and those with target 1)."""
+        gold = self._frame["gold"].to_numpy()
+        return [rows[gold[rows] == value] for rows in self._groups() for value in np.unique(gold[rows])]
 
     def _groups(self) -> List[np.ndarray]:
         """Row indices per independent problem: one group, or one per label for multilabel."""
