@@ -115,14 +115,23 @@ def cleanlab_run(make: Callable[[], Any], X: Any, y: np.ndarray, epochs: int, se
 
 
 def datacarto_run(make: Callable[[], Any], X: Any, y: np.ndarray, epochs: int, seed: int, cv: Any) -> Dict[str, Any]:
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dc.sklearn.RecordingWarning)
-        stats = dc.sklearn.record(make(), X, y, epochs=epochs, random_state=seed, cv=cv, class_means=True)
-    dm = dc.DataMap(stats)
-    scores = all_scores({c: dm.frame[c].to_numpy() for c in ("confidence", "margin", "el2n", "gold")})
-    issues = dm.label_issues()
-    return {"scores": scores, "flags": issues.flags, "estimate": issues.n_issues, "seconds": time.perf_counter() - started}
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "dynamics.npy")
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dc.sklearn.RecordingWarning)
+            stats = dc.sklearn.record(make(), X, y, epochs=epochs, random_state=seed, cv=cv, class_means=True, path=path)
+        dm = dc.DataMap(stats)
+        scores = all_scores({c: dm.frame[c].to_numpy() for c in ("confidence", "margin", "el2n", "gold")})
+        issues = dm.label_issues()
+        seconds = time.perf_counter() - started
+        # the same recording read over its later half only (epochs E/2..E): no extra training
+        late = dc.DataMap(dc.compute(path, stats.labels, epochs=(epochs // 2, epochs), class_means=True))
+        late_scores = all_scores({c: late.frame[c].to_numpy() for c in ("confidence", "margin", "el2n", "gold")})
+        late_issues = late.label_issues()
+    return {"scores": scores, "flags": issues.flags, "estimate": issues.n_issues, "seconds": seconds, "late_scores": late_scores, "late_flags": late_issues.flags, "late_estimate": late_issues.n_issues}
 
 
 def metrics(score: np.ndarray, mask: np.ndarray) -> Dict[str, float]:
@@ -152,6 +161,8 @@ def run_setting(data: str, X: Any, y: np.ndarray, model: str, make: Callable[[],
         row[name] = {score: metrics(values, mask) for score, values in run["scores"].items()}
         row[name + "_issues"] = {"estimate": run["estimate"], **flag_quality(run["flags"], mask)}
         row[name + "_seconds"] = run["seconds"]
+        row[name + "_late"] = {score: metrics(values, mask) for score, values in run["late_scores"].items()}
+        row[name + "_late_issues"] = {"estimate": run["late_estimate"], **flag_quality(run["late_flags"], mask)}
     row["cleanlab"] = metrics(runs["cleanlab"]["score"], mask)
     row["cleanlab_issues"] = flag_quality(runs["cleanlab"]["flags"], mask)
     row["cleanlab_seconds"] = runs["cleanlab"]["seconds"]
@@ -161,14 +172,16 @@ def run_setting(data: str, X: Any, y: np.ndarray, model: str, make: Callable[[],
 def print_row(row: Dict[str, Any]) -> None:
     head = f"{row['data']} / {row['model']} / {row['kind']} flips ({row['flipped']} of {row['n']}, {row['epochs']} epochs)"
     print(f"\n{head}\n" + "-" * len(head))
-    print(f"  {'AUPRC':<22}{'in-sample':>10}{'5-fold':>10}")
+    print(f"  {'AUPRC':<22}{'in-sample':>10}{'5-fold':>10}   over the later half: {'in-sample':>9}{'5-fold':>8}")
     for score in row["plain"]:
         mark = " (default)" if score == dc.noise.SCORE_NAMES[0] else ""
-        print(f"  {score + mark:<22}{row['plain'][score]['auprc']:10.3f}{row['cv'][score]['auprc']:10.3f}")
+        print(f"  {score + mark:<22}{row['plain'][score]['auprc']:10.3f}{row['cv'][score]['auprc']:10.3f}   {'':>20}{row['plain_late'][score]['auprc']:9.3f}{row['cv_late'][score]['auprc']:8.3f}")
     print(f"  {'cleanlab 2.9, 5-fold':<22}{'':>10}{row['cleanlab']['auprc']:10.3f}")
     for name in ("plain", "cv"):
         i = row[name + "_issues"]
         print(f"  label_issues {name:<6}: estimate {i['estimate']}, flagged {i['flagged']}, precision {i['precision']:.3f}, recall {i['recall']:.3f}   ({row[name + '_seconds']:.1f} s)")
+        i = row[name + "_late_issues"]
+        print(f"    later half   {'':<6}: estimate {i['estimate']}, flagged {i['flagged']}, precision {i['precision']:.3f}, recall {i['recall']:.3f}")
     c = row["cleanlab_issues"]
     print(f"  cleanlab find_label_issues: flagged {c['flagged']}, precision {c['precision']:.3f}, recall {c['recall']:.3f}   ({row['cleanlab_seconds']:.1f} s)")
 

@@ -95,8 +95,12 @@ def compute(
     threads: Optional[int] = None,
     progress: Any = False,
     compat: Optional[str] = None,
+    class_means: bool = False,
 ) -> Statistics:
-    """Same signature and result as :func:`datacarto.compute` (``threads`` and ``progress`` are ignored)."""
+    """Same signature and result as :func:`datacarto.compute` (``threads`` and ``progress`` are ignored).
+
+    ``class_means=True`` adds every column's mean over the window, ``[N, L]`` float64.
+    """
     probs = _load(source)
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "probs"
     correctness = _compat_correctness(compat, correctness, ddof)
@@ -152,4 +156,5 @@ def compute(
         n_examples=n_examples,
         n_labels=n_labels,
         source=name if isinstance(source, (str, os.PathLike)) else None,
+        class_means=window.mean(axis=0) if class_means else None,
     )
