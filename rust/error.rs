@@ -27,6 +27,10 @@ pub enum Error {
     /// A progress callback asked to stop (Ctrl-C in Python).
     #[error("interrupted")]
     Interrupted,
+    /// A bug: a panic inside the core or a dependency, caught at the binding layer so that it
+    /// reaches the user as an error, not as a crash or a `PanicException`.
+    #[error("internal error (please report it at the datacarto issue tracker): {0}")]
+    Internal(String),
 }
 
 impl Error {

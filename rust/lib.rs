@@ -9,6 +9,7 @@ compile_error!("datacarto reads little-endian .npy data in place and supports li
 
 pub mod dynamics;
 pub mod error;
+pub mod mapguard;
 pub mod npy;
 pub mod stats;
 

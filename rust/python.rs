@@ -1,8 +1,11 @@
-//! The thin PyO3 layer: convert arguments, release the GIL around the work, map errors.
+//! The thin PyO3 layer: convert arguments, run the work without the GIL (the calling thread
+//! waits, running Python's signal handlers and the progress callback), map errors.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use half::f16;
 use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
@@ -12,7 +15,7 @@ use pyo3::types::PyDict;
 
 use crate::dynamics::{Dims, DynamicsFile, DynamicsView, Probs};
 use crate::error::Error;
-use crate::stats::{self, Correctness, Labels, Options, Statistics, Task};
+use crate::stats::{self, Correctness, Labels, Options, Progress, Statistics, Task};
 
 /// Large outputs (tens of MiB per call) freed by Python come back to this allocator, which
 /// reuses their pages on the next call; the system allocator unmaps them, and the kernel then
@@ -39,6 +42,24 @@ fn to_py_err(error: Error) -> PyErr {
             _ => PyOSError::new_err(message),
         },
         Error::Interrupted => PyKeyboardInterrupt::new_err("datacarto: computation interrupted"),
+        Error::Internal(_) => DatacartoError::new_err(message),
+    }
+}
+
+/// Errors of a computation: the core calls its labels argument "labels", the caller knows
+/// what to call them (a file, or the array).
+fn compute_error(error: Error, labels_name: &str) -> PyErr {
+    match error {
+        Error::Invalid { origin, field, message } if origin == "labels" => to_py_err(Error::Invalid { origin: labels_name.to_owned(), field, message }),
+        other => to_py_err(other),
+    }
+}
+
+/// A panic's payload as text (panics carry a `&str` or a `String`).
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => payload.downcast_ref::<&str>().map_or_else(|| "a panic without a message".to_owned(), |text| (*text).to_owned()),
     }
 }
 
@@ -69,47 +90,84 @@ fn options(task: &str, argmax: bool, first_index: bool, threshold: f64, epoch_st
     })
 }
 
-/// Runs the kernel without the GIL, polling Python every 100 ms for Ctrl-C and progress.
-/// The core calls its labels argument "labels"; errors about them name `labels_name` instead
-/// (the caller knows whether they came from a file).
-fn run_detached(py: Python<'_>, view: DynamicsView<'_>, labels: Labels<'_>, options: &Options, progress: Option<Py<PyAny>>, labels_name: &str) -> PyResult<Statistics> {
-    let last_poll = Mutex::new(Instant::now());
-    let callback_error: Mutex<Option<PyErr>> = Mutex::new(None);
-    let poll = |done: usize, total: usize| -> bool {
-        // the final report always goes through; others at most every 100 ms
-        let due = done == total
-            || match last_poll.try_lock() {
-                Ok(mut last) if last.elapsed() >= Duration::from_millis(100) => {
-                    *last = Instant::now();
-                    true
-                }
-                _ => false,
+/// How often the calling thread wakes up to run Python's signal handlers and the progress
+/// callback while the kernel runs: Ctrl-C takes effect within this, plus one block.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The kernel's outcome, handed from the worker to the waiting caller.
+struct Handoff {
+    outcome: Mutex<Option<std::thread::Result<Result<Statistics, Error>>>>,
+    ready: Condvar,
+}
+
+/// Run `work` (the kernel) on the rayon pool without the GIL while the calling thread waits.
+///
+/// The calling thread wakes every [`POLL`] to re-attach to Python and run `check_signals`
+/// (CPython runs signal handlers only on the main thread, never on rayon workers) and the
+/// progress callback with `(examples done, total)`; either one's exception sets a cancel flag
+/// that the kernel reads between blocks, and is raised once the kernel has stopped. A panic in
+/// the kernel becomes [`Error::Internal`]. `work` gets the kernel's progress hook; errors
+/// about the labels name them `labels_name`.
+fn run_detached<W>(py: Python<'_>, total: usize, progress: Option<&Bound<'_, PyAny>>, labels_name: &str, work: W) -> PyResult<Statistics>
+where
+    W: FnOnce(Progress<'_>) -> Result<Statistics, Error> + Send,
+{
+    let cancel = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
+    let handoff = Handoff { outcome: Mutex::new(None), ready: Condvar::new() };
+    let mut python_error: Option<PyErr> = None;
+    let outcome = rayon::in_place_scope(|scope| {
+        let (cancel, done, handoff) = (&cancel, &done, &handoff);
+        scope.spawn(move |_| {
+            let hook = |examples_done: usize, _total: usize| {
+                done.fetch_max(examples_done, Ordering::Relaxed);
+                !cancel.load(Ordering::Relaxed)
             };
-        if !due {
-            return true;
-        }
-        Python::attach(|py| {
-            let outcome = py.check_signals().and_then(|_| match &progress {
-                Some(callback) => callback.call1(py, (done, total)).map(|_| ()),
-                None => Ok(()),
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| work(&hook)));
+            *handoff.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+            handoff.ready.notify_one();
+        });
+        loop {
+            let finished = py.detach(|| {
+                let slot = handoff.outcome.lock().unwrap_or_else(|e| e.into_inner());
+                let (mut slot, _) = handoff.ready.wait_timeout_while(slot, POLL, |outcome| outcome.is_none()).unwrap_or_else(|e| e.into_inner());
+                slot.take()
             });
-            match outcome {
-                Ok(()) => true,
-                Err(err) => {
-                    *callback_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(err);
-                    false
+            if let Some(outcome) = finished {
+                break outcome;
+            }
+            if python_error.is_none() {
+                let done = done.load(Ordering::Relaxed);
+                let polled = py.check_signals().and_then(|()| match progress {
+                    // (total, total) is reported once, when the result is ready
+                    Some(callback) if done < total => callback.call1((done, total)).map(drop),
+                    _ => Ok(()),
+                });
+                if let Err(error) = polled {
+                    python_error = Some(error);
+                    cancel.store(true, Ordering::Relaxed);
                 }
             }
-        })
-    };
-    let result = py.detach(|| stats::compute(view, labels, options, Some(&poll)));
-    if let Some(err) = callback_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(err);
+        }
+    });
+    if let Some(error) = python_error {
+        return Err(error);
     }
-    result.map_err(|error| match error {
-        Error::Invalid { origin, field, message } if origin == "labels" => to_py_err(Error::Invalid { origin: labels_name.to_owned(), field, message }),
-        other => to_py_err(other),
-    })
+    let statistics = match outcome {
+        Ok(result) => result,
+        Err(payload) => Err(Error::Internal(panic_message(payload))),
+    }
+    .map_err(|error| match error {
+        // only a Python error (handled above) or a truncated file (reported as such by
+        // `DynamicsFile::compute`) stops the kernel
+        Error::Interrupted => to_py_err(Error::Internal("the computation stopped without a reason".into())),
+        other => compute_error(other, labels_name),
+    })?;
+    // the final report always goes through
+    if let Some(callback) = progress {
+        callback.call1((total, total))?;
+    }
+    Ok(statistics)
 }
 
 fn statistics_dict(py: Python<'_>, stats: Statistics) -> PyResult<Bound<'_, PyDict>> {
@@ -127,7 +185,10 @@ fn statistics_dict(py: Python<'_>, stats: Statistics) -> PyResult<Bound<'_, PyDi
     Ok(dict)
 }
 
-/// Borrowed gold labels; keeps the numpy borrows alive while the kernel runs.
+/// Borrowed gold labels; keeps the numpy borrows alive while the kernel runs without the GIL.
+/// The kernel indexes with the class labels `Plan::new` validated, so nothing may write to
+/// them meanwhile: `datacarto.compute` passes its own private, read-only copy, taken while the
+/// GIL is held (the same copy becomes `Statistics.labels`, so it costs nothing extra).
 struct LabelArrays<'py> {
     classes: Option<PyReadonlyArray1<'py, i64>>,
     multilabel: Option<PyReadonlyArray2<'py, u8>>,
@@ -182,22 +243,22 @@ fn compute<'py>(
     let options = options(task, argmax, first_index, threshold, epoch_start, epoch_stop, ddof, threads)?;
     let labels = LabelArrays { classes: class_labels, multilabel: multilabel_labels };
     let labels = labels.labels()?;
+    let progress = progress.as_ref().map(|callback| callback.bind(py));
     let stats = if let Ok(path) = source.extract::<PathBuf>() {
         let file = py.detach(|| DynamicsFile::open(&path)).map_err(to_py_err)?;
-        run_detached(py, file.view(), labels, &options, progress, labels_name)?
+        let total = file.dims().n_examples;
+        run_detached(py, total, progress, labels_name, |hook| file.compute(labels, &options, Some(hook)))?
     } else {
         let not_contiguous = |_| DatacartoError::new_err("probs: expected a C-contiguous array");
         let dims_of = |shape: &[usize]| Dims { n_epochs: shape[0], n_examples: shape[1], n_labels: shape[2] };
+        let run = |view: DynamicsView<'_>| run_detached(py, view.dims.n_examples, progress, labels_name, |hook| stats::compute(view, labels, &options, Some(hook)));
         // the typed borrow must outlive the kernel run, so each dtype runs in its own arm
         if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f32>>() {
-            let view = DynamicsView::new(Probs::F32(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?;
-            run_detached(py, view, labels, &options, progress, labels_name)?
+            run(DynamicsView::new(Probs::F32(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)?
         } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f64>>() {
-            let view = DynamicsView::new(Probs::F64(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?;
-            run_detached(py, view, labels, &options, progress, labels_name)?
+            run(DynamicsView::new(Probs::F64(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)?
         } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f16>>() {
-            let view = DynamicsView::new(Probs::F16(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?;
-            run_detached(py, view, labels, &options, progress, labels_name)?
+            run(DynamicsView::new(Probs::F16(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)?
         } else {
             return Err(DatacartoError::new_err("probs: expected a path to a .npy file or a 3-D float32, float64 or float16 numpy array [epochs, examples, labels]"));
         }

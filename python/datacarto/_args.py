@@ -8,7 +8,9 @@ Everything here turns what a user passed (labels as an array or a path, a task n
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from typing import Literal, Optional, Tuple, Union
 
@@ -45,19 +47,24 @@ class Resolved:
         return self.class_labels if self.class_labels is not None else self.multilabel_labels  # type: ignore[return-value]
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
 def load_labels(labels: LabelsLike) -> np.ndarray:
-    """Return labels as an ndarray, loading them from a ``.npy`` file when given a path."""
+    """Return labels as an ndarray, loading them from a ``.npy`` file when given a path.
+
+    A path is opened non-blocking and checked through the open file, so a FIFO, socket or
+    device is refused at once instead of hanging; anything but a ``.npy`` file is named as such.
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "labels.npy")
+        >>> np.save(path, np.array([0, 1, 1]))
+        >>> load_labels(path).tolist()
+        [0, 1, 1]
+    """
     if isinstance(labels, (str, os.PathLike)):
-        path = os.fspath(labels)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: labels file not found")
-        try:
-            array = np.load(path, allow_pickle=False)
-        except Exception as exc:  # numpy raises several kinds for a bad file
-            raise DatacartoError(f"{path}: labels: expected a .npy file holding an integer array [N] or a 0/1 array [N, L] ({exc})") from exc
-        if not isinstance(array, np.ndarray):
-            raise DatacartoError(f"{path}: labels: expected a single .npy array, found {type(array).__name__}")
-        return array
+        return _load_labels_file(os.fspath(labels))
     if isinstance(labels, np.ndarray):
         return labels
     if isinstance(labels, (list, tuple)):
@@ -66,6 +73,40 @@ def load_labels(labels: LabelsLike) -> np.ndarray:
     if hasattr(labels, "__array__") or hasattr(labels, "to_numpy"):
         return np.asarray(labels.to_numpy() if hasattr(labels, "to_numpy") else labels)
     raise TypeError(f"labels: expected an integer array [N], a 0/1 array [N, L] or a path to a .npy file, found {type(labels).__name__}")
+
+
+def _load_labels_file(path: str) -> np.ndarray:
+    expected = "expected a .npy file holding an integer array [N] or a 0/1 array [N, L]"
+    try:
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: labels file not found") from None
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket
+            raise DatacartoError(f"{path}: labels: is a socket; {expected}") from None
+        raise
+    with os.fdopen(fd, "rb") as file:
+        mode = os.fstat(file.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or special file"
+            raise DatacartoError(f"{path}: labels: is {kind}; {expected}")
+        magic = file.read(len(_NPY_MAGIC))
+        if magic.startswith(b"PK"):
+            raise DatacartoError(f"{path}: labels: expected a single .npy array, found a .npz archive (np.savez); save the labels with np.save")
+        if magic != _NPY_MAGIC:
+            found = "an empty file" if not magic else "no .npy magic string at its start"
+            raise DatacartoError(f"{path}: labels: {expected}; found {found}")
+        file.seek(0)
+        try:
+            array = np.load(file, allow_pickle=False)
+        except Exception as exc:  # numpy raises several kinds for a bad file
+            # numpy's own words may advise allow_pickle=True, which datacarto never uses
+            detail = "an object (pickled) array" if "pickle" in str(exc).lower() else str(exc)
+            raise DatacartoError(f"{path}: labels: {expected}; found {detail}") from None
+    if not isinstance(array, np.ndarray):
+        raise DatacartoError(f"{path}: labels: expected a single .npy array, found {type(array).__name__}")
+    return array
 
 
 def infer_task(task: Optional[str], labels: np.ndarray, n_labels: int) -> Task:

@@ -30,4 +30,11 @@ def compute(
     first_index: bool = False,
 ) -> Dict[str, np.ndarray]:
     """Compute every statistic over a dynamics file (memory-mapped) or a C-contiguous
-    float32/float64/float16 array ``[E, N, L]``; flat arrays ``N`` or ``N * L`` long."""
+    float32/float64/float16 array ``[E, N, L]``; flat arrays ``N`` or ``N * L`` long.
+
+    The core runs without the GIL while the calling thread polls every 50 ms: it runs Python's
+    signal handlers (Ctrl-C: ``KeyboardInterrupt``) and ``progress(done, total)`` there, and
+    stops the core between blocks if either raises; ``progress(total, total)`` comes once at
+    the end. The labels are copied before the GIL is released, so another thread writing to
+    them meanwhile changes nothing. Raises ``DatacartoError`` when the file changed while being
+    read (truncated, rewritten shorter, replaced) and for an internal error (a panic)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -172,6 +172,8 @@ def read_header(path: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
         >>> dc.read_header(path)["shape"]
         (2, 3, 4)
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a path to a .npy dynamics file (str or os.PathLike), found {type(path).__name__}")
     return _core.read_header(os.fspath(path))
 
 
@@ -209,8 +211,11 @@ def compute(
         epochs: a window: ``None`` (all), ``k`` (skip the first k epochs as burn-in) or
             ``(a, b)`` / ``range(a, b)`` / ``slice(a, b)`` for epochs a..b-1.
         ddof: the variability's delta degrees of freedom (0: the paper's population std).
-        threads: worker threads (default: all cores). Results are identical for any count.
-        progress: ``True`` for a progress bar, or a ``callback(done, total)``.
+        threads: worker threads (default: all cores; at most 65536). Results are identical for
+            any count.
+        progress: ``True`` for a progress bar, or a ``callback(done, total)``. It is called on
+            the calling thread about every 50 ms while the core works; an exception it raises
+            (or a Ctrl-C, ``KeyboardInterrupt``) stops the computation within a block.
         compat: ``"cartography"`` applies the original Cartography code's conventions
             (``allenai/cartography``): its ``np.argmax`` tie rule (``"argmax_first_index"``,
             for multiclass and binary files) and population std (``ddof=0``). ``epochs`` keeps
@@ -224,8 +229,12 @@ def compute(
 
     Raises:
         FileNotFoundError: ``source`` or ``labels`` names a missing file.
-        TypeError: an argument of the wrong kind (float class labels, a list of probabilities).
-        DatacartoError: a malformed file or array (not a ``.npy``, truncated, unsupported dtype,
+        TypeError: an argument of the wrong kind (float class labels, a list of probabilities,
+            ``threads="2"``).
+        KeyboardInterrupt: Ctrl-C while the core works (it stops within a fraction of a second).
+        DatacartoError: the file changed while being read (truncated, overwritten or replaced:
+            no statistics are returned; epochs committed by datacarto's writer meanwhile are not
+            a change), a FIFO, socket or device given as a file, a malformed file or array (not a ``.npy``, truncated, unsupported dtype,
             Fortran order, big-endian, ndim != 3, zero epochs/examples/labels, NaN, inf or a
             value outside [0, 1]) or labels that do not fit (wrong shape, out of range, not 0/1).
 
@@ -235,8 +244,9 @@ def compute(
         >>> dc.compute(probs, [0, 1]).correctness.tolist()   # ties are wrong under argmax
         [0.0, 0.0]
     """
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
-        raise DatacartoError(f"threads: expected a positive int or None, found {threads!r}")
+    _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=progress)
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise DatacartoError(f"threads: expected a positive int up to {MAX_THREADS} or None, found {threads!r}")
     name = _dynamics_name(source)
     if isinstance(source, (str, os.PathLike)):
         header = _core.read_header(name)
@@ -253,6 +263,10 @@ def compute(
     args = resolve(labels, shape, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, source_name=name, check_classes=False)  # type: ignore[arg-type]
     if compat is not None and args.task == "multilabel":
         raise DatacartoError("compat: 'cartography' reproduces a softmax classifier (multiclass or binary), found task 'multilabel'")
+    # A private, read-only copy taken while the GIL is held: the core reads it without the GIL,
+    # when another thread could otherwise write to the caller's array (and it is the copy the
+    # result keeps as `Statistics.labels`, so it costs nothing extra).
+    args = replace(args, class_labels=_private_copy(args.class_labels), multilabel_labels=_private_copy(args.multilabel_labels))
     callback, close = _progress_callback(progress, shape, args.epoch_stop - args.epoch_start)
     try:
         kwargs = dict(
@@ -266,7 +280,7 @@ def compute(
             epoch_start=args.epoch_start,
             epoch_stop=args.epoch_stop,
             ddof=args.ddof,
-            threads=threads,
+            threads=None if threads is None else int(threads),
             progress=callback,
         )
         raw = _core.compute(name if array is None else array, **kwargs)
@@ -288,10 +302,20 @@ def _with_class_means(stats: Statistics, means: np.ndarray) -> Statistics:
     return replace(stats, class_means=means, extra=stats.extra)
 
 
+def _private_copy(labels: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    if labels is None:
+        return None
+    copy = np.array(labels, copy=True, order="C")
+    copy.setflags(write=False)
+    return copy
+
+
 def _compat_correctness(compat: Optional[str], correctness: Optional[str], ddof: int) -> Optional[str]:
     """The correctness rule under ``compat`` (checking that nothing asked for contradicts it)."""
     if compat is None:
         return correctness
+    if not isinstance(compat, str):
+        raise TypeError(f"compat: expected None or 'cartography', found {type(compat).__name__} {compat!r}")
     if compat != "cartography":
         raise DatacartoError(f"compat: expected None or 'cartography', found {compat!r}")
     if correctness not in (None, "argmax_first_index"):
@@ -299,6 +323,61 @@ def _compat_correctness(compat: Optional[str], correctness: Optional[str], ddof:
     if not isinstance(ddof, bool) and isinstance(ddof, (int, np.integer)) and ddof != 0:
         raise DatacartoError(f"ddof: compat='cartography' uses the original's population std (ddof=0), found {ddof}")
     return "argmax_first_index"
+
+
+#: The largest ``threads`` accepted (the core never starts more than 8 per core anyway).
+MAX_THREADS = 65536
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_argument_types(*, task: object, correctness: object, ddof: object, threads: object, progress: object) -> None:
+    """A wrong kind of argument is a TypeError naming it (wrong values are checked later)."""
+    for name, value in (("task", task), ("correctness", correctness)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name}: expected a str or None, found {type(value).__name__} {value!r}")
+    if not _is_int(ddof):
+        raise TypeError(f"ddof: expected a non-negative int, found {type(ddof).__name__} {ddof!r}")
+    if threads is not None and not _is_int(threads):
+        raise TypeError(f"threads: expected a positive int or None, found {type(threads).__name__} {threads!r}")
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress: expected True, False or a callback(done, total), found {type(progress).__name__}")
+
+
+def read_examples(path: str, examples: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
+    """The rows of ``examples`` at every epoch of a dynamics file: float64 ``[E, k, L]``.
+
+    Read with positioned reads, not a memory map, so a file truncated meanwhile is a clean
+    error instead of a SIGBUS. ``shape`` is the ``(N, L)`` the caller expects.
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "d.npy")
+        >>> np.save(path, np.arange(12, dtype=np.float32).reshape(2, 3, 2) / 16)
+        >>> (read_examples(path, np.array([2]), (3, 2)) * 16).tolist()
+        [[[4.0, 5.0]], [[10.0, 11.0]]]
+    """
+    header = _core.read_header(path)  # refuses FIFOs and malformed files
+    n_epochs, n_examples, n_labels = header["shape"]
+    if (n_examples, n_labels) != tuple(shape):
+        raise DatacartoError(f"dynamics: expected shape [E, {shape[0]}, {shape[1]}] to match the map, found {tuple(header['shape'])}")
+    dtype = np.dtype({"float16": "<f2", "float32": "<f4", "float64": "<f8"}[header["dtype"]])
+    row = n_labels * dtype.itemsize
+    out = np.empty((n_epochs, len(examples), n_labels), dtype=np.float64)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        for epoch in range(n_epochs):
+            start = header["data_offset"] + epoch * n_examples * row
+            for k, example in enumerate(examples):
+                data = os.pread(fd, row, start + int(example) * row)
+                if len(data) != row:
+                    raise DatacartoError(f"{path}: file: the file changed while being read (it is now shorter than the data its header promised)")
+                out[epoch, k] = np.frombuffer(data, dtype=dtype)
+    finally:
+        os.close(fd)
+    return out
 
 
 def _as_probability_array(source: np.ndarray) -> np.ndarray:

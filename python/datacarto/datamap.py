@@ -693,18 +693,21 @@ class DataMap:
         if isinstance(dynamics, str):
             if not os.path.exists(dynamics):
                 raise FileNotFoundError(f"{dynamics}: dynamics file not found")
-            probs = np.load(dynamics, mmap_mode="r")
+            from datacarto._stats import read_examples
+
+            # positioned reads, not np.load(mmap_mode="r"): a file truncated meanwhile must not SIGBUS
+            block = read_examples(dynamics, idx, (self.n_examples, self.n_labels))  # [E, k, L]
         else:
             probs = np.asarray(dynamics)
-        if probs.ndim != 3 or probs.shape[1] != self.n_examples or probs.shape[2] != self.n_labels:
-            raise DatacartoError(f"dynamics: expected shape [E, {self.n_examples}, {self.n_labels}] to match the map, found {probs.shape}")
-        block = np.asarray(probs[:, idx, :], dtype=np.float64)  # [E, k, L]
+            if probs.ndim != 3 or probs.shape[1] != self.n_examples or probs.shape[2] != self.n_labels:
+                raise DatacartoError(f"dynamics: expected shape [E, {self.n_examples}, {self.n_labels}] to match the map, found {probs.shape}")
+            block = np.asarray(probs[:, idx, :], dtype=np.float64)  # [E, k, L]
         labels = self.labels[idx]
         p = gold_probabilities(block, labels, self.task)
         correct = right_epochs(block, labels, self.task, self.correctness_rule, self.threshold)
         if self.task == "multilabel":
             p, correct = p[:, :, label_index], correct[:, :, label_index]
-        n_epochs = probs.shape[0]
+        n_epochs = block.shape[0]
         window = self.epochs or (0, n_epochs)
         in_window = (np.arange(n_epochs) >= window[0]) & (np.arange(n_epochs) < window[1])
         return Trajectories(idx, label_index, np.arange(n_epochs), p.T.copy(), correct.T.copy(), in_window)

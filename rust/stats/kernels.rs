@@ -1,0 +1,356 @@
+//! The per-epoch loops, compiled for several instruction sets and picked at run time.
+
+use multiversion::multiversion;
+
+use super::output::{OutBlock, TileOut};
+use super::state::{AccSlices, Accumulators, Rule, Stream, TileAcc, UnitState};
+
+/// Units per tile of the tiled kernels: one AVX-512 register of float64 per accumulator, so a
+/// tile's whole state lives in registers while it walks the epochs.
+const TILE: usize = 8;
+/// How far ahead of its read position each epoch's stream is prefetched: a tile reads one
+/// stream per epoch at once, more than the hardware prefetcher follows on its own.
+const PREFETCH_BYTES: usize = 2048;
+
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+pub(super) fn binary<F: Float>(values: &[F], gold_bits: &[u8], k: u32, rule: Rule, acc: &mut Accumulators) -> bool {
+    let n = values.len();
+    let (values, gold_bits, mut acc) = (&values[..n], &gold_bits[..n], acc.slices(n));
+    let mut valid = true;
+    for i in 0..n {
+        valid &= binary_step(values[i], gold_bits[i], k, rule, &mut acc, i);
+    }
+    valid
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+pub(super) fn two_class<F: Float>(values: &[F], classes: &[i64], k: u32, rule: Rule, acc: &mut Accumulators) -> bool {
+    let n = values.len() / 2;
+    let (values, classes, mut acc) = (&values[..2 * n], &classes[..n], acc.slices(n));
+    let mut valid = true;
+    for i in 0..n {
+        valid &= two_class_step(values[2 * i], values[2 * i + 1], classes[i], k, rule, &mut acc, i);
+    }
+    valid
+}
+
+/// Fold one unit's value of a one-column row (binary, multilabel); false when it is not a probability.
+#[inline(always)]
+fn binary_step<F: Float>(x: F, gold_bit: u8, k: u32, rule: Rule, acc: &mut impl UnitState, i: usize) -> bool {
+    let valid = x.is_probability();
+    let x = x.to_f64();
+    let p = if gold_bit == 1 { x } else { 1.0 - x };
+    // columns (1 - x, x): a tie (p = 0.5) goes to class 0 under the first-index rule
+    let tie_won = rule.first_index & (gold_bit == 0) & (p == 0.5);
+    let right = if rule.argmax { (p > 0.5) | tie_won } else { p >= rule.threshold };
+    acc.update(i, k, p, right);
+    valid
+}
+
+/// Fold one unit's two-column row `(a, b)`; false when either is not a probability.
+#[inline(always)]
+fn two_class_step<F: Float>(a: F, b: F, gold: i64, k: u32, rule: Rule, acc: &mut impl UnitState, i: usize) -> bool {
+    let valid = a.is_probability() & b.is_probability();
+    let (p_gold, other) = if gold == 0 { (a, b) } else { (b, a) };
+    let tie_won = rule.first_index & (gold == 0) & (p_gold == other);
+    let right = if rule.argmax { (p_gold > other) | tie_won } else { p_gold.to_f64() >= rule.threshold };
+    let (p, q) = (p_gold.to_f64(), other.to_f64());
+    let miss = 1.0 - p;
+    acc.add_terms(i, p - q, (q * q + miss * miss).sqrt());
+    acc.update(i, k, p, right);
+    valid
+}
+
+/// How a tile reads its rows: a trait rather than a closure, because closures do not take
+/// on the kernels' instruction sets and would not inline. `ROW_LEN` is a constant so each
+/// row has a length the compiler knows, and the tile's loops unroll and vectorize.
+trait Rows<F> {
+    const ROW_LEN: usize;
+    /// whether margin and EL2N come from per-epoch terms (true) or from the confidence
+    const MULTICLASS: bool;
+    type Gold: Copy;
+    /// the gold label of block unit `t`
+    fn gold(&self, t: usize) -> Self::Gold;
+    /// fold one unit's row at window epoch `k` into slot `j`; false when a value is not a probability
+    fn fold(&self, row: &[F], gold: Self::Gold, k: u32, acc: &mut impl UnitState, j: usize) -> bool;
+}
+
+struct BinaryRows<'g> {
+    gold_bits: &'g [u8],
+    rule: Rule,
+}
+
+impl<F: Float> Rows<F> for BinaryRows<'_> {
+    const ROW_LEN: usize = 1;
+    const MULTICLASS: bool = false;
+    type Gold = u8;
+    #[inline(always)]
+    fn gold(&self, t: usize) -> u8 {
+        self.gold_bits[t]
+    }
+    #[inline(always)]
+    fn fold(&self, row: &[F], gold: u8, k: u32, acc: &mut impl UnitState, j: usize) -> bool {
+        binary_step(row[0], gold, k, self.rule, acc, j)
+    }
+}
+
+struct TwoClassRows<'g> {
+    classes: &'g [i64],
+    rule: Rule,
+}
+
+impl<F: Float> Rows<F> for TwoClassRows<'_> {
+    const ROW_LEN: usize = 2;
+    const MULTICLASS: bool = true;
+    type Gold = i64;
+    #[inline(always)]
+    fn gold(&self, t: usize) -> i64 {
+        self.classes[t]
+    }
+    #[inline(always)]
+    fn fold(&self, row: &[F], gold: i64, k: u32, acc: &mut impl UnitState, j: usize) -> bool {
+        two_class_step(row[0], row[1], gold, k, self.rule, acc, j)
+    }
+}
+
+/// A whole block of one-column rows, tile by tile (see [`tile`]).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+pub(super) fn tiled_binary<'o, F: Float>(data: &[F], stream: &Stream, gold_bits: &[u8], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'o>) -> bool {
+    tiles(data, stream, &BinaryRows { gold_bits: &gold_bits[..out.len()], rule }, n, divisor, out)
+}
+
+/// A whole block of two-column rows, tile by tile (see [`tile`]).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+pub(super) fn tiled_two_class<'o, F: Float>(data: &[F], stream: &Stream, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'o>) -> bool {
+    tiles(data, stream, &TwoClassRows { classes: &classes[..out.len()], rule }, n, divisor, out)
+}
+
+/// Full tiles of `TILE` units, then the remainder one unit at a time.
+#[inline(always)]
+fn tiles<F: Float, R: Rows<F>>(data: &[F], stream: &Stream, rows: &R, n: f64, divisor: f64, out: &mut OutBlock<'_>) -> bool {
+    let (start, len) = (out.start, out.len());
+    let mut valid = true;
+    let mut t = 0;
+    while t + TILE <= len {
+        valid &= tile::<F, TILE, R>(data, stream, start, t, rows, n, divisor, out);
+        t += TILE;
+    }
+    while t < len {
+        valid &= tile::<F, 1, R>(data, stream, start, t, rows, n, divisor, out);
+        t += 1;
+    }
+    valid
+}
+
+/// `W` units from block offset `t` walk every epoch of the window, their accumulators in
+/// local arrays the compiler keeps in registers, then write their outputs: the data is read
+/// once and no accumulator ever goes to memory. Each unit sees the same operations in the
+/// same order as on the epoch-major path, so both give identical results.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile<F: Float, const W: usize, R: Rows<F>>(
+    data: &[F],
+    stream: &Stream,
+    start: usize,
+    t: usize,
+    rows: &R,
+    n: f64,
+    divisor: f64,
+    out: &mut OutBlock<'_>,
+) -> bool {
+    let mut acc = TileAcc::<W>::new();
+    let gold: [R::Gold; W] = std::array::from_fn(|j| rows.gold(t + j));
+    let mut valid = true;
+    for (k, e) in stream.epochs.clone().enumerate() {
+        let at = e * stream.epoch_len + (start + t) * R::ROW_LEN;
+        let tile_rows = &data[at..at + W * R::ROW_LEN];
+        prefetch(tile_rows.as_ptr(), PREFETCH_BYTES);
+        for (j, row) in tile_rows.chunks_exact(R::ROW_LEN).enumerate() {
+            valid &= rows.fold(row, gold[j], k as u32, &mut acc, j);
+        }
+    }
+    // outputs into local arrays first, then 64-byte copies: stores through the block's
+    // slices may alias anything as far as the compiler knows, which kept `finish` scalar
+    let mut local = TileOut::<W>::new();
+    finish(&acc.slices(), &mut local.block(), n, divisor, R::MULTICLASS);
+    local.copy_to(&mut out.window(t, W));
+    valid
+}
+
+/// Hint the cache to fetch the line `ahead` bytes past `at` (a hint: it never faults).
+#[inline(always)]
+fn prefetch<T>(at: *const T, ahead: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache; any address is allowed, even an unmapped one.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>().wrapping_add(ahead));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (at, ahead);
+}
+
+/// Turn one block's accumulators into its outputs.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+pub(super) fn finalize<'o>(acc: &mut Accumulators, out: &mut OutBlock<'o>, n: f64, divisor: f64, multiclass: bool) {
+    let len = out.len();
+    finish(&acc.slices(len), &mut out.slices(len), n, divisor, multiclass);
+}
+
+/// Write the outputs of `a.len()` units from their accumulators (`o` cut to the same length).
+#[inline(always)]
+fn finish(a: &AccSlices<'_>, o: &mut OutBlock<'_>, n: f64, divisor: f64, multiclass: bool) {
+    let len = a.shift.len();
+    let (inv_n, inv_divisor) = (1.0 / n, 1.0 / divisor);
+    // one simple loop per group of outputs, so each vectorizes
+    for i in 0..len {
+        // shifted sums: d = p - shift, so the mean and variance lose no precision to cancellation
+        let mean_d = a.sum_d[i] * inv_n;
+        let confidence = a.shift[i] + mean_d;
+        let m2 = (a.sum_d2[i] - a.sum_d[i] * mean_d).max(0.0);
+        let closeness = confidence * (1.0 - confidence);
+        o.confidence[i].write(confidence);
+        o.variability[i].write((m2 * inv_divisor).sqrt());
+        o.threshold_closeness[i].write(closeness);
+        // mean p(1 - p) = mean p - mean p^2 = confidence (1 - confidence) - population variance
+        o.aleatoric[i].write((closeness - m2 * inv_n).max(0.0));
+    }
+    for i in 0..len {
+        // a division, not a reciprocal product: count / n must equal the reference exactly
+        o.correctness[i].write(a.right[i] as f64 / n);
+        o.forgetting[i].write(a.forgetting[i] as i32);
+        o.never_learned[i].write(a.right[i] == 0);
+        o.first_learned[i].write(if a.last_right[i] != 0 { a.last_wrong[i] + 1 } else { -1 });
+    }
+    if multiclass {
+        for i in 0..len {
+            o.margin[i].write(a.margin_sum[i] * inv_n);
+            o.el2n[i].write(a.el2n_sum[i] * inv_n);
+        }
+    } else {
+        // p - (1 - p) and |p - y| sqrt 2 = (1 - p) sqrt 2 are linear in p
+        for i in 0..len {
+            let confidence = a.shift[i] + a.sum_d[i] * inv_n; // as above, bit for bit
+            o.margin[i].write(2.0 * confidence - 1.0);
+            o.el2n[i].write((1.0 - confidence) * std::f64::consts::SQRT_2);
+        }
+    }
+}
+
+/// The largest value of `values`, each read as u64 (negative numbers become huge).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+pub(super) fn max_as_u64(values: &[i64]) -> u64 {
+    values.iter().fold(0u64, |max, &v| max.max(v as u64))
+}
+
+/// Lanes of the row loop: wide enough for AVX-512 float32, reduced at the end of each row.
+const LANES: usize = 4;
+
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+pub(super) fn multiclass<F: Float>(values: &[F], row_len: usize, classes: &[i64], k: u32, rule: Rule, acc: &mut Accumulators) -> bool {
+    let n = values.len() / row_len;
+    let classes = &classes[..n];
+    // Pass 1, across each row: the gold probability and the others' max and sum of squares.
+    // Pass 2, down the block: verdicts, margins, square roots and accumulator updates, a
+    // plain loop over arrays that vectorizes (the per-row sqrt no longer serializes pass 1).
+    let (mut slices, rows) = acc.slices_and_rows(n);
+    let (p_gold, other, others_sq, gold_first) = (&mut rows.p_gold[..n], &mut rows.other[..n], &mut rows.others_sq[..n], &mut rows.gold_first[..n]);
+    let mut valid = true;
+    for (i, row) in values.chunks_exact(row_len).enumerate() {
+        let gold = classes[i] as usize;
+        let p = row[gold];
+        let (max, squares, ok) = masked_summary(row, gold);
+        valid &= ok & p.is_probability();
+        // float32 -> float64 is exact, so comparing in float64 keeps ties as ties
+        p_gold[i] = p.to_f64();
+        other[i] = max.to_f64();
+        others_sq[i] = squares;
+        if rule.first_index {
+            // only read when gold ties the others' max, so no column before gold is larger
+            gold_first[i] = !row[..gold].contains(&p);
+        }
+    }
+    for i in 0..n {
+        let (p, q) = (p_gold[i], other[i]);
+        let tie_won = rule.first_index & (p == q) & gold_first[i];
+        let right = if rule.argmax { (p > q) | tie_won } else { p >= rule.threshold };
+        let miss = 1.0 - p;
+        slices.margin_sum[i] += p - q;
+        slices.el2n_sum[i] += (others_sq[i] + miss * miss).sqrt();
+        slices.update(i, k, p, right);
+    }
+    valid
+}
+
+/// (max and float64 sum of squares over the columns other than `gold`, all values in [0, 1]).
+///
+/// The gold column is zeroed by a lane-index compare inside the one chunk that holds it:
+/// since every value is in [0, 1] (checked in the same loop), a zero changes neither the
+/// max nor the sum of squares of the others, and the loop has no data-dependent branch.
+#[inline(always)]
+fn masked_summary<F: Float>(row: &[F], gold: usize) -> (F, f64, bool) {
+    let (gold_chunk, gold_lane) = (gold / LANES, gold % LANES);
+    let mut max = [F::ZERO; LANES];
+    let mut squares = [0.0f64; LANES];
+    let mut ok = [true; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        let masked_lane = if c == gold_chunk { gold_lane } else { LANES };
+        for lane in 0..LANES {
+            let x = chunk[lane];
+            ok[lane] &= x.is_probability();
+            let x = if lane == masked_lane { F::ZERO } else { x };
+            max[lane] = if x > max[lane] { x } else { max[lane] };
+            let xf = x.to_f64();
+            squares[lane] += xf * xf;
+        }
+    }
+    let masked_lane = if row.len() / LANES == gold_chunk { gold_lane } else { LANES };
+    for (lane, &x) in tail.iter().enumerate() {
+        ok[lane] &= x.is_probability();
+        let x = if lane == masked_lane { F::ZERO } else { x };
+        max[lane] = if x > max[lane] { x } else { max[lane] };
+        let xf = x.to_f64();
+        squares[lane] += xf * xf;
+    }
+    let mut best = max[0];
+    for &m in &max[1..] {
+        best = if m > best { m } else { best };
+    }
+    (best, squares.iter().sum(), ok.iter().all(|&o| o))
+}
+
+/// The element types the kernels run on (float16 is widened to float32 first).
+pub trait Float: Copy + PartialOrd + Send + Sync + 'static {
+    const ZERO: Self;
+    fn to_f64(self) -> f64;
+    fn is_probability(self) -> bool;
+}
+
+impl Float for f32 {
+    const ZERO: Self = 0.0;
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    #[allow(clippy::manual_range_contains)] // `&`, not `&&`: no branch, so the loops vectorize
+    fn is_probability(self) -> bool {
+        // false for NaN as well
+        (self >= 0.0) & (self <= 1.0)
+    }
+}
+
+impl Float for f64 {
+    const ZERO: Self = 0.0;
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    #[allow(clippy::manual_range_contains)]
+    fn is_probability(self) -> bool {
+        (self >= 0.0) & (self <= 1.0)
+    }
+}

@@ -1,0 +1,114 @@
+//! The statistics: one streaming pass over a dynamics block.
+//!
+//! Work is split into fixed blocks of consecutive "units" (examples, or (example, label)
+//! pairs for multilabel). Each block walks the epochs of the window, reading one contiguous
+//! chunk per epoch and folding it into small per-unit accumulators, then writes its slice of
+//! every output. Blocks never depend on each other or on the thread count, so the results are
+//! bit-identical for any number of threads, and no `[E, N]` intermediate is ever built: memory
+//! beyond the outputs is a few KiB of accumulators per block in flight.
+//!
+//! Rows of one or two columns (binary, multilabel, two-class; float32 and float64) take the
+//! tiled path instead: within a block, tiles of 8 units each walk every epoch with their
+//! accumulators in registers, one prefetched stream per epoch, and write their outputs
+//! directly. There the per-unit work is a few instructions, and the epoch-major path spent most
+//! of its time loading and storing accumulators. Both paths run the same per-unit operations
+//! in the same order, so they agree bit for bit (a proptest checks it).
+//!
+//! The seams:
+//! - [`plan`]: validating a computation's inputs and driving the blocks over the rayon pool;
+//! - [`state`]: the per-unit running state (accumulators, a tile's registers) and the rule
+//!   deciding an epoch's verdict;
+//! - [`kernels`]: the per-epoch loops over rows, compiled for several instruction sets;
+//! - [`output`]: the result arrays and each block's slices of them.
+
+mod kernels;
+mod output;
+mod plan;
+mod state;
+
+use std::ops::Range;
+
+use crate::dynamics::DynamicsView;
+use crate::error::{Error, Result};
+
+pub use kernels::Float;
+pub use output::Statistics;
+use plan::Plan;
+
+/// How the rows of the dynamics block are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// each row is a probability vector over `L >= 2` classes; gold is a class index
+    Multiclass,
+    /// one column holding P(class 1); gold is 0 or 1
+    Binary,
+    /// `L` independent probabilities; gold is a 0/1 matrix `[N, L]`
+    Multilabel,
+}
+
+/// When an epoch's prediction counts as right.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Correctness {
+    /// the gold label's probability is strictly the largest (ties are wrong)
+    Argmax,
+    /// `np.argmax`'s rule, the original Cartography code's: the first largest column wins a
+    /// tie, so gold is right when its probability is above every column before it and at least
+    /// every column after it (a one-column row reads as the two columns `(1 - p, p)`)
+    ArgmaxFirstIndex,
+    /// the gold label's probability is at least this threshold
+    Threshold(f64),
+}
+
+/// Gold labels.
+#[derive(Clone, Copy, Debug)]
+pub enum Labels<'a> {
+    /// `[N]` class indices (multiclass, binary)
+    Classes(&'a [i64]),
+    /// `[N, L]` flattened 0/1 targets (multilabel)
+    Multilabel(&'a [u8]),
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub task: Task,
+    pub correctness: Correctness,
+    /// half-open epoch window
+    pub epochs: Range<usize>,
+    /// delta degrees of freedom of the variability (0: population std, the paper's)
+    pub ddof: usize,
+    /// worker threads; `None` uses rayon's global pool (all cores)
+    pub threads: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { task: Task::Multiclass, correctness: Correctness::Argmax, epochs: 0..usize::MAX, ddof: 0, threads: None }
+    }
+}
+
+
+/// Called after each block with (examples done, total examples); returning `false` stops the
+/// computation with [`Error::Interrupted`]. It may be called from any worker thread.
+pub type Progress<'a> = &'a (dyn Fn(usize, usize) -> bool + Sync);
+
+/// Compute every statistic over `view` in one parallel streaming pass.
+pub fn compute(view: DynamicsView<'_>, labels: Labels<'_>, options: &Options, progress: Option<Progress<'_>>) -> Result<Statistics> {
+    let plan = Plan::new(&view, labels, options)?;
+    match options.threads {
+        None => plan.run(progress),
+        Some(threads) => {
+            // More workers than blocks, or far more than cores, only costs thread start-up.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let blocks = plan.units.div_ceil(plan.block_units());
+            let threads = threads.min(blocks).min(8 * cores).max(1);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| Error::invalid("threads", "threads", format!("could not start {threads} worker threads: {e}")))?;
+            pool.install(|| plan.run(progress))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

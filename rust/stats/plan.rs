@@ -1,0 +1,242 @@
+//! One computation: its validated inputs ([`Plan::new`]) and the parallel pass over blocks.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+
+use super::kernels::{self, Float};
+use super::output::{split_outputs, OutBlock, Statistics};
+use super::state::{Accumulators, Rule, Stream};
+use super::{Correctness, Labels, Options, Progress, Task};
+use crate::dynamics::{DynamicsView, Probs};
+use crate::error::{Error, Result};
+
+/// Bytes of one epoch's chunk of a block: small enough that a block's accumulators and chunk
+/// stay in L1/L2, large enough that per-chunk overhead vanishes.
+const CHUNK_BYTES: usize = 32 * 1024;
+/// Cap on units per block, so the accumulators (~56 bytes a unit) stay within L2.
+const MAX_BLOCK_UNITS: usize = 2048;
+
+/// Validated inputs of one computation.
+pub(super) struct Plan<'a> {
+    view: DynamicsView<'a>,
+    labels: Labels<'a>,
+    task: Task,
+    correctness: Correctness,
+    epochs: Range<usize>,
+    ddof: usize,
+    /// units (examples, or example-label pairs) and the columns each unit reads per epoch
+    pub(super) units: usize,
+    row_len: usize,
+}
+
+impl<'a> Plan<'a> {
+    pub(super) fn new(view: &DynamicsView<'a>, labels: Labels<'a>, options: &Options) -> Result<Self> {
+        let dims = view.dims;
+        let origin = view.origin;
+        let epochs = options.epochs.start..options.epochs.end.min(dims.n_epochs);
+        if epochs.start >= epochs.end {
+            return Err(Error::invalid("epochs", "window", format!("expected a non-empty window inside [0, {}), found {:?}", dims.n_epochs, options.epochs)));
+        }
+        let window = epochs.end - epochs.start;
+        if options.ddof >= window {
+            return Err(Error::invalid("ddof", "ddof", format!("{} leaves no degrees of freedom over a window of {window} epoch(s)", options.ddof)));
+        }
+        if let Correctness::Threshold(t) = options.correctness {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(Error::invalid("threshold", "threshold", format!("expected a probability in [0, 1], found {t}")));
+            }
+        }
+        let n_classes = match options.task {
+            Task::Multiclass if dims.n_labels < 2 => {
+                return Err(Error::invalid(origin, "shape", format!("task multiclass expects at least 2 label columns, found {}", dims.n_labels)))
+            }
+            Task::Binary if dims.n_labels != 1 => {
+                return Err(Error::invalid(origin, "shape", format!("task binary expects 1 label column, found {}", dims.n_labels)))
+            }
+            Task::Multiclass => dims.n_labels,
+            Task::Binary | Task::Multilabel => 2,
+        };
+        match (options.task, labels) {
+            (Task::Multiclass | Task::Binary, Labels::Classes(classes)) => {
+                if classes.len() != dims.n_examples {
+                    return Err(Error::invalid("labels", "shape", format!("expected {} labels to match {origin}, found {}", dims.n_examples, classes.len())));
+                }
+                // a vectorized max first (as u64, so negatives are huge); the index only on failure
+                if kernels::max_as_u64(classes) >= n_classes as u64 {
+                    let index = classes.iter().position(|&c| c as u64 >= n_classes as u64).unwrap_or(0);
+                    return Err(Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {} at index {index}", classes[index])));
+                }
+            }
+            (Task::Multilabel, Labels::Multilabel(targets)) => {
+                if targets.len() != dims.n_examples * dims.n_labels {
+                    return Err(Error::invalid("labels", "shape", format!("expected a 0/1 array [{}, {}] to match {origin}, found {} values", dims.n_examples, dims.n_labels, targets.len())));
+                }
+                // a vectorized max first (SSE2 pmaxub); the position only on failure
+                if targets.iter().fold(0u8, |max, &y| max.max(y)) > 1 {
+                    let index = targets.iter().position(|&y| y > 1).unwrap_or(0);
+                    return Err(Error::invalid("labels", "value", format!("expected 0 or 1, found {} at ({}, {})", targets[index], index / dims.n_labels, index % dims.n_labels)));
+                }
+            }
+            (Task::Multilabel, Labels::Classes(_)) => return Err(Error::invalid("labels", "shape", "task multilabel expects a 0/1 array [N, L]")),
+            (_, Labels::Multilabel(_)) => return Err(Error::invalid("labels", "shape", "a 0/1 array [N, L] needs task multilabel")),
+        }
+        let (units, row_len) = match options.task {
+            Task::Multiclass => (dims.n_examples, dims.n_labels),
+            Task::Binary => (dims.n_examples, 1),
+            Task::Multilabel => (dims.n_examples * dims.n_labels, 1),
+        };
+        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len })
+    }
+
+    pub(super) fn block_units(&self) -> usize {
+        let element = match self.view.probs {
+            Probs::F16(_) => 2,
+            Probs::F32(_) => 4,
+            Probs::F64(_) => 8,
+        };
+        (CHUNK_BYTES / (self.row_len * element)).clamp(1, MAX_BLOCK_UNITS)
+    }
+
+    pub(super) fn run(&self, progress: Option<Progress<'_>>) -> Result<Statistics> {
+        let mut out = Statistics::with_capacity(self.units);
+        let block = self.block_units();
+        let done = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let per_example = self.units / self.view.dims.n_examples;
+        let blocks: Vec<OutBlock<'_>> = split_outputs(&mut out, self.units, block);
+        // each worker reuses one set of accumulators for all its blocks (reset, not reallocated)
+        let fresh = || Accumulators::new(block);
+        blocks.into_par_iter().try_for_each_init(fresh, |acc, mut out_block| -> Result<()> {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            self.process(&mut out_block, acc)?;
+            if let Some(report) = progress {
+                let units_done = done.fetch_add(out_block.len(), Ordering::Relaxed) + out_block.len();
+                if !report(units_done / per_example, self.view.dims.n_examples) {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(Error::Interrupted);
+                }
+            }
+            Ok(())
+        })?;
+        // SAFETY: the blocks tile 0..units and every block writes all ten outputs of each of
+        // its units (`kernels::finish`, reached by both paths) or fails, and we got here only if none failed.
+        unsafe { out.set_len(self.units) };
+        Ok(out)
+    }
+
+    fn process(&self, out: &mut OutBlock<'_>, acc: &mut Accumulators) -> Result<()> {
+        let range = out.start..out.start + out.len();
+        // Gold targets of the block as 0/1 bytes (binary, multilabel) or class indices.
+        let gold_bits: Vec<u8> = match (self.task, self.labels) {
+            (Task::Binary, Labels::Classes(classes)) => classes[range.clone()].iter().map(|&c| c as u8).collect(),
+            (Task::Multilabel, Labels::Multilabel(targets)) => targets[range.clone()].to_vec(),
+            _ => Vec::new(),
+        };
+        let classes: &[i64] = match self.labels {
+            Labels::Classes(classes) if self.task == Task::Multiclass => &classes[range.clone()],
+            _ => &[],
+        };
+        let rule = Rule::new(self.correctness);
+        if self.row_len <= 2 {
+            let tiled = match self.view.probs {
+                Probs::F32(data) => Some(self.fold_tiled(data, classes, &gold_bits, rule, out)),
+                Probs::F64(data) => Some(self.fold_tiled(data, classes, &gold_bits, rule, out)),
+                // float16 is widened a whole epoch chunk at a time, on the epoch-major path below
+                Probs::F16(_) => None,
+            };
+            match tiled {
+                Some(true) => return Ok(()),
+                Some(false) => return Err(self.bad_value(self.epochs.clone(), &range)),
+                None => {}
+            }
+        }
+        acc.reset(range.len());
+        let mut widened: Vec<f32> = Vec::new();
+        for (k, e) in self.epochs.clone().enumerate() {
+            let chunk = self.chunk_range(e, &range);
+            let valid = match self.view.probs {
+                Probs::F32(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, acc),
+                Probs::F64(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, acc),
+                Probs::F16(data) => {
+                    let source: &[f16] = &data[chunk];
+                    widened.resize(source.len(), 0.0);
+                    // SIMD-converted when the CPU has F16C
+                    source.convert_to_f32_slice(&mut widened);
+                    self.fold_epoch(&widened, classes, &gold_bits, k as u32, rule, acc)
+                }
+            };
+            if !valid {
+                return Err(self.bad_value(e..e + 1, &range));
+            }
+        }
+        self.finalize(acc, out);
+        Ok(())
+    }
+
+    /// The whole window for one block of one- or two-column rows, each tile of units walking
+    /// every epoch with its accumulators in registers; false when some value is not a probability.
+    fn fold_tiled<F: Float>(&self, data: &[F], classes: &[i64], gold_bits: &[u8], rule: Rule, out: &mut OutBlock<'_>) -> bool {
+        let stream = Stream { epoch_len: self.units * self.row_len, epochs: self.epochs.clone() };
+        let n = stream.epochs.len() as f64;
+        let divisor = n - self.ddof as f64;
+        match self.task {
+            Task::Multiclass => kernels::tiled_two_class(data, &stream, classes, rule, n, divisor, out),
+            Task::Binary | Task::Multilabel => kernels::tiled_binary(data, &stream, gold_bits, rule, n, divisor, out),
+        }
+    }
+
+    /// Element range of epoch `e` for the units in `range`.
+    fn chunk_range(&self, e: usize, range: &Range<usize>) -> Range<usize> {
+        let epoch_len = self.units * self.row_len;
+        e * epoch_len + range.start * self.row_len..e * epoch_len + range.end * self.row_len
+    }
+
+    /// Fold one epoch's chunk into the accumulators; false when some value is not a probability.
+    fn fold_epoch<F: Float>(&self, values: &[F], classes: &[i64], gold_bits: &[u8], k: u32, rule: Rule, acc: &mut Accumulators) -> bool {
+        match self.task {
+            Task::Multiclass if self.row_len == 2 => kernels::two_class(values, classes, k, rule, acc),
+            Task::Multiclass => kernels::multiclass(values, self.row_len, classes, k, rule, acc),
+            Task::Binary | Task::Multilabel => kernels::binary(values, gold_bits, k, rule, acc),
+        }
+    }
+
+    /// Locate the first bad value (in epoch order) of `epochs` in the block (the slow path, for the message).
+    fn bad_value(&self, epochs: Range<usize>, range: &Range<usize>) -> Error {
+        let first_bad_in = |epoch: usize| {
+            let chunk = self.chunk_range(epoch, range);
+            match self.view.probs {
+                Probs::F32(data) => first_bad(&data[chunk]),
+                Probs::F64(data) => first_bad(&data[chunk]),
+                Probs::F16(data) => first_bad(&data[chunk].iter().map(|x| x.to_f32()).collect::<Vec<_>>()),
+            }
+            .map(|(offset, value)| (epoch, offset, value))
+        };
+        let first = epochs.clone().find_map(first_bad_in);
+        let (epoch, offset, value) = first.unwrap_or((epochs.start, 0, f64::NAN));
+        let unit = range.start + offset / self.row_len;
+        let (example, label) = match self.task {
+            Task::Multilabel => (unit / self.view.dims.n_labels, unit % self.view.dims.n_labels),
+            _ => (unit, offset % self.row_len),
+        };
+        Error::invalid(
+            self.view.origin,
+            "values",
+            format!("expected probabilities in [0, 1], found {value} at epoch {epoch}, example {example}, label {label}"),
+        )
+    }
+
+    fn finalize(&self, acc: &mut Accumulators, out: &mut OutBlock<'_>) {
+        let n = (self.epochs.end - self.epochs.start) as f64;
+        kernels::finalize(acc, out, n, n - self.ddof as f64, self.task == Task::Multiclass);
+    }
+}
+
+fn first_bad<F: Float>(values: &[F]) -> Option<(usize, f64)> {
+    values.iter().position(|x| !x.is_probability()).map(|i| (i, values[i].to_f64()))
+}

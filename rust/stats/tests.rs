@@ -1,0 +1,247 @@
+use super::*;
+use crate::dynamics::{Dims, Probs};
+use half::f16;
+use proptest::prelude::*;
+
+/// Two-pass textbook statistics for one unit's gold probabilities and per-epoch verdicts.
+fn naive(p: &[f64], right: &[bool], margins: &[f64], el2n: &[f64], ddof: usize) -> (f64, f64, f64, i32, bool, i32, f64, f64, f64) {
+    let n = p.len() as f64;
+    let mean = p.iter().sum::<f64>() / n;
+    let var = p.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - ddof as f64);
+    let forgetting = right.windows(2).filter(|w| w[0] && !w[1]).count() as i32;
+    let first = if *right.last().unwrap() { right.iter().rposition(|r| !r).map(|i| i as i32 + 1).unwrap_or(0) } else { -1 };
+    (
+        mean,
+        var.sqrt(),
+        right.iter().filter(|r| **r).count() as f64 / n,
+        forgetting,
+        !right.iter().any(|r| *r),
+        first,
+        margins.iter().sum::<f64>() / n,
+        p.iter().map(|x| x * (1.0 - x)).sum::<f64>() / n,
+        el2n.iter().sum::<f64>() / n,
+    )
+}
+
+fn check_unit(stats: &Statistics, u: usize, expected: (f64, f64, f64, i32, bool, i32, f64, f64, f64)) {
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 + 1e-9 * b.abs();
+    assert!(close(stats.confidence[u], expected.0), "confidence {u}");
+    assert!(close(stats.variability[u], expected.1), "variability {u}: {} vs {}", stats.variability[u], expected.1);
+    assert_eq!(stats.correctness[u], expected.2, "correctness {u}");
+    assert_eq!(stats.forgetting[u], expected.3, "forgetting {u}");
+    assert_eq!(stats.never_learned[u], expected.4, "never_learned {u}");
+    assert_eq!(stats.first_learned[u], expected.5, "first_learned {u}");
+    assert!(close(stats.margin[u], expected.6), "margin {u}");
+    assert!(close(stats.aleatoric[u], expected.7), "aleatoric {u}");
+    assert!(close(stats.el2n[u], expected.8), "el2n {u}");
+    assert!(close(stats.threshold_closeness[u], expected.0 * (1.0 - expected.0)));
+}
+
+/// Values drawn from a few exact corners (0, 0.5, 1) and arbitrary probabilities.
+fn probability() -> impl Strategy<Value = f32> {
+    prop_oneof![Just(0.0f32), Just(0.5f32), Just(1.0f32), 0.0f32..=1.0f32]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    #[test]
+    fn multiclass_matches_the_naive_definitions(
+        (e, n, l, data, gold) in (1usize..6, 1usize..40, 2usize..7).prop_flat_map(|(e, n, l)| (
+            Just(e), Just(n), Just(l),
+            proptest::collection::vec(probability(), e * n * l),
+            proptest::collection::vec(0..l as i64, n),
+        )),
+        correctness in prop_oneof![Just(Correctness::Argmax), Just(Correctness::ArgmaxFirstIndex), (0.0f64..=1.0).prop_map(Correctness::Threshold)],
+        threads in 1usize..4,
+    ) {
+        let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: e, n_examples: n, n_labels: l }, "t").unwrap();
+        let options = Options { task: Task::Multiclass, correctness, epochs: 0..e, ddof: 0, threads: Some(threads) };
+        let stats = compute(view, Labels::Classes(&gold), &options, None).unwrap();
+        for i in 0..n {
+            let g = gold[i] as usize;
+            let (mut p, mut right, mut margins, mut el2n) = (vec![], vec![], vec![], vec![]);
+            for ep in 0..e {
+                let row: Vec<f64> = data[(ep * n + i) * l..(ep * n + i + 1) * l].iter().map(|&x| x as f64).collect();
+                let other = row.iter().enumerate().filter(|(j, _)| *j != g).map(|(_, x)| *x).fold(f64::NEG_INFINITY, f64::max);
+                p.push(row[g]);
+                // the first-index rule is np.argmax's: the first largest column wins
+                let first_largest = row.iter().enumerate().fold(0, |best, (j, &x)| if x > row[best] { j } else { best });
+                right.push(match correctness {
+                    Correctness::Argmax => row[g] > other,
+                    Correctness::ArgmaxFirstIndex => first_largest == g,
+                    Correctness::Threshold(t) => row[g] >= t,
+                });
+                margins.push(row[g] - other);
+                el2n.push(row.iter().enumerate().map(|(j, x)| (x - if j == g { 1.0 } else { 0.0 }).powi(2)).sum::<f64>().sqrt());
+            }
+            check_unit(&stats, i, naive(&p, &right, &margins, &el2n, 0));
+        }
+    }
+
+    #[test]
+    fn multilabel_and_binary_match_the_naive_definitions(
+        (e, n, l, data, targets) in (1usize..6, 1usize..30, 1usize..5).prop_flat_map(|(e, n, l)| (
+            Just(e), Just(n), Just(l),
+            proptest::collection::vec(probability(), e * n * l),
+            proptest::collection::vec(0u8..2, n * l),
+        )),
+        threshold in 0.0f64..=1.0,
+        skip in 0usize..3,
+    ) {
+        let start = skip.min(e - 1);
+        let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: e, n_examples: n, n_labels: l }, "t").unwrap();
+        let options = Options { task: Task::Multilabel, correctness: Correctness::Threshold(threshold), epochs: start..e, ddof: 0, threads: None };
+        let stats = compute(view, Labels::Multilabel(&targets), &options, None).unwrap();
+        for u in 0..n * l {
+            let p: Vec<f64> = (start..e).map(|ep| {
+                let x = data[ep * n * l + u] as f64;
+                if targets[u] == 1 { x } else { 1.0 - x }
+            }).collect();
+            let right: Vec<bool> = p.iter().map(|&x| x >= threshold).collect();
+            let margins: Vec<f64> = p.iter().map(|&x| 2.0 * x - 1.0).collect();
+            let el2n: Vec<f64> = p.iter().map(|&x| (1.0 - x) * 2f64.sqrt()).collect();
+            check_unit(&stats, u, naive(&p, &right, &margins, &el2n, 0));
+        }
+        if l == 1 {
+            // a one-column binary file is the multilabel computation with one label
+            let classes: Vec<i64> = targets.iter().map(|&y| y as i64).collect();
+            let binary = Options { task: Task::Binary, ..options.clone() };
+            prop_assert_eq!(compute(view, Labels::Classes(&classes), &binary, None).unwrap(), stats);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    /// The tiled kernels (float32, float64) and the epoch-major ones (float16) must agree
+    /// bit for bit on values all three types hold exactly, for one- and two-column rows,
+    /// tails of fewer than a tile, several blocks, windows, ddof and both rules.
+    #[test]
+    fn tiled_and_epoch_major_paths_agree_exactly(
+        (e, n, two_columns, eighths, gold) in (1usize..7, prop_oneof![1usize..40, 2040usize..2100], any::<bool>()).prop_flat_map(|(e, n, two)| (
+            Just(e), Just(n), Just(two),
+            proptest::collection::vec(0u8..=8, e * n),
+            proptest::collection::vec(0i64..2, n),
+        )),
+        threshold in prop_oneof![Just(None), Just(Some(0.5)), (0.0f64..=1.0).prop_map(Some)],
+        first_index in any::<bool>(),
+        skip in 0usize..3,
+        ddof in 0usize..2,
+        threads in 1usize..4,
+    ) {
+        let start = skip.min(e - 1);
+        prop_assume!(ddof < e - start);
+        // p in eighths: exact in float16; two columns hold (p, 1 - p)
+        let narrow: Vec<f32> = if two_columns {
+            eighths.iter().flat_map(|&k| [k as f32 / 8.0, 1.0 - k as f32 / 8.0]).collect()
+        } else {
+            eighths.iter().map(|&k| k as f32 / 8.0).collect()
+        };
+        let l = if two_columns { 2 } else { 1 };
+        let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
+        let argmax = if first_index { Correctness::ArgmaxFirstIndex } else { Correctness::Argmax };
+        let (task, correctness) = match (two_columns, threshold) {
+            (true, None) => (Task::Multiclass, argmax),
+            (true, Some(t)) => (Task::Multiclass, Correctness::Threshold(t)),
+            (false, None) => (Task::Binary, argmax),
+            (false, Some(t)) => (Task::Binary, Correctness::Threshold(t)),
+        };
+        let options = Options { task, correctness, epochs: start..e, ddof, threads: Some(threads) };
+        let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
+        let half: Vec<f16> = narrow.iter().map(|&x| f16::from_f32(x)).collect();
+        let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
+        let epoch_major = run(Probs::F16(&half));
+        prop_assert_eq!(&run(Probs::F32(&narrow)), &epoch_major);
+        prop_assert_eq!(&run(Probs::F64(&wide)), &epoch_major);
+    }
+}
+
+#[test]
+fn worked_example() {
+    // one example, three classes, four epochs; gold = 0
+    // epoch 0: [0.2, 0.5, 0.3] wrong; 1: [0.6, 0.3, 0.1] right; 2: [0.4, 0.4, 0.2] tie -> wrong; 3: [0.9, 0.05, 0.05] right
+    let data = [0.2f32, 0.5, 0.3, 0.6, 0.3, 0.1, 0.4, 0.4, 0.2, 0.9, 0.05, 0.05];
+    let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: 4, n_examples: 1, n_labels: 3 }, "t").unwrap();
+    let stats = compute(view, Labels::Classes(&[0]), &Options { epochs: 0..4, ..Options::default() }, None).unwrap();
+    assert!((stats.confidence[0] - 0.525).abs() < 1e-7);
+    assert_eq!(stats.correctness[0], 0.5);
+    assert_eq!(stats.forgetting[0], 1); // right at 1, wrong at 2
+    assert_eq!(stats.first_learned[0], 3);
+    assert!(!stats.never_learned[0]);
+    // margins: -0.3, 0.3, 0.0, 0.85 -> mean 0.2125
+    assert!((stats.margin[0] - 0.2125).abs() < 1e-7);
+}
+
+#[test]
+fn first_index_rule_gives_ties_to_the_first_largest_column_on_every_path() {
+    // wide rows (epoch-major multiclass): ties at the top, gold before / after / between them
+    let rows = [[0.4f32, 0.4, 0.2], [0.2, 0.4, 0.4], [0.3, 0.3, 0.3], [0.0, 0.0, 0.0]];
+    let data: Vec<f32> = rows.iter().flatten().copied().collect();
+    let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: 1, n_examples: 4, n_labels: 3 }, "t").unwrap();
+    let run = |gold: &[i64], correctness| compute(view, Labels::Classes(gold), &Options { correctness, epochs: 0..1, ..Options::default() }, None).unwrap().correctness;
+    // gold = 0 wins each tie it is part of, gold = 1 only where it is the first largest
+    assert_eq!(run(&[0, 1, 0, 0], Correctness::ArgmaxFirstIndex), vec![1.0, 1.0, 1.0, 1.0]);
+    assert_eq!(run(&[1, 2, 1, 2], Correctness::ArgmaxFirstIndex), vec![0.0, 0.0, 0.0, 0.0]);
+    assert_eq!(run(&[0, 1, 0, 0], Correctness::Argmax), vec![0.0; 4]);
+    // two columns (tiled float32 / float64, epoch-major float16) and one column
+    for (l, task, values) in [(2usize, Task::Multiclass, vec![0.5f32, 0.5, 0.5, 0.5, 0.25, 0.75]), (1, Task::Binary, vec![0.5, 0.5, 0.75])] {
+        let dims = Dims { n_epochs: 1, n_examples: 3, n_labels: l };
+        let gold = [0i64, 1, 1];
+        let options = Options { task, correctness: Correctness::ArgmaxFirstIndex, epochs: 0..1, ..Options::default() };
+        let wide: Vec<f64> = values.iter().map(|&x| x as f64).collect();
+        let half: Vec<f16> = values.iter().map(|&x| f16::from_f32(x)).collect();
+        for probs in [Probs::F32(&values), Probs::F64(&wide), Probs::F16(&half)] {
+            let stats = compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
+            assert_eq!(stats.correctness, vec![1.0, 0.0, 1.0], "{task:?} {l} columns");
+        }
+    }
+}
+
+#[test]
+fn float16_and_float64_agree_with_float32_on_representable_values() {
+    let values = [0.0f32, 0.25, 0.5, 0.75, 1.0, 0.125, 0.375, 0.625];
+    let dims = Dims { n_epochs: 2, n_examples: 2, n_labels: 2 };
+    let wide: Vec<f64> = values.iter().map(|&x| x as f64).collect();
+    let narrow: Vec<f16> = values.iter().map(|&x| f16::from_f32(x)).collect();
+    let options = Options { epochs: 0..2, ..Options::default() };
+    let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&[0, 1]), &options, None).unwrap();
+    let reference = run(Probs::F32(&values));
+    assert_eq!(run(Probs::F64(&wide)), reference);
+    assert_eq!(run(Probs::F16(&narrow)), reference);
+}
+
+#[test]
+fn rejects_bad_values_and_labels() {
+    let dims = Dims { n_epochs: 1, n_examples: 2, n_labels: 2 };
+    let options = Options { epochs: 0..1, ..Options::default() };
+    for bad in [f32::NAN, f32::INFINITY, -0.1, 1.5] {
+        let data = [0.5, 0.5, 0.2, bad];
+        let err = compute(DynamicsView::new(Probs::F32(&data), dims, "d.npy").unwrap(), Labels::Classes(&[0, 1]), &options, None).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("d.npy") && text.contains("epoch 0, example 1, label 1"), "{text}");
+    }
+    let data = [0.5f32; 4];
+    let view = DynamicsView::new(Probs::F32(&data), dims, "d.npy").unwrap();
+    assert!(compute(view, Labels::Classes(&[0, 2]), &options, None).unwrap_err().to_string().contains("found 2 at index 1"));
+    assert!(compute(view, Labels::Classes(&[-1, 0]), &options, None).is_err());
+    assert!(compute(view, Labels::Classes(&[0]), &options, None).is_err());
+    assert!(compute(view, Labels::Multilabel(&[0, 1, 2, 0]), &Options { task: Task::Multilabel, ..options.clone() }, None).is_err());
+    assert!(compute(view, Labels::Classes(&[0, 1]), &Options { ddof: 1, ..options.clone() }, None).is_err());
+    assert!(compute(view, Labels::Classes(&[0, 1]), &Options { task: Task::Binary, ..options.clone() }, None).is_err());
+}
+
+#[test]
+fn identical_for_any_thread_count_and_interruptible() {
+    let (e, n, l) = (3, 20_000, 3);
+    let data: Vec<f32> = (0..e * n * l).map(|i| ((i * 7919) % 1000) as f32 / 999.0).collect();
+    let gold: Vec<i64> = (0..n).map(|i| (i % l) as i64).collect();
+    let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: e, n_examples: n, n_labels: l }, "t").unwrap();
+    let run = |threads| compute(view, Labels::Classes(&gold), &Options { epochs: 0..e, threads: Some(threads), ..Options::default() }, None).unwrap();
+    let one = run(1);
+    assert_eq!(run(2), one);
+    assert_eq!(run(3), one);
+    let stop_at_once = |_: usize, _: usize| false;
+    assert!(matches!(compute(view, Labels::Classes(&gold), &Options { epochs: 0..e, ..Options::default() }, Some(&stop_at_once)), Err(Error::Interrupted)));
+}

@@ -1,0 +1,474 @@
+"""Faults of the environment while datacarto reads: files that change under a reader, special
+files, Ctrl-C, threads that mutate inputs, and SIGBUS handlers of other libraries.
+
+Each fault is provoked for real, mostly in a child process, so that a crash (SIGBUS) or a hang
+fails the test instead of killing the test run. Subprocess time limits only guard against hangs;
+no assertion depends on timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import pytest
+
+import datacarto as dc
+
+PACKAGE_ROOT = str(Path(dc.__file__).resolve().parent.parent)
+#: generous: only a hang (the fault this file guards against) comes anywhere near it
+HANG_LIMIT = 300
+
+pytestmark = pytest.mark.skipif(sys.platform not in ("linux", "darwin"), reason="POSIX signals, FIFOs and mmap semantics")
+
+
+def run_child(code: str, *args: str, timeout: float = HANG_LIMIT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def assert_not_killed(child: subprocess.CompletedProcess) -> None:
+    assert child.returncode >= 0, f"the child died by signal {-child.returncode} ({signal.Signals(-child.returncode).name}); stderr:\n{child.stderr[-3000:]}"
+
+
+def last_json(child: subprocess.CompletedProcess) -> Dict[str, Any]:
+    assert_not_killed(child)
+    assert child.returncode == 0, child.stderr[-3000:]
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+# --- a dynamics file that changes while it is read ------------------------------------------------
+
+# Each trial writes a fresh file, starts a computation and changes the file from the progress
+# callback: the callback runs on the calling thread while the core reads (after ~50 ms), so the
+# change lands mid-pass. Without the SIGBUS guard the child dies at the first truncation.
+CHANGE_DURING_COMPUTE = """
+import json, os, sys, threading
+import numpy as np, datacarto as dc
+
+mode, path, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rng = np.random.default_rng(0)
+n, n_labels = 1_000_000, 8
+# float16 with 8 columns: the slower path (~0.2 s on one thread), so progress is called mid-pass
+probs = rng.dirichlet(np.ones(n_labels), size=(10, n)).astype(np.float16)
+labels = rng.integers(0, n_labels, n)
+expected = dc.compute(probs, labels)
+counts = {"changed": 0, "correct": 0, "provoked": 0}
+for trial in range(4 * trials):  # a trial may end before the first progress call
+    if counts["provoked"] >= trials:
+        break
+    np.save(path, probs)
+    fired = []
+
+    def change(done, total):
+        if fired or done >= total:
+            return
+        fired.append(done)
+        if mode in ("truncate", "thread"):
+            os.truncate(path, 4096 * (trial % 3))
+        elif mode == "npsave":
+            np.save(path, probs[: 1 + trial % 3])  # the same inode, rewritten shorter
+        elif mode == "overwrite":
+            dc.DynamicsWriter(path, n, n_labels, "float16", overwrite=True, fsync=False).close()
+
+    try:
+        if mode == "thread":  # compute off the main thread, as a Dask worker calls it
+            outcome = []
+            def work():
+                try:
+                    outcome.append(dc.compute(path, labels, threads=1, progress=change))
+                except Exception as error:
+                    outcome.append(error)
+            worker = threading.Thread(target=work)
+            worker.start()
+            worker.join()
+            if isinstance(outcome[0], Exception):
+                raise outcome[0]
+            stats = outcome[0]
+        else:
+            stats = dc.compute(path, labels, threads=1, progress=change)
+    except dc.DatacartoError as error:
+        message = str(error)
+        assert path in message and "changed while being read" in message, message
+        counts["changed"] += 1
+    else:
+        assert np.array_equal(stats.confidence, expected.confidence) and np.array_equal(stats.margin, expected.margin)
+        counts["correct"] += 1
+    counts["provoked"] += bool(fired)
+print(json.dumps(counts))
+"""
+
+
+@pytest.mark.parametrize("mode", ["truncate", "npsave", "overwrite", "thread"])
+def test_a_file_changed_during_compute_is_a_clean_error_not_a_crash(tmp_path: Path, mode: str) -> None:
+    trials = 4
+    counts = last_json(run_child(CHANGE_DURING_COMPUTE, mode, str(tmp_path / "d.npy"), str(trials)))
+    print(f"{mode}: {counts}")
+    assert counts["provoked"] >= 1, "no change landed during a computation"
+    # a change that lands mid-pass is reported; only one after the last read could pass
+    assert counts["changed"] >= counts["provoked"] - 1
+
+
+def test_datamap_from_dynamics_survives_a_truncation(tmp_path: Path) -> None:
+    code = """
+    import os, sys, numpy as np, datacarto as dc
+    path = sys.argv[1]
+    n = 1_000_000
+    probs = np.full((10, n, 8), 0.125, dtype=np.float16)
+    def truncate(done, total):
+        if done < total and os.path.getsize(path) > 0:
+            os.truncate(path, 0)
+    for attempt in range(10):  # until the truncation lands before the pass ends
+        np.save(path, probs)
+        try:
+            dc.DataMap.from_dynamics(path, np.zeros(n, dtype=np.int64), threads=1, progress=truncate)
+        except dc.DatacartoError as error:
+            print("changed" if "changed while being read" in str(error) else "other: " + str(error))
+            break
+        if os.path.getsize(path) == 0:
+            print("ANSWERED FROM A TRUNCATED FILE")
+            break
+    else:
+        print("the truncation never landed")
+    """
+    child = run_child(code, str(tmp_path / "d.npy"))
+    assert_not_killed(child)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "changed", child.stdout
+
+
+def test_the_cli_survives_a_truncation(tmp_path: Path) -> None:
+    """`datacarto compute` while another process truncates its input: never killed by SIGBUS."""
+    path, labels = tmp_path / "d.npy", tmp_path / "labels.npy"
+    n = 1_000_000
+    probs = np.random.default_rng(2).random((10, n, 2), dtype=np.float32)
+    np.save(labels, np.zeros(n, dtype=np.int64))
+    outcomes: List[str] = []
+    for trial in range(4):
+        np.save(path, probs)
+        env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        cli = subprocess.Popen([sys.executable, "-m", "datacarto", "compute", str(path), str(labels), "--threads", "1", "-o", str(tmp_path / "s.parquet")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        # truncate at a spread of moments: before the read, during it, after it
+        try:
+            cli.wait(timeout=0.2 * trial)
+        except subprocess.TimeoutExpired:
+            pass
+        os.truncate(path, 0)
+        out, err = cli.communicate(timeout=HANG_LIMIT)
+        assert cli.returncode >= 0, f"datacarto compute died by signal {-cli.returncode}: {err[-2000:]}"
+        if cli.returncode != 0:
+            assert "changed while being read" in err or "empty" in err or "truncated" in err, err
+            assert "Traceback" not in err, err
+        outcomes.append("error" if cli.returncode else "ok")
+    print(f"cli outcomes: {outcomes}")
+
+
+def test_a_file_replaced_during_compute_is_reported(tmp_path: Path) -> None:
+    """Another file renamed over the path mid-pass: the reader's pages stay valid (no fault),
+    but the result no longer describes the file at the path, so it is an error."""
+    path, replacement = tmp_path / "d.npy", tmp_path / "new.npy"
+    n = 1_000_000
+    probs = np.full((10, n, 8), 0.125, dtype=np.float16)  # the slower path: progress is called mid-pass
+    labels = np.zeros(n, dtype=np.int64)
+    replaced: List[int] = []
+
+    def replace(done: int, total: int) -> None:
+        if done < total and not replaced:
+            os.replace(replacement, path)
+            replaced.append(done)
+
+    for _ in range(10):  # until the replacement lands before the pass ends
+        np.save(path, probs)
+        np.save(replacement, probs)
+        try:
+            dc.compute(path, labels, threads=1, progress=replace)
+        except dc.DatacartoError as error:
+            assert replaced and str(path) in str(error) and "another file was put at its path" in str(error), error
+            break
+        assert not replaced, "the result of a file replaced mid-read was returned"
+    assert replaced, "the replacement never landed during a computation"
+    assert dc.compute(path, labels).n_examples == n  # the new file reads fine
+
+
+# --- a writer committing epochs while readers read -------------------------------------------------
+
+
+WRITER = """
+import sys, numpy as np, datacarto as dc
+path, n, n_labels, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+epoch = np.random.default_rng(4).dirichlet(np.ones(n_labels), size=n).astype(np.float32)
+with dc.DynamicsWriter(path, n, n_labels, fsync=False) as writer:
+    writer.write_epoch(epoch)  # a file of zero epochs is refused: not what this test is about
+    print("started", flush=True)
+    for _ in range(epochs - 1):
+        writer.write_epoch(epoch)
+"""
+
+
+def test_readers_racing_a_writer_see_no_spurious_errors(tmp_path: Path) -> None:
+    """A reader calling read_header / compute while another process commits epochs."""
+    path = str(tmp_path / "growing.npy")
+    n, n_labels, epochs = 2_000, 3, 3000
+    labels = np.random.default_rng(4).integers(0, n_labels, n)
+    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WRITER), path, str(n), str(n_labels), str(epochs)], stdout=subprocess.PIPE, text=True, env=env)
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "started"
+    reads, errors, seen = 0, [], set()
+    try:
+        while reads < 2000 or writer.poll() is None:
+            try:
+                shape = dc.read_header(path)["shape"]
+                seen.add(shape[0])
+                if shape[0] >= 1 and reads % 10 == 0:
+                    assert dc.compute(path, labels, epochs=(0, 1)).n_epochs == 1
+            except dc.DatacartoError as error:
+                errors.append(str(error))
+            reads += 1
+    finally:
+        writer.wait(timeout=HANG_LIMIT)
+    print(f"{reads} reads while a writer committed {epochs} epochs: {len(errors)} errors, {len(seen)} distinct epoch counts seen")
+    assert writer.returncode == 0
+    assert errors == [], sorted(set(errors))[:3]
+    assert len(seen) > 2, "the reader never saw the file grow: the race was not exercised"
+
+
+# --- special files ---------------------------------------------------------------------------------
+
+
+def test_fifos_and_devices_are_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.npy"
+    os.mkfifo(fifo)
+    good = tmp_path / "good.npy"
+    np.save(good, np.full((2, 3, 2), 0.5, dtype=np.float32))
+    code = """
+    import sys, numpy as np, datacarto as dc
+    fifo, good = sys.argv[1], sys.argv[2]
+    for call in (lambda: dc.read_header(fifo), lambda: dc.compute(fifo, [0, 1, 0]), lambda: dc.compute(good, fifo),
+                 lambda: dc.compute("/dev/zero", [0]), lambda: dc.compute(good, "/dev/zero")):
+        try:
+            call()
+        except dc.DatacartoError as error:
+            print(error)
+        else:
+            print("ACCEPTED")
+    """
+    child = run_child(code, str(fifo), str(good), timeout=120)
+    assert_not_killed(child)
+    assert child.returncode == 0, child.stderr
+    lines = child.stdout.strip().splitlines()
+    assert len(lines) == 5 and "ACCEPTED" not in lines, lines
+    assert all("FIFO" in line and str(fifo) in line for line in lines[:3]), lines
+    assert all("/dev/zero" in line and "device" in line for line in lines[3:]), lines
+
+
+def test_a_labels_file_that_is_not_npy_is_named_as_such(tmp_path: Path) -> None:
+    good = tmp_path / "good.npy"
+    np.save(good, np.full((2, 3, 2), 0.5, dtype=np.float32))
+    text = tmp_path / "labels.txt"
+    text.write_text("0\n1\n0\n")
+    pickled = tmp_path / "pickled.npy"
+    np.save(pickled, np.array([0, 1, None], dtype=object), allow_pickle=True)
+    for path in (text, pickled):
+        with pytest.raises(dc.DatacartoError) as caught:
+            dc.compute(good, path)
+        message = str(caught.value)
+        assert str(path) in message and "expected a .npy file" in message, message
+        assert "allow_pickle" not in message, message
+    with pytest.raises(FileNotFoundError, match="labels file not found"):
+        dc.compute(good, tmp_path / "missing.npy")
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_stops_a_long_compute_within_a_few_polls() -> None:
+    """SIGINT (Python's default handler: KeyboardInterrupt) mid-compute stops it at once.
+
+    The progress callback runs about every 50 ms on this thread while the core works. Once it
+    has been called, another thread sends SIGINT to this one. If the signal were ignored until
+    the end, the callback would keep being called up to (total, total); it must stop instead.
+    """
+    n = 2_000_000
+    probs = np.full((40, n, 1), 0.25, dtype=np.float16)  # the slower float16 path: ~1 s on one thread
+    labels = np.zeros(n, dtype=np.int64)
+    calls: List[int] = []
+    signalled: List[int] = []
+    ready, finished = threading.Event(), threading.Event()
+    main = threading.main_thread().ident
+    assert main == threading.get_ident(), "signals are delivered to the main thread"
+
+    def send() -> None:
+        ready.wait()
+        if finished.is_set():
+            return
+        signalled.append(len(calls))
+        signal.pthread_kill(main, signal.SIGINT)  # type: ignore[arg-type]
+
+    def progress(done: int, total: int) -> None:
+        calls.append(done)
+        if done < total:
+            ready.set()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            dc.compute(probs, labels, threads=1, progress=progress)
+    finally:
+        finished.set()
+        ready.set()
+        sender.join()
+    after = len(calls) - signalled[0]
+    print(f"progress calls: {len(calls)} (last done {calls[-1]} of {n}), after the signal: {after}")
+    assert calls[-1] < n, "the computation ran to the end despite Ctrl-C"
+    assert after <= 2, f"{after} progress calls after the signal"
+
+
+def test_ctrl_c_stops_compute_in_a_child_process(tmp_path: Path) -> None:
+    code = """
+    import sys, numpy as np, datacarto as dc
+    n = 2_000_000
+    probs = np.full((40, n, 1), 0.25, dtype=np.float16)
+    def progress(done, total):
+        print("progress", done, total, flush=True)
+    try:
+        dc.compute(probs, np.zeros(n, dtype=np.int64), threads=1, progress=progress)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(130)
+    print("finished", flush=True)
+    """
+    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert child.stdout is not None
+    lines = [child.stdout.readline()]  # the first progress report: the core is working
+    assert lines[0].startswith("progress"), lines[0] + child.stderr.read()
+    child.send_signal(signal.SIGINT)
+    rest, err = child.communicate(timeout=HANG_LIMIT)
+    lines += rest.strip().splitlines()
+    after = [line for line in lines[1:] if line.startswith("progress")]
+    print(f"child: {len(lines)} lines, progress reports after SIGINT: {len(after)}")
+    assert lines[-1] == "interrupted" and child.returncode == 130, (lines[-3:], err[-2000:])
+    assert len(after) <= 2, after
+
+
+# --- another thread mutating the labels ------------------------------------------------------------
+
+
+def test_labels_mutated_by_another_thread_do_not_break_compute() -> None:
+    rng = np.random.default_rng(7)
+    n, n_labels = 100_000, 3
+    probs = rng.dirichlet(np.ones(n_labels), size=(6, n)).astype(np.float32)
+    first = rng.integers(0, n_labels, n)
+    second = (first + 1) % n_labels
+    out_of_range = np.full(n, 7, dtype=np.int64)
+    expected = [dc.compute(probs, first), dc.compute(probs, second)]
+    labels = first.copy()
+    stop = threading.Event()
+
+    def mutate() -> None:
+        writes = 0
+        while not stop.is_set():
+            labels[:] = out_of_range if writes % 16 == 15 else (first, second)[writes % 2]
+            writes += 1
+
+    mutator = threading.Thread(target=mutate)
+    mutator.start()
+    outcomes = {"results": 0, "range errors": 0}
+    try:
+        for _ in range(60):
+            try:
+                stats = dc.compute(probs, labels, threads=2)
+            except dc.DatacartoError as error:
+                assert "expected class indices in [0, 3)" in str(error), error
+                outcomes["range errors"] += 1
+                continue
+            # compute works on its own copy of the labels (numpy may release the GIL inside a
+            # large copy, so the copy can mix the two arrays), and the result keeps that copy:
+            # every example's statistics are those of the label the result says it used
+            used_first = stats.labels == first
+            assert np.all(used_first | (stats.labels == second))
+            for name in ("confidence", "margin", "forgetting", "first_learned"):
+                want = np.where(used_first, getattr(expected[0], name), getattr(expected[1], name))
+                assert np.array_equal(getattr(stats, name), want), name
+            outcomes["results"] += 1
+    finally:
+        stop.set()
+        mutator.join()
+    print(f"labels mutated during compute: {outcomes}")
+    assert outcomes["results"] + outcomes["range errors"] == 60
+    assert outcomes["results"] > 0, "every run saw the out-of-range labels: the mixed results were never checked"
+
+
+# --- other SIGBUS handlers -------------------------------------------------------------------------
+
+FOREIGN_SIGBUS = """
+import faulthandler, mmap, os, sys, tempfile
+import numpy as np, datacarto as dc
+
+when = sys.argv[1]
+if when == "faulthandler-first":
+    faulthandler.enable()
+directory = tempfile.mkdtemp()
+path = os.path.join(directory, "d.npy")
+n = 1_000_000
+probs = np.full((10, n, 8), 0.125, dtype=np.float16)  # float16, 8 columns: the slower path (~0.2 s)
+np.save(path, probs)
+dc.compute(path, np.zeros(n, dtype=np.int64))  # installs datacarto's guard
+if when == "faulthandler-after":
+    faulthandler.enable()
+# datacarto's own mapping truncated mid-read: still caught, whoever installed last
+def truncate(done, total):
+    if done < total and os.path.getsize(path):
+        os.truncate(path, 0)
+for attempt in range(20):  # until a truncation lands before the pass ends
+    np.save(path, probs)
+    try:
+        dc.compute(path, np.zeros(n, dtype=np.int64), threads=1, progress=truncate)
+    except dc.DatacartoError as error:
+        print("datacarto fault caught" if "changed while being read" in str(error) else error, flush=True)
+        break
+else:
+    print("no fault landed", flush=True)
+# a fault that is not datacarto's: a mapping of the child's own, truncated
+foreign = os.path.join(directory, "foreign.bin")
+with open(foreign, "wb") as file:
+    file.write(b"x" * 65536)
+with open(foreign, "r+b") as file:
+    view = mmap.mmap(file.fileno(), 65536)
+    os.truncate(foreign, 0)
+    print("reading past the end", flush=True)
+    view[60000]
+print("FOREIGN FAULT SWALLOWED", flush=True)
+"""
+
+
+@pytest.mark.parametrize("when", ["no-faulthandler", "faulthandler-first", "faulthandler-after"])
+def test_a_foreign_sigbus_still_reaches_earlier_handlers(when: str) -> None:
+    child = run_child(FOREIGN_SIGBUS, when, timeout=120)
+    assert child.returncode == -signal.SIGBUS, (child.returncode, child.stdout, child.stderr[-2000:])
+    assert "FOREIGN FAULT SWALLOWED" not in child.stdout
+    assert "reading past the end" in child.stdout
+    assert child.stdout.splitlines()[0] == "datacarto fault caught", child.stdout
+    if when != "no-faulthandler":
+        assert "Fatal Python error: Bus error" in child.stderr, child.stderr[-2000:]
+
+
+def test_trajectories_of_a_truncated_file_are_a_clean_error(tmp_path: Path) -> None:
+    """trajectories() reads rows with positioned reads (no mapping): a shrunk file is an error."""
+    path = tmp_path / "d.npy"
+    probs = np.random.default_rng(8).dirichlet(np.ones(3), size=(4, 100)).astype(np.float32)
+    np.save(path, probs)
+    dm = dc.DataMap.from_dynamics(path, np.arange(100) % 3)
+    assert np.allclose(dm.trajectories([5]).probability[0], probs[:, 5, 5 % 3])
+    os.truncate(path, os.path.getsize(path) - 100)
+    with pytest.raises(dc.DatacartoError, match="truncated"):
+        dm.trajectories([99])
