@@ -244,3 +244,38 @@ def test_class_quantile_regions_select_within_each_class():
     assert (region[labels == 2] == "easy").sum() == 5  # every class has easy examples
     with pytest.raises(dc.DatacartoError, match="easy: does not apply to rule 'class-quantiles'"):
         dc.DataMap(stats).regions("class-quantiles", easy=0.5)
+
+
+# ---------------------------------------------------------------------- the core's class means
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from([np.float16, np.float32, np.float64]),
+    st.sampled_from(["multiclass", "binary", "multilabel"]),
+    st.integers(1, 5),
+    st.integers(1, 30),
+    st.integers(2, 5),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 4),
+    st.integers(1, 3),
+)
+def test_core_class_means_match_numpy(dtype, task, n_epochs, n, n_labels, seed, start, threads):
+    rng = np.random.default_rng(seed)
+    columns = 1 if task == "binary" else n_labels
+    probs = rng.random((n_epochs, n, columns)).astype(dtype)
+    if task == "multiclass":
+        probs = (probs / probs.sum(axis=2, keepdims=True)).astype(dtype)
+    labels = (rng.random((n, columns)) < 0.5).astype(np.uint8) if task == "multilabel" else rng.integers(0, 2 if task == "binary" else columns, n)
+    window = (min(start, n_epochs - 1), n_epochs)
+    stats = dc.compute(probs, labels, task=task, epochs=window, threads=threads, class_means=True)
+    expected = probs[window[0]:window[1]].astype(np.float64).mean(axis=0)
+    assert stats.class_means.shape == (n, columns) and stats.class_means.dtype == np.float64
+    np.testing.assert_allclose(stats.class_means, expected, rtol=1e-12, atol=1e-15)
+    assert not stats.class_means.flags.writeable
+    # the same statistics with or without them, and from a file
+    assert dc.compute(probs, labels, task=task, epochs=window) == stats
+    assert dc.compute(probs, labels, task=task, epochs=window).class_means is None
+    from datacarto import reference
+
+    np.testing.assert_allclose(reference.compute(probs, labels, task=task, epochs=window, class_means=True).class_means, expected, rtol=1e-12)

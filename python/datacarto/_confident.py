@@ -132,15 +132,4 @@ def confident_learning(means: Any, labels: Any) -> LabelIssues:
     return LabelIssues(flags, n_issues, suggested, thresholds, joint, calibrated)
 
 
-def mean_probabilities(probs: np.ndarray, epochs: Any = None) -> np.ndarray:
-    """Mean of each class's probability over a window of epochs of ``[E, N, L]`` (float64).
-
-    A plain numpy oracle for the core's ``class_means=True`` output.
-    """
-    block = np.asarray(probs)
-    if epochs is not None:
-        block = block[epochs[0]:epochs[1]]
-    return block.astype(np.float64).mean(axis=0)
-
-
-__all__: List[str] = ["LabelIssues", "confident_classes", "confident_learning", "mean_probabilities", "per_class_thresholds"]
+__all__: List[str] = ["LabelIssues", "confident_classes", "confident_learning", "per_class_thresholds"]

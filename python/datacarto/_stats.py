@@ -282,24 +282,12 @@ def compute(
             ddof=args.ddof,
             threads=None if threads is None else int(threads),
             progress=callback,
+            class_means=bool(class_means),
         )
         raw = _core.compute(name if array is None else array, **kwargs)
     finally:
         close()
-    stats = _statistics_from_raw(raw, args, shape, None if array is not None else name)
-    if class_means:
-        # TEMPORARY (until the core's option lands): a numpy pass over the window
-        from datacarto._confident import mean_probabilities
-
-        probs = array if array is not None else np.load(name, mmap_mode="r")
-        stats = _with_class_means(stats, mean_probabilities(probs, (args.epoch_start, args.epoch_stop)))
-    return stats
-
-
-def _with_class_means(stats: Statistics, means: np.ndarray) -> Statistics:
-    from dataclasses import replace
-
-    return replace(stats, class_means=means, extra=stats.extra)
+    return _statistics_from_raw(raw, args, shape, None if array is not None else name)
 
 
 def _private_copy(labels: Optional[np.ndarray]) -> Optional[np.ndarray]:
@@ -396,6 +384,7 @@ def _as_probability_array(source: np.ndarray) -> np.ndarray:
 
 def _statistics_from_raw(raw: Dict[str, np.ndarray], args: Any, shape: Tuple[int, ...], source: Optional[str]) -> Statistics:
     n_examples, n_labels = int(shape[1]), int(shape[2])
+    class_means = raw.pop("class_means", None)
     if args.task == "multilabel":
         raw = {key: value.reshape(n_examples, n_labels) for key, value in raw.items()}
     return Statistics(
@@ -411,6 +400,7 @@ def _statistics_from_raw(raw: Dict[str, np.ndarray], args: Any, shape: Tuple[int
         n_examples=n_examples,
         n_labels=n_labels,
         source=source,
+        class_means=class_means.reshape(n_examples, n_labels) if class_means is not None else None,
     )
 
 

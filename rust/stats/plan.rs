@@ -31,6 +31,7 @@ pub(super) struct Plan<'a> {
     /// units (examples, or example-label pairs) and the columns each unit reads per epoch
     pub(super) units: usize,
     row_len: usize,
+    class_means: bool,
 }
 
 impl<'a> Plan<'a> {
@@ -89,7 +90,7 @@ impl<'a> Plan<'a> {
             Task::Binary => (dims.n_examples, 1),
             Task::Multilabel => (dims.n_examples * dims.n_labels, 1),
         };
-        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len })
+        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len, class_means: options.class_means })
     }
 
     pub(super) fn block_units(&self) -> usize {
@@ -107,14 +108,23 @@ impl<'a> Plan<'a> {
         let done = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let per_example = self.units / self.view.dims.n_examples;
+        // the class means, when asked for: one slice per block, filled by the block's own task
+        let mut means = if self.class_means { vec![0.0f64; self.units * self.row_len] } else { Vec::new() };
+        let mut mean_blocks: Vec<Option<&mut [f64]>> = means.chunks_mut(block * self.row_len).map(Some).collect();
         let blocks: Vec<OutBlock<'_>> = split_outputs(&mut out, self.units, block);
+        mean_blocks.resize_with(blocks.len(), || None);
+        let work: Vec<(OutBlock<'_>, Option<&mut [f64]>)> = blocks.into_iter().zip(mean_blocks).collect();
         // each worker reuses one set of accumulators for all its blocks (reset, not reallocated)
         let fresh = || Accumulators::new(block);
-        blocks.into_par_iter().try_for_each_init(fresh, |acc, mut out_block| -> Result<()> {
+        work.into_par_iter().try_for_each_init(fresh, |acc, (mut out_block, block_means)| -> Result<()> {
             if stop.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
             self.process(&mut out_block, acc)?;
+            if let Some(block_means) = block_means {
+                // right after the block's statistics, while its chunks are still in cache
+                self.mean_columns(out_block.start..out_block.start + out_block.len(), block_means);
+            }
             if let Some(report) = progress {
                 let units_done = done.fetch_add(out_block.len(), Ordering::Relaxed) + out_block.len();
                 if !report(units_done / per_example, self.view.dims.n_examples) {
@@ -127,7 +137,33 @@ impl<'a> Plan<'a> {
         // SAFETY: the blocks tile 0..units and every block writes all ten outputs of each of
         // its units (`kernels::finish`, reached by both paths) or fails, and we got here only if none failed.
         unsafe { out.set_len(self.units) };
+        out.class_means = means;
         Ok(out)
+    }
+
+    /// Each column's mean over the window for the units in `range` (values already validated
+    /// by the block's statistics; clamped like the kernels clamp them), summed in epoch order.
+    fn mean_columns(&self, range: Range<usize>, means: &mut [f64]) {
+        means.fill(0.0);
+        let mut widened: Vec<f32> = Vec::new();
+        for e in self.epochs.clone() {
+            let chunk = self.chunk_range(e, &range);
+            match self.view.probs {
+                Probs::F32(data) => add_clamped(&data[chunk], means),
+                Probs::F64(data) => add_clamped(&data[chunk], means),
+                Probs::F16(data) => {
+                    let source: &[f16] = &data[chunk];
+                    widened.resize(source.len(), 0.0);
+                    source.convert_to_f32_slice(&mut widened);
+                    kernels::clamp_f16_rounding(&mut widened);
+                    add_clamped(&widened, means);
+                }
+            }
+        }
+        let n = (self.epochs.end - self.epochs.start) as f64;
+        for m in means.iter_mut() {
+            *m /= n;
+        }
     }
 
     fn process(&self, out: &mut OutBlock<'_>, acc: &mut Accumulators) -> Result<()> {
@@ -168,6 +204,8 @@ impl<'a> Plan<'a> {
                     widened.resize(source.len(), 0.0);
                     // SIMD-converted when the CPU has F16C
                     source.convert_to_f32_slice(&mut widened);
+                    // float16 rounding is wider than float32's tolerance: clamp it here
+                    kernels::clamp_f16_rounding(&mut widened);
                     self.fold_epoch(&widened, classes, &gold_bits, k as u32, rule, acc)
                 }
             };
@@ -213,7 +251,11 @@ impl<'a> Plan<'a> {
             match self.view.probs {
                 Probs::F32(data) => first_bad(&data[chunk]),
                 Probs::F64(data) => first_bad(&data[chunk]),
-                Probs::F16(data) => first_bad(&data[chunk].iter().map(|x| x.to_f32()).collect::<Vec<_>>()),
+                Probs::F16(data) => {
+                    let mut widened: Vec<f32> = data[chunk].iter().map(|x| x.to_f32()).collect();
+                    kernels::clamp_f16_rounding(&mut widened);
+                    first_bad(&widened)
+                }
             }
             .map(|(offset, value)| (epoch, offset, value))
         };
@@ -234,6 +276,12 @@ impl<'a> Plan<'a> {
     fn finalize(&self, acc: &mut Accumulators, out: &mut OutBlock<'_>) {
         let n = (self.epochs.end - self.epochs.start) as f64;
         kernels::finalize(acc, out, n, n - self.ddof as f64, self.task == Task::Multiclass);
+    }
+}
+
+fn add_clamped<F: Float>(values: &[F], sums: &mut [f64]) {
+    for (sum, &x) in sums.iter_mut().zip(values) {
+        *sum += x.clamp_unit().to_f64();
     }
 }
 
