@@ -38,7 +38,7 @@ pub(super) fn two_class<F: Float>(values: &[F], classes: &[i64], k: u32, rule: R
 #[inline(always)]
 fn binary_step<F: Float>(x: F, gold_bit: u8, k: u32, rule: Rule, acc: &mut impl UnitState, i: usize) -> bool {
     let valid = x.is_probability();
-    let x = x.clamp_unit().to_f64();
+    let x = x.to_f64();
     let p = if gold_bit == 1 { x } else { 1.0 - x };
     // columns (1 - x, x): a tie (p = 0.5) goes to class 0 under the first-index rule
     let tie_won = rule.first_index & (gold_bit == 0) & (p == 0.5);
@@ -51,7 +51,6 @@ fn binary_step<F: Float>(x: F, gold_bit: u8, k: u32, rule: Rule, acc: &mut impl 
 #[inline(always)]
 fn two_class_step<F: Float>(a: F, b: F, gold: i64, k: u32, rule: Rule, acc: &mut impl UnitState, i: usize) -> bool {
     let valid = a.is_probability() & b.is_probability();
-    let (a, b) = (a.clamp_unit(), b.clamp_unit());
     let (p_gold, other) = if gold == 0 { (a, b) } else { (b, a) };
     let tie_won = rule.first_index & (gold == 0) & (p_gold == other);
     let right = if rule.argmax { (p_gold > other) | tie_won } else { p_gold.to_f64() >= rule.threshold };
@@ -259,17 +258,16 @@ pub(super) fn multiclass<F: Float>(values: &[F], row_len: usize, classes: &[i64]
     let mut valid = true;
     for (i, row) in values.chunks_exact(row_len).enumerate() {
         let gold = classes[i] as usize;
-        let raw = row[gold];
+        let p = row[gold];
         let (max, squares, ok) = masked_summary(row, gold);
-        valid &= ok & raw.is_probability();
-        let p = raw.clamp_unit();
+        valid &= ok & p.is_probability();
         // float32 -> float64 is exact, so comparing in float64 keeps ties as ties
         p_gold[i] = p.to_f64();
         other[i] = max.to_f64();
         others_sq[i] = squares;
         if rule.first_index {
             // only read when gold ties the others' max, so no column before gold is larger
-            gold_first[i] = !row[..gold].iter().any(|&x| x.clamp_unit() == p);
+            gold_first[i] = !row[..gold].contains(&p);
         }
     }
     for i in 0..n {
@@ -284,7 +282,7 @@ pub(super) fn multiclass<F: Float>(values: &[F], row_len: usize, classes: &[i64]
     valid
 }
 
-/// (max and float64 sum of squares over the columns other than `gold`, all values clamped into [0, 1]).
+/// (max and float64 sum of squares over the columns other than `gold`, all values in [0, 1]).
 ///
 /// The gold column is zeroed by a lane-index compare inside the one chunk that holds it:
 /// since every value is in [0, 1] (checked in the same loop), a zero changes neither the
@@ -302,7 +300,7 @@ fn masked_summary<F: Float>(row: &[F], gold: usize) -> (F, f64, bool) {
         for lane in 0..LANES {
             let x = chunk[lane];
             ok[lane] &= x.is_probability();
-            let x = if lane == masked_lane { F::ZERO } else { x.clamp_unit() };
+            let x = if lane == masked_lane { F::ZERO } else { x };
             max[lane] = if x > max[lane] { x } else { max[lane] };
             let xf = x.to_f64();
             squares[lane] += xf * xf;
@@ -311,7 +309,7 @@ fn masked_summary<F: Float>(row: &[F], gold: usize) -> (F, f64, bool) {
     let masked_lane = if row.len() / LANES == gold_chunk { gold_lane } else { LANES };
     for (lane, &x) in tail.iter().enumerate() {
         ok[lane] &= x.is_probability();
-        let x = if lane == masked_lane { F::ZERO } else { x.clamp_unit() };
+        let x = if lane == masked_lane { F::ZERO } else { x };
         max[lane] = if x > max[lane] { x } else { max[lane] };
         let xf = x.to_f64();
         squares[lane] += xf * xf;
@@ -327,13 +325,16 @@ fn masked_summary<F: Float>(row: &[F], gold: usize) -> (F, f64, bool) {
 /// within its own, wider, tolerance while it is widened: see [`F16_TOLERANCE`]).
 pub trait Float: Copy + PartialOrd + Send + Sync + 'static {
     const ZERO: Self;
-    /// How far outside [0, 1] a value may lie and still be taken (clamped) as a probability:
-    /// four units in the last place of 1.0 (4 epsilon), float rounding in a softmax or a sum.
+    /// How far outside [0, 1] a stored value may lie and still be taken (clamped into [0, 1])
+    /// as a probability: four units in the last place of 1.0 (4 epsilon): float rounding in a
+    /// softmax or a sum. The kernels themselves only see values in [0, 1].
     const TOLERANCE: f64;
     fn to_f64(self) -> f64;
-    /// inside [-TOLERANCE, 1 + TOLERANCE] (false for NaN)
+    /// in [0, 1] (false for NaN)
     fn is_probability(self) -> bool;
-    /// the value clamped into [0, 1] (NaN stays NaN; it has failed `is_probability` already)
+    /// in [-TOLERANCE, 1 + TOLERANCE] (false for NaN)
+    fn within_tolerance(self) -> bool;
+    /// the value clamped into [0, 1] (NaN stays NaN)
     fn clamp_unit(self) -> Self;
 }
 
@@ -353,11 +354,16 @@ macro_rules! float_impl {
             #[allow(clippy::manual_range_contains)] // `&`, not `&&`: no branch, so the loops vectorize
             fn is_probability(self) -> bool {
                 // false for NaN as well
+                (self >= 0.0) & (self <= 1.0)
+            }
+            #[inline(always)]
+            #[allow(clippy::manual_range_contains)]
+            fn within_tolerance(self) -> bool {
                 (self >= -(4.0 * <$t>::EPSILON)) & (self <= 1.0 + 4.0 * <$t>::EPSILON)
             }
             #[inline(always)]
             fn clamp_unit(self) -> Self {
-                // compare-and-select, no branch; NaN fails both compares and stays NaN
+                // NaN fails both compares and stays NaN
                 let low = if self < 0.0 { 0.0 } else { self };
                 if low > 1.0 {
                     1.0
@@ -371,6 +377,11 @@ macro_rules! float_impl {
 
 float_impl!(f32);
 float_impl!(f64);
+
+/// Whether every value is in [0, 1] (one branch-free pass that vectorizes).
+pub(super) fn all_probabilities<F: Float>(values: &[F]) -> bool {
+    values.iter().fold(true, |ok, x| ok & x.is_probability())
+}
 
 /// Clamp widened float16 values within float16's tolerance into [0, 1] (values beyond it are
 /// left as they are, for the kernels to refuse).

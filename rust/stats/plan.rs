@@ -186,35 +186,63 @@ impl<'a> Plan<'a> {
                 // float16 is widened a whole epoch chunk at a time, on the epoch-major path below
                 Probs::F16(_) => None,
             };
-            match tiled {
-                Some(true) => return Ok(()),
-                Some(false) => return Err(self.bad_value(self.epochs.clone(), &range)),
-                None => {}
+            if tiled == Some(true) {
+                return Ok(());
             }
+            // Some value of the block lies outside [0, 1]: the epoch-major path below clamps
+            // rounding and locates anything worse (it rewrites every output of the block, and
+            // both paths agree bit for bit).
         }
+        // The kernels see only values in [0, 1] (they check it, nothing more). A chunk that
+        // fails the check is folded again from a repaired copy: rounding clamped into [0, 1],
+        // anything further out left for the kernel to refuse. Out-of-range values are rare, so
+        // the common case pays one check per chunk and no copy. A failed fold has touched the
+        // accumulators, so the block starts over in repair mode, every chunk checked first.
+        if !self.fold_epochs(classes, &gold_bits, rule, acc, &range, false)? {
+            self.fold_epochs(classes, &gold_bits, rule, acc, &range, true)?;
+        }
+        self.finalize(acc, out);
+        Ok(())
+    }
+
+    /// Fold every epoch of the window for the units in `range`. Without `repair`: false as soon
+    /// as a chunk holds a value outside [0, 1] (the accumulators are then spoilt). With it:
+    /// chunks outside [0, 1] are folded from a clamped copy, and a value beyond the rounding
+    /// tolerance is an error naming it.
+    fn fold_epochs(&self, classes: &[i64], gold_bits: &[u8], rule: Rule, acc: &mut Accumulators, range: &Range<usize>, repair: bool) -> Result<bool> {
         acc.reset(range.len());
         let mut widened: Vec<f32> = Vec::new();
+        let mut repaired32: Vec<f32> = Vec::new();
+        let mut repaired64: Vec<f64> = Vec::new();
         for (k, e) in self.epochs.clone().enumerate() {
-            let chunk = self.chunk_range(e, &range);
+            let chunk = self.chunk_range(e, range);
             let valid = match self.view.probs {
-                Probs::F32(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, acc),
-                Probs::F64(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, acc),
+                Probs::F32(data) => {
+                    let values = repaired(&data[chunk], repair, &mut repaired32);
+                    self.fold_epoch(values, classes, gold_bits, k as u32, rule, acc)
+                }
+                Probs::F64(data) => {
+                    let values = repaired(&data[chunk], repair, &mut repaired64);
+                    self.fold_epoch(values, classes, gold_bits, k as u32, rule, acc)
+                }
                 Probs::F16(data) => {
                     let source: &[f16] = &data[chunk];
                     widened.resize(source.len(), 0.0);
                     // SIMD-converted when the CPU has F16C
                     source.convert_to_f32_slice(&mut widened);
-                    // float16 rounding is wider than float32's tolerance: clamp it here
+                    // float16 rounding is wider than float32's: clamped here, always
                     kernels::clamp_f16_rounding(&mut widened);
-                    self.fold_epoch(&widened, classes, &gold_bits, k as u32, rule, acc)
+                    self.fold_epoch(&widened, classes, gold_bits, k as u32, rule, acc)
                 }
             };
             if !valid {
-                return Err(self.bad_value(e..e + 1, &range));
+                if repair || matches!(self.view.probs, Probs::F16(_)) {
+                    return Err(self.bad_value(e..e + 1, range));
+                }
+                return Ok(false);
             }
         }
-        self.finalize(acc, out);
-        Ok(())
+        Ok(true)
     }
 
     /// The whole window for one block of one- or two-column rows, each tile of units walking
@@ -279,6 +307,17 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// `values` as they are, or, in repair mode when some value lies outside [0, 1], a copy in
+/// `scratch` with the rounding within [`Float::TOLERANCE`] clamped into [0, 1].
+fn repaired<'v, F: Float>(values: &'v [F], repair: bool, scratch: &'v mut Vec<F>) -> &'v [F] {
+    if !repair || kernels::all_probabilities(values) {
+        return values;
+    }
+    scratch.clear();
+    scratch.extend(values.iter().map(|&x| if x.within_tolerance() { x.clamp_unit() } else { x }));
+    scratch
+}
+
 fn add_clamped<F: Float>(values: &[F], sums: &mut [f64]) {
     for (sum, &x) in sums.iter_mut().zip(values) {
         *sum += x.clamp_unit().to_f64();
@@ -286,5 +325,5 @@ fn add_clamped<F: Float>(values: &[F], sums: &mut [f64]) {
 }
 
 fn first_bad<F: Float>(values: &[F]) -> Option<(usize, f64)> {
-    values.iter().position(|x| !x.is_probability()).map(|i| (i, values[i].to_f64()))
+    values.iter().position(|x| !x.within_tolerance()).map(|i| (i, values[i].to_f64()))
 }

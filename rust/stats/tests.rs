@@ -321,3 +321,21 @@ fn rounding_outside_the_unit_interval_is_clamped_within_the_tolerance() {
         assert!(message.contains("expected probabilities in [0, 1]") && message.contains(text), "{message}");
     }
 }
+
+/// A wide row (the epoch-major path) with rounding in a later epoch: the block is folded again
+/// from repaired chunks and equals the clamped data's result exactly, thread count aside.
+#[test]
+fn rounding_in_a_wide_row_is_repaired_on_the_epoch_major_path() {
+    let (e, n, l) = (3, 5000, 3);
+    let clean: Vec<f32> = (0..e * n * l).map(|i| if i % 3 == 0 { 1.0 } else if i % 7 == 0 { 0.25 } else { 0.0 }).collect();
+    let mut noisy = clean.clone();
+    noisy[2 * n * l + 4000 * l] = 1.0 + 3.0 * f32::EPSILON;
+    noisy[n * l + 17 * l + 1] = -f32::EPSILON;
+    let gold: Vec<i64> = (0..n).map(|i| (i % l) as i64).collect();
+    let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
+    for threads in [1, 3] {
+        let options = Options { epochs: 0..e, threads: Some(threads), class_means: true, ..Options::default() };
+        let run = |data: &[f32]| compute(DynamicsView::new(Probs::F32(data), dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
+        assert_eq!(run(&noisy), run(&clean));
+    }
+}
