@@ -164,3 +164,29 @@ def test_torch_fold_recorder_arguments(tmp_path):
     assert recorder.train_indices(0).tolist() == [1, 3]
     assert "n_folds=2" in repr(recorder)
     recorder.close()
+
+
+def test_torch_recorder_warns_about_a_memorised_map(tmp_path):
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 30)
+    y = torch.randint(0, 3, (40,))  # random labels: only memorising fits them
+    data = dc.torch.IndexedDataset(TensorDataset(x, y))
+    model = torch.nn.Sequential(torch.nn.Linear(30, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    loader = DataLoader(data, batch_size=8, shuffle=True)
+    with dc.torch.Recorder(tmp_path / "d.npy", 40, 3) as recorder:
+        for _ in range(60):
+            for _, (xb, yb) in loader:
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(xb), yb).backward()
+                opt.step()
+        for _ in range(3):
+            recorder.evaluate(model, loader)
+        with pytest.warns(RecordingWarning, match="memorised labels"):
+            recorder.compute(y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RecordingWarning)
+            recorder.compute(y, warn=False)

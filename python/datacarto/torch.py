@@ -396,15 +396,28 @@ class Recorder:
 
     # -- results and lifetime --------------------------------------------------------------
 
-    def compute(self, labels: Any, **kwargs: Any) -> Any:
+    def compute(self, labels: Any, *, warn: bool = True, **kwargs: Any) -> Any:
         """Statistics over the committed epochs: ``datacarto.compute(path, labels, task=..., **kwargs)``.
 
         ``labels`` may be a tensor (any device). Returns :class:`datacarto.Statistics`.
+        With ``warn`` (the default), a :class:`datacarto.sklearn.RecordingWarning` says when an
+        in-sample map looks memorised (right about >= 99% of the labels at the last epoch:
+        record with :class:`FoldRecorder` instead) or the dynamics are degenerate.
         """
         from datacarto import compute
+        from datacarto._checks import check_dynamics
 
         kwargs.setdefault("task", self.task)
-        return compute(self.path, to_numpy(labels, "labels"), **kwargs)
+        gold = to_numpy(labels, "labels")
+        stats = compute(self.path, gold, **kwargs)
+        if warn:
+            last = np.load(self.path, mmap_mode="r")[stats.epochs[1] - 1]
+            check_dynamics(np.asarray(last), stats.labels, stats.task, cv=self._folds_for_checks(), variability=stats.variability, confidence=stats.confidence, n_epochs=stats.n_epochs)
+        return stats
+
+    def _folds_for_checks(self) -> Optional[int]:
+        """None: an in-sample recording (the memorisation check applies)."""
+        return None
 
     def close(self) -> None:
         """Close the file. An epoch recorded but not committed is discarded (the file keeps every committed epoch)."""
@@ -550,6 +563,9 @@ class FoldRecorder(Recorder):
             raise
         finally:
             model.train(was_training)
+
+    def _folds_for_checks(self) -> Optional[int]:
+        return self.n_folds  # out-of-fold probabilities: nothing to memorise
 
     def __repr__(self) -> str:
         return super().__repr__().replace("Recorder(", "FoldRecorder(", 1)[:-1] + f", n_folds={self.n_folds})"
