@@ -73,7 +73,7 @@ fn parse_task(task: &str) -> PyResult<Task> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn options(task: &str, argmax: bool, first_index: bool, threshold: f64, epoch_start: usize, epoch_stop: usize, ddof: usize, threads: Option<usize>) -> PyResult<Options> {
+fn options(task: &str, argmax: bool, first_index: bool, threshold: f64, epoch_start: usize, epoch_stop: usize, ddof: usize, threads: Option<usize>, class_means: bool) -> PyResult<Options> {
     if threads == Some(0) {
         return Err(DatacartoError::new_err("threads: expected a positive int or None, found 0"));
     }
@@ -87,6 +87,7 @@ fn options(task: &str, argmax: bool, first_index: bool, threshold: f64, epoch_st
         epochs: epoch_start..epoch_stop,
         ddof,
         threads,
+        class_means,
     })
 }
 
@@ -182,6 +183,10 @@ fn statistics_dict(py: Python<'_>, stats: Statistics) -> PyResult<Bound<'_, PyDi
     dict.set_item("margin", stats.margin.into_pyarray(py))?;
     dict.set_item("aleatoric", stats.aleatoric.into_pyarray(py))?;
     dict.set_item("el2n", stats.el2n.into_pyarray(py))?;
+    if !stats.class_means.is_empty() {
+        // flat [N * L]; datacarto.compute reshapes it to [N, L]
+        dict.set_item("class_means", stats.class_means.into_pyarray(py))?;
+    }
     Ok(dict)
 }
 
@@ -222,7 +227,7 @@ fn read_header(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyDict>> {
 /// Compute every statistic over a dynamics file (memory-mapped) or a C-contiguous float32 /
 /// float64 / float16 array `[E, N, L]`.
 #[pyfunction]
-#[pyo3(signature = (source, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, ddof, threads=None, progress=None, labels_name="labels", first_index=false))]
+#[pyo3(signature = (source, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, ddof, threads=None, progress=None, labels_name="labels", first_index=false, class_means=false))]
 #[allow(clippy::too_many_arguments)]
 fn compute<'py>(
     py: Python<'py>,
@@ -239,8 +244,9 @@ fn compute<'py>(
     progress: Option<Py<PyAny>>,
     labels_name: &str,
     first_index: bool,
+    class_means: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let options = options(task, argmax, first_index, threshold, epoch_start, epoch_stop, ddof, threads)?;
+    let options = options(task, argmax, first_index, threshold, epoch_start, epoch_stop, ddof, threads, class_means)?;
     let labels = LabelArrays { classes: class_labels, multilabel: multilabel_labels };
     let labels = labels.labels()?;
     let progress = progress.as_ref().map(|callback| callback.bind(py));

@@ -253,7 +253,48 @@ def test_source_of_the_wrong_kind() -> None:
 
 # --- values that are not probabilities -----------------------------------------------------------
 
-BAD_VALUES = [np.nan, np.inf, -np.inf, -0.25, 1.5, 1.0 + 1e-3]
+# 1 + 1e-2 lies beyond the rounding tolerance (4 epsilon of the stored dtype) of every dtype
+BAD_VALUES = [np.nan, np.inf, -np.inf, -0.25, 1.5, 1.0 + 1e-2]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("task", ["multiclass", "binary", "multilabel"])
+def test_rounding_within_the_tolerance_is_clamped_beyond_it_refused(tmp_path: Path, dtype: Any, task: str) -> None:
+    """Softmax rounding a hair outside [0, 1] (1 + 2 ulp, -1 ulp of the stored dtype, -1e-9 for
+    float32) is clamped: every statistic equals that of the clamped values, in the core and the
+    numpy oracle. Past 4 epsilon of the dtype it is refused, naming the place."""
+    from datacarto import reference
+
+    eps = float(np.finfo(dtype).eps)
+    columns = 1 if task == "binary" else 2
+    labels = np.ones((4, 2), dtype=np.uint8) if task == "multilabel" else LABELS
+    clean = np.tile(np.array([[1.0, 0.0], [0.0, 1.0], [0.3, 0.7], [1.0, 0.0]]), (3, 1, 1))[:, :, :columns].astype(dtype)
+    noisy = clean.copy()
+    noisy[0, 0, 0] = np.asarray(1.0 + 2 * eps, dtype=dtype)
+    noisy[1, 1, 0] = np.asarray(-eps, dtype=dtype)
+    if dtype == np.float32:
+        noisy[2, 1, 0] = np.float32(-1e-9)
+    assert (noisy != clean).sum() >= 2  # the hairs really are outside [0, 1] in the stored dtype
+    expected = dc.compute(clean, labels, task=task, class_means=True)
+    for source in (noisy, save(tmp_path / "noisy.npy", noisy)):
+        got = dc.compute(source, labels, task=task, class_means=True)
+        assert dataclass_equal(got, expected)
+        np.testing.assert_array_equal(got.class_means, expected.class_means)
+    oracle = reference.compute(noisy, labels, task=task, class_means=True)
+    np.testing.assert_allclose(oracle.confidence, expected.confidence, rtol=1e-12)
+    np.testing.assert_allclose(oracle.class_means, expected.class_means, rtol=1e-12)
+    beyond = clean.copy()
+    beyond[1, 2, 0] = np.asarray(1.0 + 8 * eps, dtype=dtype)
+    for run in (dc.compute, reference.compute):
+        with raises(dc.DatacartoError, "probs", "values", "expected probabilities in [0, 1]", "epoch 1, example 2, label 0"):
+            run(beyond, labels, task=task)
+
+
+def dataclass_equal(a: Any, b: Any) -> bool:
+    """Equal statistics, ignoring where they came from (an array or a file)."""
+    from dataclasses import replace
+
+    return replace(a, source=None) == replace(b, source=None)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

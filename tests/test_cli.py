@@ -436,7 +436,7 @@ def _help_case(command):
 
 
 _case("", "-h", "--help")(_help_case(""))
-for _command in ("compute", "regions", "select", "suspects", "plot", "html", "import-cartography", "demo"):
+for _command in ("compute", "regions", "select", "suspects", "label-issues", "flip-labels", "noise-report", "plot", "html", "import-cartography", "demo"):
     _case(_command, "-h", "--help")(_help_case(_command))
 
 
@@ -709,6 +709,7 @@ def _table_output_cases(command, argv):
 
 _table_output_cases("select", lambda env: ["select", env.stats, "hard"])
 _table_output_cases("suspects", lambda env: ["suspects", env.stats])
+_table_output_cases("label-issues", lambda env: ["label-issues", env.stats])
 
 
 # suspects
@@ -727,6 +728,153 @@ def _(env, spelling):
     env.ok("suspects", env.multilabel_stats, spelling, "2", "-n", "5", "-o", out)
     assert pl.read_csv(out)["label_name"].to_list() == ["gratitude"] * 5
     assert "--label: expected a label index or one of the label names, found 'fear'" in env.error("suspects", env.multilabel_stats, spelling, "fear")
+
+
+@_case("suspects", "--score")
+def _(env, spelling):
+    out = env.dir / "s.csv"
+    for name in dc.noise.SCORE_NAMES:
+        env.ok("suspects", env.stats, spelling, name, "-n", "7", "-o", out)
+        expected = dc.DataMap.read(env.stats).suspects(7, score=name)
+        rows = pl.read_csv(out)
+        assert rows["example"].to_list() == expected["example"].to_list()
+        np.testing.assert_allclose(rows["suspicion"].to_numpy(), expected["suspicion"].to_numpy())
+    assert "invalid choice: 'aum'" in env.error("suspects", env.stats, spelling, "aum")
+
+
+# label-issues, flip-labels, noise-report
+
+
+def test_label_issues_prints_the_estimate_and_the_flagged_rows(env):
+    out, err = env.ok("label-issues", env.stats)
+    issues = dc.DataMap.read(env.stats).label_issues()
+    assert err.startswith(f"estimated wrong labels: {issues.n_issues} of {N} ")
+    assert f"flagged: {issues.n_flagged} " in err
+    assert out.startswith(f"shape: ({issues.n_flagged}, ")
+    path = env.dir / "issues.csv"
+    env.ok("label-issues", env.stats, "-o", path)
+    rows = pl.read_csv(path)
+    assert sorted(rows["example"].to_list()) == np.flatnonzero(issues.flags).tolist()
+    assert rows["suggested"].to_list() == issues.suggested[rows["example"].to_numpy()].tolist()
+    assert rows["suspicion"].to_list() == sorted(rows["suspicion"].to_list(), reverse=True)
+
+
+@_case("label-issues", "--dynamics")
+def _(env, spelling):
+    moved = env.dir / "moved.npy"
+    np.save(moved, np.load(env.dynamics))
+    stats = env.dir / "no-dynamics.parquet"
+    dc.DataMap.read(env.stats).with_dynamics(str(env.dir / "gone.npy")).write(stats)
+    assert "gone.npy" in env.error("label-issues", stats)
+    out, _ = env.ok("label-issues", stats, spelling, moved)
+    assert out == env.ok("label-issues", env.stats)[0]
+    assert "--dynamics" in env.error("label-issues", stats, spelling, env.dir / "missing.npy")
+
+
+def _flip(env, *extra):
+    out = env.dir / "noisy.npy"
+    for path in (out, env.dir / "noisy-flipped.npy"):
+        if path.exists():
+            path.unlink()
+    env.ok("flip-labels", env.labels, "-o", out, *extra)
+    return np.load(out), np.load(env.dir / "noisy-flipped.npy") if (env.dir / "noisy-flipped.npy").exists() else None
+
+
+@_case("flip-labels", "-o", "--output")
+def _(env, spelling):
+    out = env.dir / "n.npy"
+    env.ok("flip-labels", env.labels, spelling, out)
+    flips = dc.noise.flip_labels(env.files["y"], 0.1, seed=0)
+    np.testing.assert_array_equal(np.load(out), flips.labels)
+    np.testing.assert_array_equal(np.load(env.dir / "n-flipped.npy"), flips.flipped)
+    assert "--output: " in env.error("flip-labels", env.labels, spelling, env.dir / "n.csv")
+
+
+@_case("flip-labels", "--flipped")
+def _(env, spelling):
+    where = env.dir / "which.npy"
+    env.ok("flip-labels", env.labels, "-o", env.dir / "n2.npy", spelling, where)
+    np.testing.assert_array_equal(np.load(where), dc.noise.flip_labels(env.files["y"], 0.1, seed=0).flipped)
+
+
+@_case("flip-labels", "--fraction")
+def _(env, spelling):
+    noisy, flipped = _flip(env, spelling, "0.25")
+    assert flipped.size == round(0.25 * N) and (noisy[flipped] != env.files["y"][flipped]).all()
+    assert "--fraction: expected a fraction in [0, 1), found 1.5" in env.error("flip-labels", env.labels, "-o", env.dir / "x.npy", spelling, "1.5")
+
+
+@_case("flip-labels", "--kind")
+def _(env, spelling):
+    noisy, flipped = _flip(env, spelling, "pairs", "--fraction", "0.3")
+    y = env.files["y"]
+    assert all(len(set(noisy[flipped][y[flipped] == c].tolist())) == 1 for c in range(L))
+
+
+@_case("flip-labels", "--confusion")
+def _(env, spelling):
+    weights = env.dir / "confusion.npy"
+    np.save(weights, np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))
+    noisy, flipped = _flip(env, "--kind", "confusion", spelling, weights)
+    np.testing.assert_array_equal(noisy[flipped], (env.files["y"][flipped] + 1) % 3)
+    assert "--confusion: only applies to --kind confusion, found --kind uniform" in env.error("flip-labels", env.labels, "-o", env.dir / "x.npy", spelling, weights)
+
+
+@_case("flip-labels", "--seed")
+def _(env, spelling):
+    _, first = _flip(env, spelling, "1")
+    _, again = _flip(env, spelling, "1")
+    _, other = _flip(env, spelling, "2")
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def _noisy_stats(env):
+    """A map recorded on labels flipped by the CLI (the fixture's model follows the clean labels)."""
+    stats = env.dir / "noisy.parquet"
+    if not stats.exists():
+        env.ok("flip-labels", env.labels, "-o", env.dir / "noisy-labels.npy", "--flipped", env.dir / "flipped.npy")
+        env.ok("compute", env.dynamics, env.dir / "noisy-labels.npy", "-o", stats, "-q")
+    return str(stats), str(env.dir / "flipped.npy")
+
+
+def test_noise_report_prints_every_score(env):
+    stats, flipped = _noisy_stats(env)
+    out, _ = env.ok("noise-report", stats, flipped)
+    expected = dc.noise.evaluate(dc.DataMap.read(stats), np.load(flipped))
+    assert out.strip() == str(expected)
+    assert all(name in out for name in dc.noise.SCORE_NAMES) and "label_issues: estimated" in out
+
+
+@_case("noise-report", "-k")
+def _(env, spelling):
+    stats, flipped = _noisy_stats(env)
+    out, _ = env.ok("noise-report", stats, flipped, spelling, "5")
+    assert "precision at k = 5" in out
+    assert str(dc.noise.evaluate(dc.DataMap.read(stats), np.load(flipped), k=5)) == out.strip()
+
+
+@_case("noise-report", "--dynamics")
+def _(env, spelling):
+    stats, flipped = _noisy_stats(env)
+    lost = env.dir / "lost.parquet"
+    dc.DataMap.read(stats).with_dynamics(str(env.dir / "gone.npy")).write(lost)
+    out, _ = env.ok("noise-report", lost, flipped)
+    assert "label_issues" not in out  # no dynamics at hand: the scores only
+    out, _ = env.ok("noise-report", lost, flipped, spelling, env.dynamics)
+    assert "label_issues: estimated" in out
+
+
+@_case("noise-report", "-o", "--output")
+def _(env, spelling):
+    stats, flipped = _noisy_stats(env)
+    for suffix in ("csv", "parquet", "jsonl"):
+        out = env.dir / f"report.{suffix}"
+        env.ok("noise-report", stats, flipped, spelling, out)
+        table = pl.read_parquet(out) if suffix == "parquet" else pl.read_ndjson(out) if suffix == "jsonl" else pl.read_csv(out)
+        assert table["score"].to_list() == list(dc.noise.SCORE_NAMES)
+        assert table.columns == ["score", "auroc", "auprc", "precision_at_k"]
+    assert "--output: " in env.error("noise-report", stats, flipped, spelling, env.dir / "r.xlsx")
 
 
 # plot

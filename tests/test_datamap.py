@@ -262,7 +262,7 @@ def test_quantile_regions_are_per_label_for_multilabel(multilabel):
 
 def test_region_errors(multiclass):
     dm = dc.DataMap(multiclass[2])
-    with pytest.raises(dc.DatacartoError, match="rule: expected one of thresholds, quantiles, data-iq"):
+    with pytest.raises(dc.DatacartoError, match="rule: expected one of thresholds, quantiles, data-iq, class-quantiles"):
         dm.regions("kmeans")
     with pytest.raises(dc.DatacartoError, match="fraction: does not apply to rule 'thresholds'"):
         dm.regions("thresholds", fraction=0.2)
@@ -336,28 +336,17 @@ def test_select_one_label_of_a_multilabel_map(multilabel):
 
 def test_suspects_ranking_matches_numpy(multiclass):
     probs, labels, _ = multiclass
-    # a few never-learned examples whose confidence (0.45) is higher than some learned examples'
-    probs = probs.copy()
-    never = [5, 17, 42]
-    for i in never:
-        probs[:, i, :] = 0.0
-        probs[:, i, labels[i]] = 0.45
-        probs[:, i, (labels[i] + 1) % L] = 0.55
     stats = dc.compute(probs, labels)
-    assert stats.never_learned[never].all()
-    assert (stats.confidence[~stats.never_learned] < 0.45).any()
     dm = dc.DataMap(stats)
     top = dm.suspects(20)
     assert top["rank"].to_list() == list(range(1, 21))
-    order = np.lexsort((np.arange(N), stats.margin, stats.confidence, ~stats.never_learned))
+    # the default score: 1 - confidence, highest first; ties by margin, then example index
+    order = np.lexsort((np.arange(N), stats.margin, stats.confidence))
     assert top["example"].to_list() == order[:20].tolist()
+    np.testing.assert_allclose(top["suspicion"].to_numpy(), 1.0 - stats.confidence[order[:20]])
     everything = dm.suspects(None)
     assert everything.height == N
-    n_never = int(stats.never_learned.sum())
-    # never-learned rows come before every other row even when another row is less confident
-    assert everything["never_learned"].to_list() == [True] * n_never + [False] * (N - n_never)
-    assert set(never) <= set(everything["example"].to_list()[:n_never])
-    assert everything["confidence"].to_list()[n_never:] == sorted(everything["confidence"].to_list()[n_never:])
+    assert everything["confidence"].to_list() == sorted(everything["confidence"].to_list())
     assert dm.suspects(0).height == 0
 
 
@@ -373,7 +362,7 @@ def test_suspects_over_multilabel_rows(multilabel):
     _, _, stats = multilabel
     dm = dc.DataMap(stats)
     top = dm.suspects(10)
-    flat = np.lexsort((np.tile(np.arange(3), 80), np.repeat(np.arange(80), 3), stats.margin.reshape(-1), stats.confidence.reshape(-1), ~stats.never_learned.reshape(-1)))
+    flat = np.lexsort((np.tile(np.arange(3), 80), np.repeat(np.arange(80), 3), stats.margin.reshape(-1), stats.confidence.reshape(-1)))
     pairs = list(zip(top["example"].to_list(), top["label"].to_list()))
     assert pairs == [(int(i) // 3, int(i) % 3) for i in flat[:10]]
     only = dm.suspects(5, label=2)

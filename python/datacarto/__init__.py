@@ -54,6 +54,7 @@ _LAZY_SUBMODULES = (
     "demo",
     "html",
     "importers",
+    "noise",
     "plots",
     "reference",
     "sklearn",

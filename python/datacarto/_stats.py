@@ -75,6 +75,9 @@ class Statistics:
     n_labels: int
     source: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: float64 [N, L]: each class's mean probability over the window (only with
+    #: ``compute(..., class_means=True)``; ``None`` otherwise). Used by ``DataMap.label_issues``.
+    class_means: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Read-only: a result can be shared (a DataMap keeps one) without being changed behind
@@ -82,6 +85,8 @@ class Statistics:
         # (no copy); the labels usually are the caller's own array, so they are copied once.
         for name in STATISTICS:
             object.__setattr__(self, name, _read_only(getattr(self, name)))
+        if self.class_means is not None:
+            object.__setattr__(self, "class_means", _read_only(self.class_means))
         labels = np.asarray(self.labels)
         if labels.flags.writeable or not labels.flags.owndata:
             labels = labels.copy()
@@ -184,6 +189,7 @@ def compute(
     threads: Optional[int] = None,
     progress: Union[bool, Callable[[int, int], Any]] = False,
     compat: Optional[str] = None,
+    class_means: bool = False,
 ) -> Statistics:
     """Compute every per-example statistic in one streaming, parallel pass.
 
@@ -217,6 +223,9 @@ def compute(
             ``epochs=(0, b)``. Its correctness count and forgetfulness 1000 are a change of
             units: :func:`datacarto.importers.cartography_frame` turns the result into its
             metrics table. See ``docs/porting.md``.
+        class_means: also compute every class's mean probability over the window,
+            ``Statistics.class_means`` (float64 ``[N, L]``), in the same pass (what
+            :meth:`DataMap.label_issues` needs). Off by default: it costs an ``[N, L]`` output.
 
     Raises:
         FileNotFoundError: ``source`` or ``labels`` names a missing file.
@@ -273,6 +282,7 @@ def compute(
             ddof=args.ddof,
             threads=None if threads is None else int(threads),
             progress=callback,
+            class_means=bool(class_means),
         )
         raw = _core.compute(name if array is None else array, **kwargs)
     finally:
@@ -374,6 +384,7 @@ def _as_probability_array(source: np.ndarray) -> np.ndarray:
 
 def _statistics_from_raw(raw: Dict[str, np.ndarray], args: Any, shape: Tuple[int, ...], source: Optional[str]) -> Statistics:
     n_examples, n_labels = int(shape[1]), int(shape[2])
+    class_means = raw.pop("class_means", None)
     if args.task == "multilabel":
         raw = {key: value.reshape(n_examples, n_labels) for key, value in raw.items()}
     return Statistics(
@@ -389,6 +400,7 @@ def _statistics_from_raw(raw: Dict[str, np.ndarray], args: Any, shape: Tuple[int
         n_examples=n_examples,
         n_labels=n_labels,
         source=source,
+        class_means=class_means.reshape(n_examples, n_labels) if class_means is not None else None,
     )
 
 

@@ -1,5 +1,5 @@
-"""The ``datacarto`` command line: compute, regions, select, suspects, plot, html,
-import-cartography and demo over the same API as the library.
+"""The ``datacarto`` command line: compute, regions, select, suspects, label-issues, plot, html,
+import-cartography, flip-labels, noise-report and demo over the same API as the library.
 
 How it talks:
 
@@ -37,6 +37,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
+from datacarto._scores import SCORES as _SCORES
+
 PROG = "datacarto"
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
@@ -61,6 +63,7 @@ examples:
   datacarto compute dynamics.npy labels.npy -o statistics.parquet
   datacarto regions statistics.parquet --rule quantiles --in-place
   datacarto suspects statistics.parquet -n 20
+  datacarto label-issues statistics.parquet -o issues.csv
   datacarto plot statistics.parquet -o map.png
   datacarto html statistics.parquet -o map.html
 
@@ -100,11 +103,44 @@ examples:
   datacarto select statistics.parquet easy --by forgetting --descending --columns example,text,confidence""",
     ),
     "suspects": (
-        "likely label errors, never-learned first, then lowest confidence",
-        """examples:
+        "likely label errors, most suspicious first (default score: 1 - confidence)",
+        f"""The suspicion column holds the score the rows were ranked by. Scores: {", ".join(_SCORES)}
+(docs/label-errors.md).
+
+examples:
   datacarto suspects statistics.parquet                 # top 50 as a table
   datacarto suspects statistics.parquet -n 200 -o suspects.csv
+  datacarto suspects statistics.parquet --score margin  # rank by -AUM instead
   datacarto suspects statistics.parquet --label joy     # one label of a multilabel map""",
+    ),
+    "label-issues": (
+        "flag the labels that are probably wrong and estimate how many (confident learning)",
+        """Confident learning (Northcutt et al. 2021) on each class's mean probability over the epochs,
+read from the dynamics file the statistics came from (or --dynamics). Prints the estimate (on
+stderr) and the flagged rows (on stdout), most suspicious first; -o writes them (every column, plus 'suggested': the
+class the example confidently belongs to). See docs/label-errors.md.
+
+examples:
+  datacarto label-issues statistics.parquet
+  datacarto label-issues statistics.parquet -o issues.csv --dynamics run/dynamics.npy""",
+    ),
+    "flip-labels": (
+        "flip a fraction of the labels on purpose (seeded) to benchmark the scores on your data",
+        """Writes the noisy labels (-o) and the indices of the flipped examples (--flipped). Train and
+record on the noisy labels, compute the map, then run 'datacarto noise-report'.
+
+examples:
+  datacarto flip-labels labels.npy -o noisy.npy --fraction 0.1 --seed 0
+  datacarto flip-labels labels.npy -o noisy.npy --kind pairs --flipped flipped.npy
+  datacarto flip-labels labels.npy -o noisy.npy --kind confusion --confusion confusion.npy""",
+    ),
+    "noise-report": (
+        "how well each suspicion score finds known flipped labels (AUROC, AUPRC, precision at k)",
+        """Also checks label-issues' estimate and flags when the map's dynamics file is at hand.
+
+examples:
+  datacarto noise-report statistics.parquet flipped.npy
+  datacarto noise-report statistics.parquet flipped.npy -k 100 -o report.csv""",
     ),
     "plot": (
         "draw the data map (or example trajectories) to PNG, SVG or PDF",
@@ -239,8 +275,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("statistics", help="statistics file (.parquet or .csv)")
     p.add_argument("-n", type=_count_type(0, what="a count"), default=50, help="how many (default: %(default)s)")
     p.add_argument("--label", help="one label (index or name) of a multilabel map")
+    p.add_argument("--score", choices=_score_names(), default=None, help=f"the suspicion score to rank by (default: {_score_names()[0]})")
     _add_table_output(p)
     _finish(p, "suspects", _cmd_suspects)
+
+    p = command("label-issues")
+    p.add_argument("statistics", help="statistics file (.parquet or .csv)")
+    p.add_argument("--dynamics", metavar="FILE", help="the dynamics .npy the statistics came from (default: the path stored with them)")
+    _add_table_output(p)
+    _finish(p, "label-issues", _cmd_label_issues)
+
+    p = command("flip-labels")
+    p.add_argument("labels", help="gold labels .npy: class indices [N]")
+    p.add_argument("-o", "--output", required=True, help="the noisy labels .npy to write")
+    p.add_argument("--flipped", metavar="FILE", help="write the flipped examples' indices here (default: <output>-flipped.npy)")
+    p.add_argument("--fraction", type=float, default=0.1, help="fraction of labels to flip, in [0, 1) (default: %(default)s)")
+    p.add_argument("--kind", choices=("uniform", "pairs", "confusion"), default="uniform", help="uniform: to any other class; pairs: each class to a fixed partner; confusion: by --confusion weights (default: %(default)s)")
+    p.add_argument("--confusion", metavar="FILE", help="with --kind confusion: an [L, L] .npy of flip weights (row: true class)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    _finish(p, "flip-labels", _cmd_flip_labels)
+
+    p = command("noise-report")
+    p.add_argument("statistics", help="statistics file (.parquet or .csv) of a map recorded on the noisy labels")
+    p.add_argument("flipped", help="the flipped examples' indices .npy (from 'datacarto flip-labels')")
+    p.add_argument("-k", type=_count_type(1, what="a count"), help="precision at k (default: the number flipped)")
+    p.add_argument("--dynamics", metavar="FILE", help="the dynamics .npy, for label-issues' check (default: the path stored with the statistics)")
+    p.add_argument("-o", "--output", help="write the table to .csv, .tsv, .parquet or .jsonl")
+    _finish(p, "noise-report", _cmd_noise_report)
 
     p = command("plot")
     p.add_argument("statistics", help="statistics file (.parquet or .csv)")
@@ -320,10 +381,10 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
 
 def _add_rule_options(p: argparse.ArgumentParser, default: Optional[str] = "thresholds") -> None:
     extra = "" if default else " (default: the file's regions, or thresholds when it has none)"
-    p.add_argument("--rule", choices=("thresholds", "quantiles", "data-iq"), default=default, help=f"region rule{' (default: %(default)s)' if default else extra}")
+    p.add_argument("--rule", choices=("thresholds", "quantiles", "data-iq", "class-quantiles"), default=default, help=f"region rule{' (default: %(default)s)' if default else extra}")
     p.add_argument("--easy", type=float, help="thresholds: confidence above this is easy (0.6); data-iq: at or above (0.75)")
     p.add_argument("--hard", type=float, help="thresholds: confidence below this is hard (0.4); data-iq: at or below (0.25)")
-    p.add_argument("--fraction", type=float, help="quantiles: the fraction in each selection (0.33)")
+    p.add_argument("--fraction", type=float, help="quantiles, class-quantiles: the fraction in each selection (0.33)")
     p.add_argument("--aleatoric-quantile", type=float, help="data-iq: the aleatoric cut-off quantile (0.5, the median)")
 
 
@@ -420,9 +481,95 @@ def _cmd_select(args: argparse.Namespace) -> int:
 def _cmd_suspects(args: argparse.Namespace) -> int:
     output = _output_target(args.output, _TABLE_SUFFIXES, "--output") if args.output else None
     dm = _read_map(args.statistics)
-    rows = dm.suspects(args.n, label=_label_arg(args.label))
+    rows = dm.suspects(args.n, label=_label_arg(args.label), score=args.score)
     _emit_rows(rows, args, output)
     return 0
+
+
+def _score_names() -> Tuple[str, ...]:
+    return tuple(_SCORES)
+
+
+def _cmd_label_issues(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    output = _output_target(args.output, _TABLE_SUFFIXES, "--output") if args.output else None
+    if args.dynamics:
+        _require_regular_file(args.dynamics, "--dynamics")
+    dm = _read_map(args.statistics, args.dynamics)
+    issues = dm.label_issues()
+    multilabel = dm.task == "multilabel"
+    rows = dm.suspects(None)
+    flags = issues.flags.reshape(-1)
+    suggested = issues.suggested.reshape(-1)
+    position = rows["example"].to_numpy() * (dm.n_labels if multilabel else 1) + (rows["label"].to_numpy() if multilabel else 0)
+    rows = rows.with_columns(pl.Series("suggested", suggested[position], dtype=pl.Int64)).filter(pl.Series(flags[position]))
+    rows = rows.with_columns(pl.int_range(1, rows.height + 1, dtype=pl.Int64).alias("rank"))
+    units = dm.n_examples * (dm.n_labels if multilabel else 1)
+    print(f"estimated wrong labels: {issues.n_issues} of {units} ({issues.n_issues / units:.1%}); flagged: {issues.n_flagged} (confident learning on the mean class probabilities)", file=sys.stderr)
+    _emit_rows(rows, args, output)
+    return 0
+
+
+def _cmd_flip_labels(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from datacarto._atomic import atomic_write
+    from datacarto.noise import flip_labels
+
+    output = _output_target(args.output, (".npy",), "--output")
+    flipped_path = _output_target(args.flipped or str(Path(output).with_name(Path(output).stem + "-flipped.npy")), (".npy",), "--flipped")
+    _require_regular_file(args.labels, "labels")
+    _require_npy_labels(args.labels)
+    labels = np.load(args.labels, allow_pickle=False)
+    confusion = None
+    if args.confusion:
+        _require_regular_file(args.confusion, "--confusion")
+        confusion = np.load(args.confusion, allow_pickle=False)
+    flips = flip_labels(labels, args.fraction, kind=args.kind, confusion=confusion, seed=args.seed)
+    with atomic_write(output, "wb") as handle:
+        np.save(handle, flips.labels)
+    with atomic_write(flipped_path, "wb") as handle:
+        np.save(handle, flips.flipped)
+    print(f"flipped {flips.flipped.size} of {labels.shape[0]} labels ({args.kind}, seed {args.seed}): {output}, indices in {flipped_path}")
+    return 0
+
+
+def _cmd_noise_report(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from datacarto._atomic import atomic_path
+    from datacarto.noise import evaluate
+
+    output = _output_target(args.output, _TABLE_SUFFIXES, "--output") if args.output else None
+    _require_regular_file(args.flipped, "flipped")
+    if args.dynamics:
+        _require_regular_file(args.dynamics, "--dynamics")
+    flipped = np.load(args.flipped, allow_pickle=False)
+    dm = _read_map(args.statistics, args.dynamics)
+    if isinstance(dm.dynamics, str) and not os.path.exists(dm.dynamics):
+        dm = _without_dynamics(dm)  # the report then leaves label-issues out
+    report = evaluate(dm, flipped, k=args.k)
+    print(report)
+    if output is not None:
+        table = report.to_polars()
+        suffix = Path(output).suffix.lower()
+        with atomic_path(output) as tmp:
+            if suffix in (".csv", ".tsv"):
+                table.write_csv(tmp, separator="\t" if suffix == ".tsv" else ",")
+            elif suffix in (".parquet", ".pq"):
+                table.write_parquet(tmp)
+            else:
+                table.write_ndjson(tmp)
+        print(f"wrote {table.height} rows to {output}", file=sys.stderr)
+    return 0
+
+
+def _without_dynamics(dm: Any) -> Any:
+    """The map without its (missing) dynamics file: the report then skips label-issues."""
+    from dataclasses import replace
+
+    return type(dm)._build(dm.frame, replace(dm._info, dynamics=None))
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:

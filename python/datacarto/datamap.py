@@ -32,10 +32,14 @@ import polars as pl
 
 from datacarto._core import DatacartoError
 from datacarto._epochwise import gold_probabilities, right_epochs
+from datacarto._scores import DEFAULT_SCORE, SCORES, check_name
+from datacarto._scores import score as _score
 from datacarto._stats import STATISTICS, Statistics, compute
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from datacarto._confident import LabelIssues
 
 PathLike = Union[str, "os.PathLike[str]"]
 MetadataLike = Union[pl.DataFrame, Mapping[str, Sequence[Any]], Sequence[Any], Any]
@@ -43,7 +47,7 @@ MetadataLike = Union[pl.DataFrame, Mapping[str, Sequence[Any]], Sequence[Any], A
 #: Region names, in display order.
 REGIONS = ("easy", "ambiguous", "hard")
 #: Region rules accepted by :meth:`DataMap.regions`.
-RULES = ("thresholds", "quantiles", "data-iq")
+RULES = ("thresholds", "quantiles", "data-iq", "class-quantiles")
 
 _FORMAT_VERSION = 1
 _METADATA_KEY = "datacarto"
@@ -63,6 +67,7 @@ _STAT_DTYPES: Dict[str, Any] = {
     "margin": pl.Float64,
     "aleatoric": pl.Float64,
     "el2n": pl.Float64,
+    "suspicion": pl.Float64,
     "gold_name": pl.String,
     "label_name": pl.String,
     "region": pl.String,
@@ -190,6 +195,7 @@ class DataMap:
             dynamics = os.fspath(dynamics)
         frame = stats.to_polars()
         multilabel = stats.task == "multilabel"
+        frame = frame.with_columns(_suspicion_column(frame, multilabel))
         if names is not None:
             column = "label_name" if multilabel else "gold_name"
             index = frame["label" if multilabel else "gold"].to_numpy()
@@ -400,6 +406,11 @@ class DataMap:
         - ``"data-iq"`` (Seedat et al. 2022): confidence ``>= easy`` (0.75) and aleatoric
           ``<=`` its ``aleatoric_quantile`` (0.5, the median) is easy; confidence ``<= hard``
           (0.25) and aleatoric ``<=`` that quantile is hard; the rest is ambiguous.
+        - ``"class-quantiles"`` (class-aware): the ``"quantiles"`` rule applied within each
+          gold class, so every class has its own easy, ambiguous and hard examples. For
+          many-class models whose probabilities run low, fixed thresholds put whole classes
+          (or a quarter of the data) in "hard"; relative to its own class an example is hard
+          only when the model believes it less than the class's other examples.
 
         For multilabel maps the quantiles and the aleatoric median are taken per label.
 
@@ -416,7 +427,7 @@ class DataMap:
         """
         rule_name = _normalize_rule(rule)
         given = {"easy": easy, "hard": hard, "fraction": fraction, "aleatoric_quantile": aleatoric_quantile}
-        allowed = {"thresholds": ("easy", "hard"), "quantiles": ("fraction",), "data-iq": ("easy", "hard", "aleatoric_quantile")}[rule_name]
+        allowed = {"thresholds": ("easy", "hard"), "quantiles": ("fraction",), "class-quantiles": ("fraction",), "data-iq": ("easy", "hard", "aleatoric_quantile")}[rule_name]
         for key, value in given.items():
             if value is not None and key not in allowed:
                 raise DatacartoError(f"{key}: does not apply to rule {rule_name!r} (its options: {', '.join(allowed)})")
@@ -452,7 +463,8 @@ class DataMap:
             params = {"rule": rule_name, "easy": easy_t, "hard": hard_t, "aleatoric_quantile": q}
         else:
             fractions = _fractions(0.33 if fraction is None else fraction)
-            for rows in self._groups():
+            groups = self._groups() if rule_name == "quantiles" else self._class_groups()
+            for rows in groups:
                 sub = region[rows]
                 conf, var = confidence[rows], variability[rows]
                 # Stable selections (ties: lower example index first); ambiguous written last wins overlaps.
@@ -462,10 +474,16 @@ class DataMap:
                 region[rows] = sub
             params = {"rule": rule_name, "fraction": fractions}
         frame = frame.drop("region") if "region" in frame.columns else frame
-        position = frame.columns.index("el2n") + 1
+        position = frame.columns.index("suspicion" if "suspicion" in frame.columns else "el2n") + 1
         # insert_column works in place: clone (cheap, shares buffers) so this map keeps its frame.
         frame = frame.clone().insert_column(position, pl.Series("region", region.tolist(), dtype=pl.String))
         return self._build(frame, replace(self._info, region_rule=params), self._stats)
+
+    def _class_groups(self) -> List[np.ndarray]:
+        """Row indices per (problem, gold class): the rows labelled j, for every class j (for
+        multilabel: per label, the rows with target 0 and those with target 1)."""
+        gold = self._frame["gold"].to_numpy()
+        return [rows[gold[rows] == value] for rows in self._groups() for value in np.unique(gold[rows])]
 
     def _groups(self) -> List[np.ndarray]:
         """Row indices per independent problem: one group, or one per label for multilabel."""
@@ -551,26 +569,94 @@ class DataMap:
         ids = [c for c in ids if c not in columns]
         return _sorted_rows(rows, columns + ids, [desc] * len(columns) + [False] * len(ids), n)
 
-    def suspects(self, n: Optional[int] = 50, *, label: Union[int, str, None] = None) -> pl.DataFrame:
+    def suspects(self, n: Optional[int] = 50, *, label: Union[int, str, None] = None, score: Optional[str] = None) -> pl.DataFrame:
         """The rows most likely to carry a wrong label, for a person to re-check.
 
-        Ranking: never-learned rows first (wrong at every epoch: the model never agreed with
-        the label), then confidence ascending (the gold label's mean probability), then margin
-        ascending (how far another label led), then example index. Returns the first ``n``
-        rows (all with ``n=None``) with a 1-based ``rank`` column first. For multilabel maps
-        each (example, label) row is ranked on its own; ``label`` restricts to one label.
+        Ranked by a suspicion score, highest first (ties: margin ascending, then example index). The default score,
+        ``"confidence"``, is ``1 − confidence``: one minus the gold label's mean probability
+        over the epochs, the map's ``suspicion`` column. It had the best mean AUPRC at finding
+        flipped labels in datacarto's noise benchmark (``docs/label-errors.md``); run
+        :func:`datacarto.noise.benchmark` on your own data to see which score to trust there.
+        ``score`` picks another one by name (:data:`datacarto.noise.SCORE_NAMES`):
+        ``"margin"`` (−AUM), ``"el2n"``, ``"relative_confidence"`` (``1 − confidence / t``,
+        ``t`` the mean confidence of the gold class: class-aware) or ``"rank_average"``.
+
+        Returns the first ``n`` rows (all with ``n=None``) with a 1-based ``rank`` column first;
+        their ``suspicion`` column holds the score they were ranked by. For multilabel maps each
+        (example, label) row is ranked on its own (class-aware scores per label);
+        ``label`` restricts to one label.
 
         Example:
             >>> import numpy as np, datacarto as dc
             >>> probs = np.array([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]] * 3, dtype=np.float32)
-            >>> dc.DataMap.from_dynamics(probs, [0, 0, 0]).suspects(2)["example"].to_list()
+            >>> dm = dc.DataMap.from_dynamics(probs, [0, 0, 0])
+            >>> dm.suspects(2)["example"].to_list()
             [1, 2]
+            >>> dm.suspects(1, score="margin")["suspicion"].round(2).to_list()
+            [0.6]
         """
         n = _count("n", n)
-        rows = self._rows_for_label(self._frame, label)
+        rows = self._frame
+        if score is not None and check_name(score) != DEFAULT_SCORE:
+            rows = rows.with_columns(_suspicion_column(rows, self.task == "multilabel", score))
+        rows = self._rows_for_label(rows, label)
         ids = ["example"] + (["label"] if self.task == "multilabel" else [])
-        rows = _sorted_rows(rows, ["never_learned", "confidence", "margin"] + ids, [True, False, False] + [False] * len(ids), n)
+        rows = _sorted_rows(rows, ["suspicion", "margin"] + ids, [True, False] + [False] * len(ids), n)
         return rows.with_row_index("rank", offset=1).with_columns(pl.col("rank").cast(pl.Int64))
+
+    def label_issues(self, *, class_means: Optional[np.ndarray] = None, threads: Optional[int] = None) -> "LabelIssues":
+        """Which labels are probably wrong, and how many: confident learning on the map.
+
+        Confident learning (Northcutt et al., JAIR 2021) applied to the mean probability of
+        every class over the map's epochs. ``t_j``, the mean probability of class ``j`` over
+        the examples labelled ``j``, is class ``j``'s threshold; an example *confidently
+        belongs* to the most probable class whose mean probability reaches its threshold.
+        Counting (given label, confident class) pairs gives the confident joint; calibrated so
+        that each row sums to that label's count, its off-diagonal sum is the estimated number
+        of wrong labels. Each off-diagonal cell (label ``i``, class ``j``) then flags that many
+        examples labelled ``i``, those where ``j`` leads ``i`` by the most (prune by noise rate).
+
+        The class means come from ``class_means`` (``[N, L]``) when given, else from the
+        statistics if they were computed with ``class_means=True``, else from one pass over
+        the map's dynamics file (:attr:`dynamics`, over the map's epoch window). Multilabel
+        maps: each label is its own binary problem (a flag per example and label).
+
+        Raises:
+            DatacartoError: no class means and no dynamics to compute them from, or
+                ``class_means`` of the wrong shape.
+
+        Example:
+            >>> import numpy as np, datacarto as dc
+            >>> probs = np.tile(np.array([[0.9, 0.1]] * 5 + [[0.1, 0.9]] * 5 + [[0.95, 0.05]], dtype=np.float32), (3, 1, 1))
+            >>> issues = dc.DataMap.from_dynamics(probs, [0] * 5 + [1] * 6).label_issues()
+            >>> issues.n_issues, np.flatnonzero(issues.flags).tolist(), issues.suggested[10].item()
+            (1, [10], 0)
+        """
+        from datacarto._confident import LabelIssues, confident_learning
+
+        means = self._class_means(class_means, threads)
+        labels = self.labels
+        if self.task == "multilabel":
+            return LabelIssues.per_label([confident_learning(np.stack([1.0 - means[:, j], means[:, j]], axis=1), labels[:, j].astype(np.int64)) for j in range(self.n_labels)])
+        if self.task == "binary":
+            means = np.stack([1.0 - means[:, 0], means[:, 0]], axis=1)
+        return confident_learning(means, labels)
+
+    def _class_means(self, given: Optional[np.ndarray], threads: Optional[int]) -> np.ndarray:
+        shape = (self.n_examples, self.n_labels)
+        if given is not None:
+            means = np.asarray(given, dtype=np.float64)
+            if means.shape != shape:
+                raise DatacartoError(f"class_means: expected shape {list(shape)} (examples, labels), found {list(means.shape)}")
+            return means
+        stats = self._stats
+        if stats is not None and stats.class_means is not None:
+            return np.asarray(stats.class_means, dtype=np.float64)
+        if self.dynamics is None:
+            raise DatacartoError("dynamics: label_issues needs each class's mean probability: give class_means=, compute with class_means=True, or a map that knows its dynamics file (dynamics= / .with_dynamics(path))")
+        window = self.epochs
+        again = compute(self.dynamics, self.labels, task=self.task, epochs=window, threads=threads, class_means=True)
+        return np.asarray(again.class_means, dtype=np.float64)
 
     # ------------------------------------------------------------------ trajectories and pictures
 
@@ -795,6 +881,8 @@ class DataMap:
             raise DatacartoError(f"{name}: columns: expected a label column for a multilabel map")
         keys = ["example", "label"] if multilabel else ["example"]
         frame = frame.sort(keys)
+        if "suspicion" not in frame.columns:  # a file from before the column, or another tool
+            frame = frame.insert_column(frame.columns.index("el2n") + 1, _suspicion_column(frame, multilabel))
         rows = info.n_examples * (info.n_labels if multilabel else 1)
         expected_example = np.repeat(np.arange(info.n_examples), info.n_labels) if multilabel else np.arange(info.n_examples)
         if frame.height != rows or not np.array_equal(frame["example"].to_numpy(), expected_example) or (
@@ -862,6 +950,21 @@ def _metadata_frame(metadata: Any, n_examples: int) -> Optional[pl.DataFrame]:
     if clash:
         raise DatacartoError(f"metadata: column {', '.join(map(repr, clash))} clashes with a datacarto column; rename it")
     return frame
+
+
+def _suspicion_column(frame: pl.DataFrame, multilabel: bool, name: str = DEFAULT_SCORE) -> pl.Series:
+    """The score ``name`` of every row (per label for multilabel: class-aware scores compare
+    a label's rows with each other) as the ``suspicion`` column."""
+    needs = SCORES[name].needs
+    if not multilabel:
+        values = _score(name, {c: frame[c].to_numpy() for c in needs})
+    else:
+        values = np.empty(frame.height)
+        label = frame["label"].to_numpy()
+        for j in np.unique(label):
+            rows = np.flatnonzero(label == j)
+            values[rows] = _score(name, {c: frame[c].to_numpy()[rows] for c in needs})
+    return pl.Series("suspicion", values, dtype=pl.Float64)
 
 
 def _normalize_rule(rule: str) -> str:

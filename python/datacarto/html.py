@@ -66,7 +66,7 @@ MAX_TEXT_CHARS = 1_000
 _MAX_CATEGORIES = 20
 _STATISTICS = (
     "confidence", "variability", "correctness", "forgetting", "never_learned", "first_learned",
-    "threshold_closeness", "margin", "aleatoric", "el2n",
+    "threshold_closeness", "margin", "aleatoric", "el2n", "suspicion",
 )
 _INT_STATISTICS = {"forgetting": "i4", "first_learned": "i4", "never_learned": "u1"}
 _SAMPLE_SEED = 0

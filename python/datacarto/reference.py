@@ -26,13 +26,33 @@ from datacarto._args import EpochWindow, LabelsLike, resolve
 from datacarto._core import DatacartoError
 from datacarto._stats import DynamicsLike, Statistics, _compat_correctness
 
-__all__ = ["compute", "gold_probabilities", "right_epochs"]
+__all__ = ["clamp_rounding", "compute", "gold_probabilities", "right_epochs", "tolerance"]
 
 
 def _load(source: DynamicsLike) -> np.ndarray:
     if isinstance(source, (str, os.PathLike)):
         return np.load(os.fspath(source), mmap_mode="r")
     return np.asarray(source)
+
+
+def tolerance(dtype: Any) -> float:
+    """How far outside [0, 1] a stored value may lie and still count (clamped) as a
+    probability: four units in the last place of 1.0 (4 epsilon) of the stored dtype."""
+    return 4.0 * float(np.finfo(dtype).eps)
+
+
+def clamp_rounding(block: Any, name: str = "probs", first_epoch: int = 0) -> np.ndarray:
+    """``block`` ``[E, N, L]`` as float64 with values within :func:`tolerance` outside [0, 1]
+    clamped into it; NaN, inf or anything further out raises, naming the first in (epoch,
+    example, label) order."""
+    block = np.asarray(block)
+    tol = tolerance(block.dtype) if block.dtype.kind == "f" else 0.0
+    values = block.astype(np.float64)
+    bad = ~((values >= -tol) & (values <= 1.0 + tol))  # NaN fails both
+    if bad.any():
+        e, i, j = (int(x) for x in np.argwhere(bad)[0])
+        raise DatacartoError(f"{name}: values: expected probabilities in [0, 1], found {values[e, i, j]} at epoch {e + first_epoch}, example {i}, label {j}")
+    return np.clip(values, 0.0, 1.0)
 
 
 def gold_probabilities(probs: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
@@ -101,15 +121,19 @@ def compute(
     threads: Optional[int] = None,
     progress: Any = False,
     compat: Optional[str] = None,
+    class_means: bool = False,
 ) -> Statistics:
-    """Same signature and result as :func:`datacarto.compute` (``threads`` and ``progress`` are ignored)."""
+    """Same signature and result as :func:`datacarto.compute` (``threads`` and ``progress`` are ignored).
+
+    ``class_means=True`` adds every column's mean over the window, ``[N, L]`` float64.
+    """
     probs = _load(source)
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "probs"
     correctness = _compat_correctness(compat, correctness, ddof)
     args = resolve(labels, probs.shape, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, source_name=name)
     if compat is not None and args.task == "multilabel":
         raise DatacartoError("compat: 'cartography' reproduces a softmax classifier (multiclass or binary), found task 'multilabel'")
-    window = np.asarray(probs[args.epoch_start : args.epoch_stop], dtype=np.float64)
+    window = clamp_rounding(probs[args.epoch_start : args.epoch_stop], name, args.epoch_start)
     n_epochs, n_examples, n_labels = window.shape
     gold = args.labels
     p = gold_probabilities(window, gold, args.task)
@@ -158,4 +182,5 @@ def compute(
         n_examples=n_examples,
         n_labels=n_labels,
         source=name if isinstance(source, (str, os.PathLike)) else None,
+        class_means=window.mean(axis=0) if class_means else None,
     )

@@ -29,12 +29,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from datacarto._checks import RecordingWarning, check_dynamics
 from datacarto._core import DatacartoError
+from datacarto._folds import fold_assignment
 from datacarto._optional import require
 from datacarto._stats import Statistics, compute
 from datacarto.writer import DynamicsWriter
 
-__all__ = ["record", "balanced_class_weight"]
+__all__ = ["RecordingWarning", "balanced_class_weight", "record"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -169,6 +171,8 @@ def record(
     window: Any = None,
     progress: bool = False,
     callback: Optional[Callable[[int, Any], Any]] = None,
+    cv: Optional[int] = None,
+    warn: bool = True,
     **compute_kwargs: Any,
 ) -> Statistics:
     """Train ``estimator`` with ``partial_fit`` for ``epochs`` epochs, recording its training dynamics.
@@ -203,9 +207,23 @@ def record(
         window: epoch window of the statistics (``datacarto.compute``'s ``epochs``).
         progress: show a progress bar over epochs.
         callback: ``callback(epoch, estimator)`` after each recorded epoch (0-based), e.g.
-            to log a validation score.
+            to log a validation score (with ``cv``: ``callback(epoch, fold_models)``).
+        cv: ``K >= 2`` records a *cross-validated* map: ``K`` copies of ``estimator``
+            (``sklearn.base.clone``), one per fold of a stratified split seeded by
+            ``random_state``, train in lockstep, and after each epoch every example's
+            probabilities come from the fold model that did not train on it. Each fold's
+            predictions go straight to the file (nothing ``[E, N, L]`` is held in memory).
+            Training costs the same as ``K``-fold cross-validation; ``estimator`` itself is
+            a template and stays untrained. Use it when the model memorises its training
+            labels (an in-sample map then hides wrong ones; :func:`record` warns when it sees
+            that). ``stats.extra["folds"]`` holds each example's fold and
+            ``stats.extra["fold_models"]`` the trained fold models.
+        warn: warn (:class:`datacarto.sklearn.RecordingWarning`) when the in-sample map looks
+            memorised (right about at least 99% of the training labels at the last epoch:
+            pass ``cv=``) or the dynamics degenerate (median variability <= 2e-3 over 3 or more
+            epochs among the examples not pinned at 0 or 1, e.g. ``MultinomialNB``).
         **compute_kwargs: passed to :func:`datacarto.compute` (``correctness``,
-            ``threshold``, ``ddof``, ``threads``).
+            ``threshold``, ``ddof``, ``threads``, ``class_means``).
 
     Returns:
         :class:`datacarto.Statistics`; ``stats.extra["classes"]`` holds the class label of
@@ -243,18 +261,35 @@ def record(
         raise DatacartoError(f"sample_weight: shape: expected [{n}], found {list(weights.shape)}")
     rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
 
-    # `class_weight="balanced"` -> explicit weights for the duration of training
+    folds = None if cv is None else fold_assignment(cv, None if task == "multilabel" else targets, n=n, seed=rng)
+    n_folds = 1 if folds is None else int(cv)  # type: ignore[arg-type]
+    # In-sample: the estimator itself trains on every row. Cross-validated: one clone per fold.
+    if folds is None:
+        models = [estimator]
+        train_rows: List[Optional[np.ndarray]] = [None]
+        held_out: List[Optional[np.ndarray]] = [None]
+    else:
+        require("sklearn", "sklearn", feature="datacarto.sklearn.record(cv=...)")
+        from sklearn.base import clone
+
+        models = [clone(estimator) for _ in range(n_folds)]
+        train_rows = [np.flatnonzero(folds != k) for k in range(n_folds)]
+        held_out = [np.flatnonzero(folds == k) for k in range(n_folds)]
+
+    # `class_weight="balanced"` -> explicit weights (over each model's training rows) while training
     restore: List[Callable[[], None]] = []
-    if getattr(estimator, "class_weight", None) == "balanced" and "class_weight" in estimator.get_params():
-        if task == "multilabel":
-            raise DatacartoError("estimator: class_weight='balanced' on a multilabel estimator: wrap a balanced binary estimator in OneVsRestClassifier")
-        estimator.set_params(class_weight=balanced_class_weight(targets, class_values))
-        restore.append(lambda: estimator.set_params(class_weight="balanced"))
-    _init_one_vs_rest(estimator, task, targets, class_values)
+    for model, rows in zip(models, train_rows):
+        if getattr(model, "class_weight", None) == "balanced" and "class_weight" in model.get_params():
+            if task == "multilabel":
+                raise DatacartoError("estimator: class_weight='balanced' on a multilabel estimator: wrap a balanced binary estimator in OneVsRestClassifier")
+            model.set_params(class_weight=balanced_class_weight(targets if rows is None else targets[rows], class_values))
+            restore.append(lambda model=model: model.set_params(class_weight="balanced"))
+        _init_one_vs_rest(model, task, targets if rows is None else targets[rows], class_values)
     fit_classes = class_values  # multilabel: the label ids, as MLPClassifier expects
 
     temporary = tempfile.TemporaryDirectory(prefix="datacarto-") if path is None else None
     file = os.path.join(temporary.name, "dynamics.npy") if temporary is not None else os.fspath(path)  # type: ignore[arg-type]
+    last_epoch: Optional[np.ndarray] = None
     try:
         epoch_iter: Any = range(int(epochs))
         if progress:
@@ -264,28 +299,19 @@ def record(
         writer_task = "multilabel" if task == "multilabel" else "multiclass"
         # a temporary file needs no protection against power cuts
         with DynamicsWriter(file, n, n_labels, dtype, task=writer_task, overwrite=overwrite, fsync=temporary is None) as writer:
-            first_call = True
             for epoch in epoch_iter:
-                if batch_size is None:
-                    batches: Any = [None]
-                else:
-                    order = rng.permutation(n) if shuffle else np.arange(n)
-                    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
-                for index in batches:
-                    xb = X if index is None else _rows(X, index)
-                    yb = targets if index is None else targets[index]
-                    kwargs: Dict[str, Any] = {}
-                    if weights is not None:
-                        kwargs["sample_weight"] = weights if index is None else weights[index]
-                    if first_call:  # required on an estimator's first call, checked on later ones
-                        kwargs["classes"] = fit_classes
-                    estimator.partial_fit(xb, yb, **kwargs)
-                    first_call = False
-                if epoch == 0:
-                    _check_classes(estimator, task, class_values)
-                _predict_epoch(estimator, X, writer, n, n_labels, predict_batch_size)
+                for model, rows, test in zip(models, train_rows, held_out):
+                    _train_epoch(model, X, targets, weights, rows, batch_size, shuffle, rng, first=epoch == 0, fit_classes=fit_classes)
+                    if epoch == 0:
+                        _check_classes(model, task, class_values)
+                    if test is None:
+                        last_epoch = _predict_epoch(model, X, writer, n, n_labels, predict_batch_size, keep=warn and epoch == epochs - 1)
+                    else:
+                        _predict_rows(model, X, test, writer, n_labels, predict_batch_size)
+                if folds is not None:
+                    writer.commit_epoch()
                 if callback is not None:
-                    callback(epoch, estimator)
+                    callback(epoch, estimator if folds is None else models)
             if progress:
                 epoch_iter.close()
         if task == "multilabel":
@@ -299,11 +325,38 @@ def record(
             undo()
         if temporary is not None:
             temporary.cleanup()
+    if warn:
+        check_dynamics(last_epoch, labels, task, cv=None if folds is None else n_folds, variability=stats.variability, confidence=stats.confidence, n_epochs=stats.n_epochs)
     if temporary is not None:
-        stats = dataclasses.replace(stats, source=None)
+        stats = dataclasses.replace(stats, source=None, extra=stats.extra)
     stats.extra["classes"] = class_values
     stats.extra["path"] = None if temporary is not None else file
+    if folds is not None:
+        stats.extra["folds"] = folds
+        stats.extra["fold_models"] = models
     return stats
+
+
+def _train_epoch(model: Any, X: Any, targets: np.ndarray, weights: Optional[np.ndarray], rows: Optional[np.ndarray], batch_size: Optional[int], shuffle: bool, rng: np.random.Generator, *, first: bool, fit_classes: np.ndarray) -> None:
+    """One pass of ``partial_fit`` over ``rows`` (every row when None)."""
+    n = targets.shape[0] if rows is None else rows.size
+    if batch_size is None:
+        batches: Any = [rows]
+    else:
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        if rows is not None:
+            order = rows[order]
+        batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    for index in batches:
+        xb = X if index is None else _rows(X, index)
+        yb = targets if index is None else targets[index]
+        kwargs: Dict[str, Any] = {}
+        if weights is not None:
+            kwargs["sample_weight"] = weights if index is None else weights[index]
+        if first:  # required on an estimator's first call, checked on later ones
+            kwargs["classes"] = fit_classes
+            first = False
+        model.partial_fit(xb, yb, **kwargs)
 
 
 def _check_classes(estimator: Any, task: str, class_values: np.ndarray) -> None:
@@ -315,11 +368,26 @@ def _check_classes(estimator: Any, task: str, class_values: np.ndarray) -> None:
         raise DatacartoError(f"estimator: classes_: expected {class_values.tolist()} (the probability columns), found {np.asarray(fitted).tolist()}")
 
 
-def _predict_epoch(estimator: Any, X: Any, writer: DynamicsWriter, n: int, n_labels: int, chunk: Optional[int]) -> None:
+def _predict_epoch(estimator: Any, X: Any, writer: DynamicsWriter, n: int, n_labels: int, chunk: Optional[int], keep: bool = False) -> Optional[np.ndarray]:
+    """Write one epoch of in-sample predictions; return them when ``keep`` (for the checks)."""
     if chunk is None or chunk >= n:
-        writer.write_epoch(_columns(estimator.predict_proba(X), n, n_labels))
-        return
+        proba = _columns(estimator.predict_proba(X), n, n_labels)
+        writer.write_epoch(proba)
+        return proba if keep else None
+    kept = np.empty((n, n_labels)) if keep else None
     for start in range(0, n, chunk):
         index = np.arange(start, min(n, start + chunk))
-        writer.write_batch(index, _columns(estimator.predict_proba(_rows(X, index)), index.size, n_labels))
+        proba = _columns(estimator.predict_proba(_rows(X, index)), index.size, n_labels)
+        writer.write_batch(index, proba)
+        if kept is not None:
+            kept[index] = proba
     writer.commit_epoch()
+    return kept
+
+
+def _predict_rows(estimator: Any, X: Any, rows: np.ndarray, writer: DynamicsWriter, n_labels: int, chunk: Optional[int]) -> None:
+    """Write the predictions of ``rows`` (a fold's held-out examples) into the open epoch."""
+    step = rows.size if chunk is None else chunk
+    for start in range(0, rows.size, step):
+        index = rows[start:start + step]
+        writer.write_batch(index, _columns(estimator.predict_proba(_rows(X, index)), index.size, n_labels))

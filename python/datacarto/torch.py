@@ -4,6 +4,8 @@ Two pieces:
 
 * :class:`IndexedDataset` (or :func:`with_indices`) wraps a map-style dataset so every item carries
   its example index, which survives a shuffled ``DataLoader`` and its worker processes.
+* :class:`FoldRecorder` records a *cross-validated* map: K fold models train in lockstep and
+  each example's probabilities come from the model that did not train on it (see its example).
 * :class:`Recorder` writes one ``[N, L]`` block of probabilities per epoch into a growing
   dynamics file (see :class:`datacarto.DynamicsWriter`), either
 
@@ -51,7 +53,7 @@ import torch  # noqa: E402
 from datacarto._core import DatacartoError  # noqa: E402
 from datacarto.writer import DynamicsWriter  # noqa: E402
 
-__all__ = ["IndexedDataset", "Recorder", "default_forward", "to_numpy", "with_indices"]
+__all__ = ["FoldRecorder", "IndexedDataset", "Recorder", "default_forward", "to_numpy", "with_indices"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 ForwardFn = Callable[[torch.nn.Module, Any], Tuple[Any, Any]]
@@ -394,15 +396,28 @@ class Recorder:
 
     # -- results and lifetime --------------------------------------------------------------
 
-    def compute(self, labels: Any, **kwargs: Any) -> Any:
+    def compute(self, labels: Any, *, warn: bool = True, **kwargs: Any) -> Any:
         """Statistics over the committed epochs: ``datacarto.compute(path, labels, task=..., **kwargs)``.
 
         ``labels`` may be a tensor (any device). Returns :class:`datacarto.Statistics`.
+        With ``warn`` (the default), a :class:`datacarto.sklearn.RecordingWarning` says when an
+        in-sample map looks memorised (right about >= 99% of the labels at the last epoch:
+        record with :class:`FoldRecorder` instead) or the dynamics are degenerate.
         """
         from datacarto import compute
+        from datacarto._checks import check_dynamics
 
         kwargs.setdefault("task", self.task)
-        return compute(self.path, to_numpy(labels, "labels"), **kwargs)
+        gold = to_numpy(labels, "labels")
+        stats = compute(self.path, gold, **kwargs)
+        if warn:
+            last = np.load(self.path, mmap_mode="r")[stats.epochs[1] - 1]
+            check_dynamics(np.asarray(last), stats.labels, stats.task, cv=self._folds_for_checks(), variability=stats.variability, confidence=stats.confidence, n_epochs=stats.n_epochs)
+        return stats
+
+    def _folds_for_checks(self) -> Optional[int]:
+        """None: an in-sample recording (the memorisation check applies)."""
+        return None
 
     def close(self) -> None:
         """Close the file. An epoch recorded but not committed is discarded (the file keeps every committed epoch)."""
@@ -422,3 +437,135 @@ class Recorder:
             f"Recorder({self.path!r}, n_examples={self.n_examples}, n_labels={self.n_labels}, "
             f"task={self.task!r}, inputs={self.inputs!r}, {state})"
         )
+
+
+class FoldRecorder(Recorder):
+    """Record a cross-validated map: out-of-fold probabilities of K models trained in lockstep.
+
+    A model that memorises its training labels is right about the wrong ones too, so an
+    in-sample map hides them. Split the examples into ``n_folds`` folds (stratified by
+    ``labels`` when given, seeded); train one model per fold on :meth:`train_indices` and,
+    after each epoch, evaluate it on :meth:`held_out_indices` with :meth:`evaluate` (or
+    :meth:`record`). :meth:`end_epoch` commits the epoch once every fold was recorded: each
+    example exactly once, from the one model that never trained on it (rows from another
+    fold's model are refused). The training compute is that of K-fold cross-validation.
+
+    Args:
+        path, n_examples, n_labels: as for :class:`Recorder` (``**kwargs`` too: ``task``,
+            ``inputs``, ``dtype``, ``overwrite``, ``fsync``, ``resume``).
+        n_folds: K >= 2.
+        labels: gold class labels ``[N]`` to stratify the folds by (optional).
+        seed: the folds' random seed.
+        folds: an explicit fold per example (int ``[N]`` in ``[0, K)``) instead.
+
+    Example:
+        >>> import os, tempfile, torch, datacarto as dc
+        >>> from torch.utils.data import DataLoader, Subset, TensorDataset
+        >>> _ = torch.manual_seed(0); x = torch.randn(60, 4); y = (x[:, 0] > 0).long()
+        >>> data = dc.torch.IndexedDataset(TensorDataset(x, y))
+        >>> path = os.path.join(tempfile.mkdtemp(), "cv.npy")
+        >>> with dc.torch.FoldRecorder(path, 60, 2, n_folds=3, labels=y.numpy(), seed=0) as recorder:
+        ...     models = [torch.nn.Linear(4, 2) for _ in range(3)]
+        ...     optimisers = [torch.optim.SGD(m.parameters(), lr=0.5) for m in models]
+        ...     for epoch in range(4):
+        ...         for k, (model, opt) in enumerate(zip(models, optimisers)):
+        ...             for _, (xb, yb) in DataLoader(Subset(data, recorder.train_indices(k)), batch_size=10, shuffle=True):
+        ...                 opt.zero_grad(); torch.nn.functional.cross_entropy(model(xb), yb).backward(); opt.step()
+        ...             recorder.evaluate(k, model, DataLoader(Subset(data, recorder.held_out_indices(k)), batch_size=32))
+        ...         _ = recorder.end_epoch()
+        ...     stats = recorder.compute(y)
+        >>> stats.n_epochs, bool(stats.confidence.mean() > 0.6)
+        (4, True)
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        n_examples: int,
+        n_labels: int,
+        *,
+        n_folds: int = 5,
+        labels: Any = None,
+        seed: Union[int, np.random.Generator, None] = 0,
+        folds: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        from datacarto._folds import fold_assignment
+
+        if folds is not None:
+            assignment = to_numpy(folds, "folds")
+            if assignment.shape != (int(n_examples),) or assignment.dtype.kind not in "iu":
+                raise DatacartoError(f"folds: expected an int array of shape [{n_examples}] (one fold per example), found {assignment.dtype} {list(assignment.shape)}")
+            assignment = assignment.astype(np.int64)
+            n_folds = int(assignment.max()) + 1 if assignment.size else 0
+            if assignment.min() < 0 or n_folds < 2 or np.unique(assignment).size != n_folds:
+                raise DatacartoError(f"folds: expected every fold 0..K-1 (K >= 2) to hold examples, found folds {np.unique(assignment).tolist()}")
+        else:
+            gold = None if labels is None else to_numpy(labels, "labels")
+            if gold is not None and gold.shape[0] != int(n_examples):
+                raise DatacartoError(f"labels: expected {n_examples} labels (one per example), found {gold.shape[0]}")
+            assignment = fold_assignment(n_folds, gold, n=int(n_examples), seed=seed)
+        super().__init__(path, n_examples, n_labels, **kwargs)
+        self.n_folds = int(n_folds)
+        #: int64 [N]: each example's fold
+        self.folds = assignment
+
+    def _fold(self, fold: Any) -> int:
+        if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= int(fold) < self.n_folds:
+            raise DatacartoError(f"fold: expected an int in [0, {self.n_folds}), found {fold!r}")
+        return int(fold)
+
+    def train_indices(self, fold: int) -> np.ndarray:
+        """The examples fold ``fold``'s model trains on (every other fold's)."""
+        return np.flatnonzero(self.folds != self._fold(fold))
+
+    def held_out_indices(self, fold: int) -> np.ndarray:
+        """The examples fold ``fold``'s model is evaluated on (its own fold)."""
+        return np.flatnonzero(self.folds == self._fold(fold))
+
+    def record(self, fold: int, indices: Any, outputs: Any) -> None:  # type: ignore[override]
+        """Record fold ``fold``'s model's outputs for ``indices``, which must all be held out of it."""
+        k = self._fold(fold)
+        index = to_numpy(indices, "indices").reshape(-1)
+        if index.size and index.dtype.kind in "iu":
+            inside = (index >= 0) & (index < self.n_examples)
+            wrong = index[inside][self.folds[index[inside]] != k]
+            if wrong.size:
+                raise DatacartoError(f"{self.path}: indices: fold {k}'s model trained on example {int(wrong[0])} (fold {int(self.folds[wrong[0]])}); record only its held-out examples")
+        super().record(index, outputs)
+
+    def evaluate(  # type: ignore[override]
+        self,
+        fold: int,
+        model: torch.nn.Module,
+        dataloader: Any,
+        *,
+        device: Optional[Union[str, torch.device]] = None,
+        forward: Optional[ForwardFn] = None,
+    ) -> None:
+        """Evaluate fold ``fold``'s model on its held-out examples (``dataloader``) into the epoch
+        in progress, in ``eval()`` mode under ``torch.no_grad()`` (the mode is restored). Commit
+        with :meth:`end_epoch` after every fold. On failure the epoch in progress is discarded
+        (every fold must be evaluated again)."""
+        k = self._fold(fold)
+        forward = forward or default_forward
+        target = torch.device(device) if device is not None else _model_device(model)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for batch in dataloader:
+                    indices, outputs = forward(model, _move(batch, target))
+                    self.record(k, indices, outputs)
+        except BaseException:
+            if self._writer is not None and not self._writer.closed and self._writer.pending:
+                self._writer.discard_epoch()
+            raise
+        finally:
+            model.train(was_training)
+
+    def _folds_for_checks(self) -> Optional[int]:
+        return self.n_folds  # out-of-fold probabilities: nothing to memorise
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace("Recorder(", "FoldRecorder(", 1)[:-1] + f", n_folds={self.n_folds})"

@@ -322,36 +322,74 @@ fn masked_summary<F: Float>(row: &[F], gold: usize) -> (F, f64, bool) {
     (best, squares.iter().sum(), ok.iter().all(|&o| o))
 }
 
-/// The element types the kernels run on (float16 is widened to float32 first).
+/// The element types the kernels run on (float16 is widened to float32 first, and clamped
+/// within its own, wider, tolerance while it is widened: see [`F16_TOLERANCE`]).
 pub trait Float: Copy + PartialOrd + Send + Sync + 'static {
     const ZERO: Self;
+    /// How far outside [0, 1] a stored value may lie and still be taken (clamped into [0, 1])
+    /// as a probability: four units in the last place of 1.0 (4 epsilon): float rounding in a
+    /// softmax or a sum. The kernels themselves only see values in [0, 1].
+    const TOLERANCE: f64;
     fn to_f64(self) -> f64;
+    /// in [0, 1] (false for NaN)
     fn is_probability(self) -> bool;
+    /// in [-TOLERANCE, 1 + TOLERANCE] (false for NaN)
+    fn within_tolerance(self) -> bool;
+    /// the value clamped into [0, 1] (NaN stays NaN)
+    fn clamp_unit(self) -> Self;
 }
 
-impl Float for f32 {
-    const ZERO: Self = 0.0;
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-    #[inline(always)]
-    #[allow(clippy::manual_range_contains)] // `&`, not `&&`: no branch, so the loops vectorize
-    fn is_probability(self) -> bool {
-        // false for NaN as well
-        (self >= 0.0) & (self <= 1.0)
-    }
+/// float16's tolerance, 4 epsilon = 4 * 2^-10: applied while float16 data is widened.
+pub const F16_TOLERANCE: f32 = 4.0 * 0.000_976_562_5;
+
+macro_rules! float_impl {
+    ($t:ty) => {
+        impl Float for $t {
+            const ZERO: Self = 0.0;
+            const TOLERANCE: f64 = 4.0 * <$t>::EPSILON as f64;
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline(always)]
+            #[allow(clippy::manual_range_contains)] // `&`, not `&&`: no branch, so the loops vectorize
+            fn is_probability(self) -> bool {
+                // false for NaN as well
+                (self >= 0.0) & (self <= 1.0)
+            }
+            #[inline(always)]
+            #[allow(clippy::manual_range_contains)]
+            fn within_tolerance(self) -> bool {
+                (self >= -(4.0 * <$t>::EPSILON)) & (self <= 1.0 + 4.0 * <$t>::EPSILON)
+            }
+            #[inline(always)]
+            fn clamp_unit(self) -> Self {
+                // NaN fails both compares and stays NaN
+                let low = if self < 0.0 { 0.0 } else { self };
+                if low > 1.0 {
+                    1.0
+                } else {
+                    low
+                }
+            }
+        }
+    };
 }
 
-impl Float for f64 {
-    const ZERO: Self = 0.0;
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    #[allow(clippy::manual_range_contains)]
-    fn is_probability(self) -> bool {
-        (self >= 0.0) & (self <= 1.0)
+float_impl!(f32);
+float_impl!(f64);
+
+/// Whether every value is in [0, 1] (one branch-free pass that vectorizes).
+pub(super) fn all_probabilities<F: Float>(values: &[F]) -> bool {
+    values.iter().fold(true, |ok, x| ok & x.is_probability())
+}
+
+/// Clamp widened float16 values within float16's tolerance into [0, 1] (values beyond it are
+/// left as they are, for the kernels to refuse).
+pub(super) fn clamp_f16_rounding(values: &mut [f32]) {
+    for x in values.iter_mut() {
+        let v = *x;
+        let low = if (-F16_TOLERANCE..0.0).contains(&v) { 0.0 } else { v };
+        *x = if low > 1.0 && low <= 1.0 + F16_TOLERANCE { 1.0 } else { low };
     }
 }

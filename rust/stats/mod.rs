@@ -20,6 +20,10 @@
 //!   deciding an epoch's verdict;
 //! - [`kernels`]: the per-epoch loops over rows, compiled for several instruction sets;
 //! - [`output`]: the result arrays and each block's slices of them.
+//!
+//! Values within a rounding tolerance outside [0, 1] (four units in the last place of 1.0 in
+//! the stored dtype, [`Float::TOLERANCE`]: float rounding in a softmax) are clamped into
+//! [0, 1] before any use; values beyond it are refused.
 
 mod kernels;
 mod output;
@@ -78,11 +82,14 @@ pub struct Options {
     pub ddof: usize,
     /// worker threads; `None` uses rayon's global pool (all cores)
     pub threads: Option<usize>,
+    /// also compute every column's mean over the window ([`Statistics::class_means`], `units *
+    /// row_len` long), in the same pass; off by default (an `[N, L]` output nobody else needs)
+    pub class_means: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { task: Task::Multiclass, correctness: Correctness::Argmax, epochs: 0..usize::MAX, ddof: 0, threads: None }
+        Options { task: Task::Multiclass, correctness: Correctness::Argmax, epochs: 0..usize::MAX, ddof: 0, threads: None, class_means: false }
     }
 }
 

@@ -15,6 +15,9 @@ pub struct Statistics {
     pub margin: Vec<f64>,
     pub aleatoric: Vec<f64>,
     pub el2n: Vec<f64>,
+    /// each column's mean (clamped values) over the window, unit-major `[units * row_len]`
+    /// (`[N * L]` for every task); empty unless [`super::Options::class_means`]
+    pub class_means: Vec<f64>,
 }
 
 impl Statistics {
@@ -32,6 +35,7 @@ impl Statistics {
             margin: Vec::with_capacity(units),
             aleatoric: Vec::with_capacity(units),
             el2n: Vec::with_capacity(units),
+            class_means: Vec::new(),
         }
     }
 
@@ -172,7 +176,7 @@ impl OutBlock<'_> {
 }
 
 pub(super) fn split_outputs(out: &mut Statistics, units: usize, block: usize) -> Vec<OutBlock<'_>> {
-    let Statistics { confidence, variability, correctness, forgetting, never_learned, first_learned, threshold_closeness, margin, aleatoric, el2n } = out;
+    let Statistics { confidence, variability, correctness, forgetting, never_learned, first_learned, threshold_closeness, margin, aleatoric, el2n, .. } = out;
     let mut blocks = Vec::with_capacity(units.div_ceil(block));
     // `with_capacity` may give more room than asked for: cut every output to exactly `units`
     let mut iters = (

@@ -31,6 +31,7 @@ pub(super) struct Plan<'a> {
     /// units (examples, or example-label pairs) and the columns each unit reads per epoch
     pub(super) units: usize,
     row_len: usize,
+    class_means: bool,
 }
 
 impl<'a> Plan<'a> {
@@ -89,7 +90,7 @@ impl<'a> Plan<'a> {
             Task::Binary => (dims.n_examples, 1),
             Task::Multilabel => (dims.n_examples * dims.n_labels, 1),
         };
-        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len })
+        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len, class_means: options.class_means })
     }
 
     pub(super) fn block_units(&self) -> usize {
@@ -107,14 +108,23 @@ impl<'a> Plan<'a> {
         let done = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let per_example = self.units / self.view.dims.n_examples;
+        // the class means, when asked for: one slice per block, filled by the block's own task
+        let mut means = if self.class_means { vec![0.0f64; self.units * self.row_len] } else { Vec::new() };
+        let mut mean_blocks: Vec<Option<&mut [f64]>> = means.chunks_mut(block * self.row_len).map(Some).collect();
         let blocks: Vec<OutBlock<'_>> = split_outputs(&mut out, self.units, block);
+        mean_blocks.resize_with(blocks.len(), || None);
+        let work: Vec<(OutBlock<'_>, Option<&mut [f64]>)> = blocks.into_iter().zip(mean_blocks).collect();
         // each worker reuses one set of accumulators for all its blocks (reset, not reallocated)
         let fresh = || Accumulators::new(block);
-        blocks.into_par_iter().try_for_each_init(fresh, |acc, mut out_block| -> Result<()> {
+        work.into_par_iter().try_for_each_init(fresh, |acc, (mut out_block, block_means)| -> Result<()> {
             if stop.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
             self.process(&mut out_block, acc)?;
+            if let Some(block_means) = block_means {
+                // right after the block's statistics, while its chunks are still in cache
+                self.mean_columns(out_block.start..out_block.start + out_block.len(), block_means);
+            }
             if let Some(report) = progress {
                 let units_done = done.fetch_add(out_block.len(), Ordering::Relaxed) + out_block.len();
                 if !report(units_done / per_example, self.view.dims.n_examples) {
@@ -127,7 +137,33 @@ impl<'a> Plan<'a> {
         // SAFETY: the blocks tile 0..units and every block writes all ten outputs of each of
         // its units (`kernels::finish`, reached by both paths) or fails, and we got here only if none failed.
         unsafe { out.set_len(self.units) };
+        out.class_means = means;
         Ok(out)
+    }
+
+    /// Each column's mean over the window for the units in `range` (values already validated
+    /// by the block's statistics; clamped like the kernels clamp them), summed in epoch order.
+    fn mean_columns(&self, range: Range<usize>, means: &mut [f64]) {
+        means.fill(0.0);
+        let mut widened: Vec<f32> = Vec::new();
+        for e in self.epochs.clone() {
+            let chunk = self.chunk_range(e, &range);
+            match self.view.probs {
+                Probs::F32(data) => add_clamped(&data[chunk], means),
+                Probs::F64(data) => add_clamped(&data[chunk], means),
+                Probs::F16(data) => {
+                    let source: &[f16] = &data[chunk];
+                    widened.resize(source.len(), 0.0);
+                    source.convert_to_f32_slice(&mut widened);
+                    kernels::clamp_f16_rounding(&mut widened);
+                    add_clamped(&widened, means);
+                }
+            }
+        }
+        let n = (self.epochs.end - self.epochs.start) as f64;
+        for m in means.iter_mut() {
+            *m /= n;
+        }
     }
 
     fn process(&self, out: &mut OutBlock<'_>, acc: &mut Accumulators) -> Result<()> {
@@ -150,33 +186,63 @@ impl<'a> Plan<'a> {
                 // float16 is widened a whole epoch chunk at a time, on the epoch-major path below
                 Probs::F16(_) => None,
             };
-            match tiled {
-                Some(true) => return Ok(()),
-                Some(false) => return Err(self.bad_value(self.epochs.clone(), &range)),
-                None => {}
+            if tiled == Some(true) {
+                return Ok(());
             }
+            // Some value of the block lies outside [0, 1]: the epoch-major path below clamps
+            // rounding and locates anything worse (it rewrites every output of the block, and
+            // both paths agree bit for bit).
         }
+        // The kernels see only values in [0, 1] (they check it, nothing more). A chunk that
+        // fails the check is folded again from a repaired copy: rounding clamped into [0, 1],
+        // anything further out left for the kernel to refuse. Out-of-range values are rare, so
+        // the common case pays one check per chunk and no copy. A failed fold has touched the
+        // accumulators, so the block starts over in repair mode, every chunk checked first.
+        if !self.fold_epochs(classes, &gold_bits, rule, acc, &range, false)? {
+            self.fold_epochs(classes, &gold_bits, rule, acc, &range, true)?;
+        }
+        self.finalize(acc, out);
+        Ok(())
+    }
+
+    /// Fold every epoch of the window for the units in `range`. Without `repair`: false as soon
+    /// as a chunk holds a value outside [0, 1] (the accumulators are then spoilt). With it:
+    /// chunks outside [0, 1] are folded from a clamped copy, and a value beyond the rounding
+    /// tolerance is an error naming it.
+    fn fold_epochs(&self, classes: &[i64], gold_bits: &[u8], rule: Rule, acc: &mut Accumulators, range: &Range<usize>, repair: bool) -> Result<bool> {
         acc.reset(range.len());
         let mut widened: Vec<f32> = Vec::new();
+        let mut repaired32: Vec<f32> = Vec::new();
+        let mut repaired64: Vec<f64> = Vec::new();
         for (k, e) in self.epochs.clone().enumerate() {
-            let chunk = self.chunk_range(e, &range);
+            let chunk = self.chunk_range(e, range);
             let valid = match self.view.probs {
-                Probs::F32(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, acc),
-                Probs::F64(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, acc),
+                Probs::F32(data) => {
+                    let values = repaired(&data[chunk], repair, &mut repaired32);
+                    self.fold_epoch(values, classes, gold_bits, k as u32, rule, acc)
+                }
+                Probs::F64(data) => {
+                    let values = repaired(&data[chunk], repair, &mut repaired64);
+                    self.fold_epoch(values, classes, gold_bits, k as u32, rule, acc)
+                }
                 Probs::F16(data) => {
                     let source: &[f16] = &data[chunk];
                     widened.resize(source.len(), 0.0);
                     // SIMD-converted when the CPU has F16C
                     source.convert_to_f32_slice(&mut widened);
-                    self.fold_epoch(&widened, classes, &gold_bits, k as u32, rule, acc)
+                    // float16 rounding is wider than float32's: clamped here, always
+                    kernels::clamp_f16_rounding(&mut widened);
+                    self.fold_epoch(&widened, classes, gold_bits, k as u32, rule, acc)
                 }
             };
             if !valid {
-                return Err(self.bad_value(e..e + 1, &range));
+                if repair || matches!(self.view.probs, Probs::F16(_)) {
+                    return Err(self.bad_value(e..e + 1, range));
+                }
+                return Ok(false);
             }
         }
-        self.finalize(acc, out);
-        Ok(())
+        Ok(true)
     }
 
     /// The whole window for one block of one- or two-column rows, each tile of units walking
@@ -213,7 +279,11 @@ impl<'a> Plan<'a> {
             match self.view.probs {
                 Probs::F32(data) => first_bad(&data[chunk]),
                 Probs::F64(data) => first_bad(&data[chunk]),
-                Probs::F16(data) => first_bad(&data[chunk].iter().map(|x| x.to_f32()).collect::<Vec<_>>()),
+                Probs::F16(data) => {
+                    let mut widened: Vec<f32> = data[chunk].iter().map(|x| x.to_f32()).collect();
+                    kernels::clamp_f16_rounding(&mut widened);
+                    first_bad(&widened)
+                }
             }
             .map(|(offset, value)| (epoch, offset, value))
         };
@@ -237,6 +307,23 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// `values` as they are, or, in repair mode when some value lies outside [0, 1], a copy in
+/// `scratch` with the rounding within [`Float::TOLERANCE`] clamped into [0, 1].
+fn repaired<'v, F: Float>(values: &'v [F], repair: bool, scratch: &'v mut Vec<F>) -> &'v [F] {
+    if !repair || kernels::all_probabilities(values) {
+        return values;
+    }
+    scratch.clear();
+    scratch.extend(values.iter().map(|&x| if x.within_tolerance() { x.clamp_unit() } else { x }));
+    scratch
+}
+
+fn add_clamped<F: Float>(values: &[F], sums: &mut [f64]) {
+    for (sum, &x) in sums.iter_mut().zip(values) {
+        *sum += x.clamp_unit().to_f64();
+    }
+}
+
 fn first_bad<F: Float>(values: &[F]) -> Option<(usize, f64)> {
-    values.iter().position(|x| !x.is_probability()).map(|i| (i, values[i].to_f64()))
+    values.iter().position(|x| !x.within_tolerance()).map(|i| (i, values[i].to_f64()))
 }

@@ -56,7 +56,7 @@ proptest! {
         threads in 1usize..4,
     ) {
         let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: e, n_examples: n, n_labels: l }, "t").unwrap();
-        let options = Options { task: Task::Multiclass, correctness, epochs: 0..e, ddof: 0, threads: Some(threads) };
+        let options = Options { task: Task::Multiclass, correctness, epochs: 0..e, ddof: 0, threads: Some(threads), class_means: false };
         let stats = compute(view, Labels::Classes(&gold), &options, None).unwrap();
         for i in 0..n {
             let g = gold[i] as usize;
@@ -91,7 +91,7 @@ proptest! {
     ) {
         let start = skip.min(e - 1);
         let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: e, n_examples: n, n_labels: l }, "t").unwrap();
-        let options = Options { task: Task::Multilabel, correctness: Correctness::Threshold(threshold), epochs: start..e, ddof: 0, threads: None };
+        let options = Options { task: Task::Multilabel, correctness: Correctness::Threshold(threshold), epochs: start..e, ddof: 0, threads: None, class_means: false };
         let stats = compute(view, Labels::Multilabel(&targets), &options, None).unwrap();
         for u in 0..n * l {
             let p: Vec<f64> = (start..e).map(|ep| {
@@ -149,7 +149,7 @@ proptest! {
             (false, None) => (Task::Binary, argmax),
             (false, Some(t)) => (Task::Binary, Correctness::Threshold(t)),
         };
-        let options = Options { task, correctness, epochs: start..e, ddof, threads: Some(threads) };
+        let options = Options { task, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false };
         let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
         let half: Vec<f16> = narrow.iter().map(|&x| f16::from_f32(x)).collect();
         let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
@@ -245,4 +245,98 @@ fn identical_for_any_thread_count_and_interruptible() {
     assert_eq!(run(3), one);
     let stop_at_once = |_: usize, _: usize| false;
     assert!(matches!(compute(view, Labels::Classes(&gold), &Options { epochs: 0..e, ..Options::default() }, Some(&stop_at_once)), Err(Error::Interrupted)));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 120, .. ProptestConfig::default() })]
+
+    /// The class means are each column's plain mean over the window, for every task, dtype,
+    /// path (tiled one- and two-column rows, epoch-major wider rows) and thread count, and
+    /// asking for them changes no other output.
+    #[test]
+    fn class_means_are_the_column_means_over_the_window(
+        (e, n, l, data, start) in (1usize..5, 1usize..60, 1usize..5).prop_flat_map(|(e, n, l)| (
+            Just(e), Just(n), Just(l),
+            proptest::collection::vec(probability(), e * n * l),
+            0..e,
+        )),
+        threads in 1usize..4,
+        multilabel in any::<bool>(),
+    ) {
+        let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
+        let gold: Vec<i64> = (0..n).map(|i| (i % l.max(2)) as i64 % if l == 1 { 2 } else { l as i64 }).collect();
+        let targets: Vec<u8> = (0..n * l).map(|i| (i % 3 == 0) as u8).collect();
+        let (task, labels) = match (l, multilabel) {
+            (_, true) => (Task::Multilabel, Labels::Multilabel(&targets)),
+            (1, false) => (Task::Binary, Labels::Classes(&gold)),
+            _ => (Task::Multiclass, Labels::Classes(&gold)),
+        };
+        let wide: Vec<f64> = data.iter().map(|&x| x as f64).collect();
+        let half: Vec<f16> = data.iter().map(|&x| f16::from_f32(x)).collect();
+        let options = Options { task, correctness: Correctness::Threshold(0.5), epochs: start..e, ddof: 0, threads: Some(threads), class_means: true };
+        for (probs, values) in [(Probs::F32(&data), wide.clone()), (Probs::F64(&wide), wide.clone()), (Probs::F16(&half), half.iter().map(|x| x.to_f64()).collect())] {
+            let view = DynamicsView::new(probs, dims, "t").unwrap();
+            let with = compute(view, labels, &options, None).unwrap();
+            let without = compute(view, labels, &Options { class_means: false, ..options.clone() }, None).unwrap();
+            prop_assert_eq!(with.class_means.len(), n * l);
+            prop_assert!(without.class_means.is_empty());
+            prop_assert_eq!(Statistics { class_means: Vec::new(), ..with.clone() }, without);
+            for u in 0..n * l {
+                let sum: f64 = (start..e).map(|k| values[k * n * l + u]).sum();
+                let expected = sum / (e - start) as f64;
+                prop_assert!((with.class_means[u] - expected).abs() <= 1e-12, "unit {} {} vs {}", u, with.class_means[u], expected);
+            }
+        }
+    }
+}
+
+/// Float rounding a hair outside [0, 1] is clamped (the results equal those of the clamped
+/// values), within four units in the last place of 1.0 of the stored dtype; beyond, refused.
+#[test]
+fn rounding_outside_the_unit_interval_is_clamped_within_the_tolerance() {
+    let dims = Dims { n_epochs: 2, n_examples: 2, n_labels: 2 };
+    let options = Options { epochs: 0..2, class_means: true, ..Options::default() };
+    let clean = [1.0f64, 0.0, 0.3, 0.7, 1.0, 0.0, 0.6, 0.4];
+    let run = |probs| compute(DynamicsView::new(probs, dims, "d.npy").unwrap(), Labels::Classes(&[0, 1]), &options, None);
+    let expected = run(Probs::F64(&clean)).unwrap();
+    // within tolerance: a few ulps above 1 and a tiny negative, per dtype
+    let f32_eps = f32::EPSILON;
+    let noisy32 = [1.0 + 2.0 * f32_eps, -1e-9, 0.3, 0.7, 1.0 + 4.0 * f32_eps, -2.0 * f32_eps, 0.6, 0.4];
+    let clamped32 = run(Probs::F32(&noisy32)).unwrap();
+    let clean32: Vec<f32> = clean.iter().map(|&x| x as f32).collect();
+    assert_eq!(clamped32, run(Probs::F32(&clean32)).unwrap());
+    let noisy64 = [1.0 + 2.0 * f64::EPSILON, -1e-17, 0.3, 0.7, 1.0 + 4.0 * f64::EPSILON, -3.0 * f64::EPSILON, 0.6, 0.4];
+    assert_eq!(run(Probs::F64(&noisy64)).unwrap(), expected);
+    let h = |x: f32| f16::from_f32(x);
+    let one_up = f16::from_bits(h(1.0).to_bits() + 1); // 1 + 2^-10, one ulp above 1
+    let noisy16 = [one_up, f16::from_bits(0x8001), h(0.3), h(0.7), h(1.0), h(-0.002), h(0.6), h(0.4)];
+    let clean16: Vec<f16> = clean.iter().map(|&x| h(x as f32)).collect();
+    assert_eq!(run(Probs::F16(&noisy16)).unwrap(), run(Probs::F16(&clean16)).unwrap());
+    // beyond tolerance: refused, naming the value
+    for (probs, text) in [
+        (Probs::F32(&[1.0 + 8.0 * f32_eps, 0.0, 0.3, 0.7, 1.0, 0.0, 0.6, 0.4]), "found 1.00000095"),
+        (Probs::F64(&[1.0, 0.0, -1e-9, 0.7, 1.0, 0.0, 0.6, 0.4]), "found -0.000000001"),
+        (Probs::F16(&[h(1.0), h(0.0), h(0.3), h(0.7), h(1.0), h(-0.01), h(0.6), h(0.4)]), "epoch 1, example 0, label 1"),
+    ] {
+        let message = run(probs).unwrap_err().to_string();
+        assert!(message.contains("expected probabilities in [0, 1]") && message.contains(text), "{message}");
+    }
+}
+
+/// A wide row (the epoch-major path) with rounding in a later epoch: the block is folded again
+/// from repaired chunks and equals the clamped data's result exactly, thread count aside.
+#[test]
+fn rounding_in_a_wide_row_is_repaired_on_the_epoch_major_path() {
+    let (e, n, l) = (3, 5000, 3);
+    let clean: Vec<f32> = (0..e * n * l).map(|i| if i % 3 == 0 { 1.0 } else if i % 7 == 0 { 0.25 } else { 0.0 }).collect();
+    let mut noisy = clean.clone();
+    noisy[2 * n * l + 4000 * l] = 1.0 + 3.0 * f32::EPSILON;
+    noisy[n * l + 17 * l + 1] = -f32::EPSILON;
+    let gold: Vec<i64> = (0..n).map(|i| (i % l) as i64).collect();
+    let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
+    for threads in [1, 3] {
+        let options = Options { epochs: 0..e, threads: Some(threads), class_means: true, ..Options::default() };
+        let run = |data: &[f32]| compute(DynamicsView::new(Probs::F32(data), dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
+        assert_eq!(run(&noisy), run(&clean));
+    }
 }

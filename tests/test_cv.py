@@ -1,0 +1,192 @@
+"""Cross-validated recording (sklearn ``record(cv=K)``, ``torch.FoldRecorder``) and the
+recorders' warnings about memorised and degenerate dynamics."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import datacarto as dc
+from datacarto._checks import RecordingWarning
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.datasets import make_classification  # noqa: E402
+from sklearn.linear_model import SGDClassifier  # noqa: E402
+
+
+class _Spy(SGDClassifier):
+    """An SGDClassifier that remembers which rows (by the id in column 0) it trained on."""
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        self.seen_ = getattr(self, "seen_", set()) | set(np.asarray(X)[:, 0].astype(int).tolist())
+        return super().partial_fit(X[:, 1:], y, classes=classes, sample_weight=sample_weight)
+
+    def predict_proba(self, X):
+        return super().predict_proba(X[:, 1:])
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_classification(400, 12, n_informative=6, n_classes=3, random_state=0)
+    return X, y
+
+
+def test_every_epoch_holds_out_of_fold_probabilities(data, tmp_path):
+    X, y = data
+    Xi = np.column_stack([np.arange(len(y)), X])
+    per_epoch, shapes = [], []
+    path = tmp_path / "cv.npy"
+
+    def snapshot(epoch, models):
+        # the epoch is committed before the callback: the file already holds it
+        shapes.append(dc.read_header(path)["shape"])
+        per_epoch.append([m.predict_proba(Xi) for m in models])
+
+    stats = dc.sklearn.record(_Spy(loss="log_loss", alpha=1e-3, random_state=0), Xi, y, epochs=3, cv=4, random_state=0, path=path, callback=snapshot, batch_size=50)
+    folds = stats.extra["folds"]
+    models = stats.extra["fold_models"]
+    assert shapes == [(1, 400, 3), (2, 400, 3), (3, 400, 3)]
+    assert sorted(np.bincount(folds).tolist()) == [100, 100, 100, 100]
+    for c in range(3):  # stratified: each class spread evenly over the folds
+        assert np.ptp(np.bincount(folds[y == c], minlength=4)) <= 1
+    for k, model in enumerate(models):
+        held_out = set(np.flatnonzero(folds == k).tolist())
+        assert model.seen_ == set(range(400)) - held_out  # never trained on its own fold
+    recorded = np.load(path)
+    for epoch in range(3):
+        for k in range(4):
+            rows = folds == k
+            np.testing.assert_allclose(recorded[epoch, rows], per_epoch[epoch][k][rows], rtol=1e-6, atol=1e-7)
+    # the template estimator is left untrained
+    assert not hasattr(stats.extra, "coef_")
+
+
+def test_cv_is_seeded_and_checked(data):
+    X, y = data
+    a = dc.sklearn.record(SGDClassifier(loss="log_loss", random_state=0), X, y, epochs=2, cv=3, random_state=5, warn=False)
+    b = dc.sklearn.record(SGDClassifier(loss="log_loss", random_state=0), X, y, epochs=2, cv=3, random_state=5, warn=False)
+    assert a == b
+    np.testing.assert_array_equal(a.extra["folds"], b.extra["folds"])
+    for bad in (1, 0, True, 2.5):
+        with pytest.raises(dc.DatacartoError, match="cv: expected an int >= 2"):
+            dc.sklearn.record(SGDClassifier(loss="log_loss"), X, y, epochs=1, cv=bad)
+    lonely = y.copy()
+    lonely[0] = 3  # a class with one example cannot be in every fold's training rows
+    with pytest.raises(dc.DatacartoError, match="cv: fold .* training rows lack a class"):
+        dc.sklearn.record(SGDClassifier(loss="log_loss"), X, lonely, epochs=1, cv=3)
+
+
+def test_cv_map_finds_flips_a_memorising_model_hides():
+    """A memorising model (tiny alpha, more features than examples) fits its flipped labels:
+    in-sample it warns and finds them worse than the cross-validated map does."""
+    X, y = make_classification(300, 400, n_informative=20, n_classes=3, class_sep=1.5, random_state=1)
+    flips = dc.noise.flip_labels(y, 0.1, seed=0)
+    model = SGDClassifier(loss="log_loss", alpha=1e-6, random_state=0)
+    with pytest.warns(RecordingWarning, match=r"memorised labels: .*cv=5"):
+        plain = dc.sklearn.record(model, X, flips.labels, epochs=20, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RecordingWarning)
+        cv = dc.sklearn.record(model, X, flips.labels, epochs=20, random_state=0, cv=5)
+    in_sample = dc.noise.auprc(1 - plain.confidence, flips.mask)
+    out_of_fold = dc.noise.auprc(1 - cv.confidence, flips.mask)
+    print(f"memorising model, AUPRC of 1 - confidence: in-sample {in_sample:.3f}, 5-fold {out_of_fold:.3f}")
+    assert out_of_fold > in_sample + 0.05
+
+
+def test_degenerate_dynamics_warn():
+    from sklearn.datasets import load_digits
+    from sklearn.naive_bayes import MultinomialNB
+
+    digits = load_digits()
+    with pytest.warns(RecordingWarning, match="degenerate dynamics: the median variability is"):
+        dc.sklearn.record(MultinomialNB(), digits.data, digits.target, epochs=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RecordingWarning)
+        dc.sklearn.record(MultinomialNB(), digits.data, digits.target, epochs=4, warn=False)
+        X, y = make_classification(300, 10, n_informative=5, n_classes=3, flip_y=0.1, random_state=0)
+        dc.sklearn.record(SGDClassifier(loss="log_loss", alpha=1e-2, random_state=0), X, y, epochs=4)
+
+
+# ---------------------------------------------------------------------- torch
+
+
+def test_torch_fold_recorder_trains_a_real_model(tmp_path):
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, Subset, TensorDataset
+
+    torch.manual_seed(0)
+    X, y = make_classification(240, 10, n_informative=6, n_classes=3, class_sep=2.0, random_state=0)
+    flips = dc.noise.flip_labels(y, 0.1, seed=0)
+    data = dc.torch.IndexedDataset(TensorDataset(torch.tensor(X, dtype=torch.float32), torch.tensor(flips.labels)))
+    path = tmp_path / "cv.npy"
+    with dc.torch.FoldRecorder(path, 240, 3, n_folds=4, labels=flips.labels, seed=0) as recorder:
+        assert recorder.n_folds == 4 and recorder.folds.shape == (240,)
+        models = [torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)) for _ in range(4)]
+        optimisers = [torch.optim.Adam(m.parameters(), lr=0.02) for m in models]
+        for epoch in range(5):
+            for k, (model, opt) in enumerate(zip(models, optimisers)):
+                assert not set(recorder.train_indices(k)) & set(recorder.held_out_indices(k))
+                for _, (xb, yb) in DataLoader(Subset(data, recorder.train_indices(k)), batch_size=32, shuffle=True):
+                    opt.zero_grad()
+                    torch.nn.functional.cross_entropy(model(xb), yb).backward()
+                    opt.step()
+                recorder.evaluate(k, model, DataLoader(Subset(data, recorder.held_out_indices(k)), batch_size=64))
+            assert recorder.end_epoch() == epoch + 1
+        # a row from a model that trained on it is refused
+        with pytest.raises(dc.DatacartoError, match="fold 0's model trained on example"):
+            recorder.record(0, recorder.train_indices(0)[:1], torch.zeros(1, 3))
+        # a missing fold is caught at commit
+        recorder.evaluate(0, models[0], DataLoader(Subset(data, recorder.held_out_indices(0)), batch_size=64))
+        with pytest.raises(dc.DatacartoError, match="never written"):
+            recorder.end_epoch()
+        recorder.discard_epoch()
+        stats = recorder.compute(flips.labels)
+    assert stats.n_epochs == 5
+    # the recorded rows are the fold models' held-out predictions at the last epoch
+    last = np.load(path)[-1]
+    for k, model in enumerate(models):
+        rows = recorder.held_out_indices(k)
+        with torch.no_grad():
+            expected = torch.softmax(model(torch.tensor(X[rows], dtype=torch.float32)).double(), dim=1).numpy()
+        np.testing.assert_allclose(last[rows], expected, atol=1e-6)
+    assert dc.noise.auroc(1 - stats.confidence, flips.mask) > 0.8
+
+
+def test_torch_fold_recorder_arguments(tmp_path):
+    pytest.importorskip("torch")
+    with pytest.raises(dc.DatacartoError, match="folds: expected every fold"):
+        dc.torch.FoldRecorder(tmp_path / "a.npy", 4, 2, folds=[0, 0, 0, 0])
+    recorder = dc.torch.FoldRecorder(tmp_path / "b.npy", 4, 2, folds=[0, 1, 0, 1])
+    with pytest.raises(dc.DatacartoError, match=r"fold: expected an int in \[0, 2\), found 2"):
+        recorder.held_out_indices(2)
+    assert recorder.train_indices(0).tolist() == [1, 3]
+    assert "n_folds=2" in repr(recorder)
+    recorder.close()
+
+
+def test_torch_recorder_warns_about_a_memorised_map(tmp_path):
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 30)
+    y = torch.randint(0, 3, (40,))  # random labels: only memorising fits them
+    data = dc.torch.IndexedDataset(TensorDataset(x, y))
+    model = torch.nn.Sequential(torch.nn.Linear(30, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    loader = DataLoader(data, batch_size=8, shuffle=True)
+    with dc.torch.Recorder(tmp_path / "d.npy", 40, 3) as recorder:
+        for _ in range(60):
+            for _, (xb, yb) in loader:
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(xb), yb).backward()
+                opt.step()
+        for _ in range(3):
+            recorder.evaluate(model, loader)
+        with pytest.warns(RecordingWarning, match="memorised labels"):
+            recorder.compute(y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RecordingWarning)
+            recorder.compute(y, warn=False)
