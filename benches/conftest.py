@@ -17,6 +17,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 RESULTS: Dict[Tuple[str, str], float] = {}
 NOTES: Dict[str, str] = {}
+#: rows of bench_speed.py's tables, printed as markdown at the end
+TABLES: Dict[str, list] = {}
 
 
 def record(benchmark, group: str, name: str) -> None:
@@ -30,9 +32,20 @@ def remember():
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
+    write = terminalreporter.write_line
+    if TABLES:
+        import json
+
+        from bench_speed import render_tables
+
+        write("")
+        write(render_tables(TABLES))
+        out = Path(__file__).parent / "data" / "speed.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(TABLES, indent=1))
+        write(f"(raw rows in {out})")
     if not RESULTS and not NOTES:
         return
-    write = terminalreporter.write_line
     write("")
     write("datacarto benchmark ratios (best round; baseline = numpy sum over the memory-mapped file)")
     groups = sorted({group for group, _ in RESULTS})
