@@ -179,6 +179,54 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
+    /// Fold every epoch of the window into `acc` for the units in `range` (the epoch-major
+    /// path, for every row length) and append each unit's verdict at the window's first epoch
+    /// to `first_right`; the accumulators are left unfinished. The pass behind a partial state
+    /// ([`super::partial`]): [`Self::process`] and its speed are untouched by it.
+    pub(super) fn fold_raw(&self, range: Range<usize>, acc: &mut Accumulators, first_right: &mut Vec<bool>) -> Result<()> {
+        let gold_bits: Vec<u8> = match (self.task, self.labels) {
+            (Task::Binary, Labels::Classes(classes)) => classes[range.clone()].iter().map(|&c| c as u8).collect(),
+            (Task::Multilabel, Labels::Multilabel(targets)) => targets[range.clone()].to_vec(),
+            _ => Vec::new(),
+        };
+        let classes: &[i64] = match self.labels {
+            Labels::Classes(classes) if self.task == Task::Multiclass => &classes[range.clone()],
+            _ => &[],
+        };
+        let rule = Rule::new(self.correctness);
+        acc.reset(range.len());
+        let mut widened: Vec<f32> = Vec::new();
+        for (k, e) in self.epochs.clone().enumerate() {
+            let chunk = self.chunk_range(e, &range);
+            let valid = match self.view.probs {
+                Probs::F32(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, acc),
+                Probs::F64(data) => self.fold_epoch(&data[chunk], classes, &gold_bits, k as u32, rule, acc),
+                Probs::F16(data) => {
+                    let source: &[f16] = &data[chunk];
+                    widened.resize(source.len(), 0.0);
+                    source.convert_to_f32_slice(&mut widened);
+                    self.fold_epoch(&widened, classes, &gold_bits, k as u32, rule, acc)
+                }
+            };
+            if !valid {
+                return Err(self.bad_value(e..e + 1, &range));
+            }
+            if k == 0 {
+                first_right.extend(acc.last_right[..range.len()].iter().map(|&r| r != 0));
+            }
+        }
+        Ok(())
+    }
+
+    /// The window this plan folds (absolute epochs of its view).
+    pub(super) fn window(&self) -> Range<usize> {
+        self.epochs.clone()
+    }
+
+    pub(super) fn task(&self) -> Task {
+        self.task
+    }
+
     /// The whole window for one block of one- or two-column rows, each tile of units walking
     /// every epoch with its accumulators in registers; false when some value is not a probability.
     fn fold_tiled<F: Float>(&self, data: &[F], classes: &[i64], gold_bits: &[u8], rule: Rule, out: &mut OutBlock<'_>) -> bool {
