@@ -24,6 +24,7 @@ from datacarto._optional import MissingDependencyError
 from datacarto._stats import STATISTICS, Statistics, compute, read_header
 
 if _TYPE_CHECKING:
+    from datacarto._partial import State, partial
     from datacarto.datamap import DataMap
     from datacarto.writer import DynamicsWriter, to_probabilities
 
@@ -33,9 +34,11 @@ __all__ = [
     "DatacartoError",
     "DynamicsWriter",
     "MissingDependencyError",
+    "State",
     "Statistics",
     "__version__",
     "compute",
+    "partial",
     "read_header",
     "to_probabilities",
 ]
@@ -44,6 +47,8 @@ __all__ = [
 _LAZY_ATTRIBUTES = {
     "DataMap": "datacarto.datamap",
     "DynamicsWriter": "datacarto.writer",
+    "State": "datacarto._partial",
+    "partial": "datacarto._partial",
     "to_probabilities": "datacarto.writer",
 }
 # Public submodules, imported on first access: some need optional dependencies (torch,
