@@ -456,6 +456,27 @@ def _(env, spelling):
     assert dc.DataMap.read(out).frame.equals(dc.DataMap.from_dynamics(env.dynamics, env.labels).frame)
 
 
+@_case("compute", "--shards")
+def _(env, spelling):
+    probs, y = env.files["probs"], env.files["y"]
+    folder = env.dir / "shards"
+    folder.mkdir(exist_ok=True)
+    for k, (a, b) in enumerate(((0, 2), (2, E))):
+        np.save(folder / f"epochs-{k}.npy", probs[a:b])
+    for k, (a, b) in enumerate(((0, 25), (25, N))):
+        np.save(folder / f"rank{k}.npy", probs[:, a:b])
+    whole = dc.compute(probs, y, epochs=(1, E))
+    for pattern, axis in (("epochs-*.npy", "epochs"), ("rank*.npy", "examples")):
+        out = env.dir / f"shards-{axis}.parquet"
+        env.ok("compute", folder / pattern, env.labels, spelling, axis, "--burn-in", "1", "-o", out)
+        stats = dc.DataMap.read(out).statistics
+        assert stats.epochs == (1, E)
+        np.testing.assert_array_equal(stats.forgetting, whole.forgetting)
+        np.testing.assert_allclose(stats.variability, whole.variability, rtol=1e-12, atol=1e-12)
+    assert "rank1.npy: shape: shards by epochs must all hold the same examples" in env.error("compute", folder / "rank*.npy", env.labels, spelling, "epochs", "-o", env.dir / "x.parquet")
+    assert "no file matches" in env.error("compute", folder / "none-*.npy", env.labels, spelling, "examples", "-o", env.dir / "x.parquet")
+
+
 @_case("compute", "--task")
 def _(env, spelling):
     one_column = env.dir / "one.npy"

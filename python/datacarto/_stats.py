@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from datacarto._core import DatacartoError
 if TYPE_CHECKING:
     import polars as pl
 
-DynamicsLike = Union[str, "os.PathLike[str]", np.ndarray]
+DynamicsLike = Union[str, "os.PathLike[str]", np.ndarray, Sequence[Union[str, "os.PathLike[str]"]]]
 
 #: The statistic columns, in the order :meth:`Statistics.to_polars` writes them.
 STATISTICS = (
@@ -184,6 +184,7 @@ def compute(
     threads: Optional[int] = None,
     progress: Union[bool, Callable[[int, int], Any]] = False,
     compat: Optional[str] = None,
+    shards: Optional[str] = None,
 ) -> Statistics:
     """Compute every per-example statistic in one streaming, parallel pass.
 
@@ -217,6 +218,13 @@ def compute(
             ``epochs=(0, b)``. Its correctness count and forgetfulness 1000 are a change of
             units: :func:`datacarto.importers.cartography_frame` turns the result into its
             metrics table. See ``docs/porting.md``.
+        shards: ``"examples"`` or ``"epochs"`` when ``source`` is a list of ``.npy`` files or a
+            glob pattern (``"shards/*.npy"``, expanded in sorted order): each file holds every
+            epoch of consecutive examples, or consecutive epochs of every example, in the
+            list's order. ``labels`` covers every example; ``epochs`` counts absolute epochs
+            across epoch shards. Each shard is validated like a single file and named in
+            errors; the result's ``source`` is ``None`` and ``extra["shards"]`` lists the files.
+            See ``docs/scale.md``.
 
     Raises:
         FileNotFoundError: ``source`` or ``labels`` names a missing file.
@@ -238,6 +246,11 @@ def compute(
     _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=progress)
     if threads is not None and not 1 <= threads <= MAX_THREADS:
         raise DatacartoError(f"threads: expected a positive int up to {MAX_THREADS} or None, found {threads!r}")
+    if shards is not None or isinstance(source, (list, tuple)) or _is_pattern(source):
+        from datacarto._shards import compute_shards
+
+        correctness = _compat_correctness(compat, correctness, ddof)
+        return compute_shards(source, labels, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, progress=progress)  # type: ignore[arg-type]
     name = _dynamics_name(source)
     if isinstance(source, (str, os.PathLike)):
         header = _core.read_header(name)
@@ -278,6 +291,11 @@ def compute(
     finally:
         close()
     return _statistics_from_raw(raw, args, shape, None if array is not None else name)
+
+
+def _is_pattern(source: object) -> bool:
+    """A glob pattern naming shards (a string with ``*?[`` that is not an existing file)."""
+    return isinstance(source, str) and any(c in source for c in "*?[") and not os.path.exists(source)
 
 
 def _private_copy(labels: Optional[np.ndarray]) -> Optional[np.ndarray]:

@@ -79,7 +79,8 @@ _HELP: Dict[str, Tuple[str, str]] = {
   datacarto compute dynamics.npy labels.npy --epochs 2:10 --ddof 1 --threads 8
   datacarto compute dynamics.npy labels.npy --metadata train.jsonl --text-column sentence
   datacarto compute dynamics.npy labels.npy --label-names emotions.txt --task multilabel
-  datacarto compute dynamics.npy labels.npy --compat cartography --epochs :4   # the original's rules, --burn_out 4""",
+  datacarto compute dynamics.npy labels.npy --compat cartography --epochs :4   # the original's rules, --burn_out 4
+  datacarto compute 'shards/rank*.npy' labels.npy --shards examples     # one file per rank, in sorted order""",
     ),
     "regions": (
         "add a region column (easy / ambiguous / hard) and print the counts",
@@ -189,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=summary, description=(summary[0].upper() + summary[1:] + ".").replace("%%", "%"), epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
 
     p = command("compute")
-    p.add_argument("dynamics", help="dynamics .npy file [epochs, examples, labels]")
+    p.add_argument("dynamics", help="dynamics .npy file [epochs, examples, labels]; with --shards, a quoted glob pattern of shard files ('shards/*.npy', sorted)")
     p.add_argument("labels", help="gold labels .npy: class indices [N] or a 0/1 array [N, L] (multilabel)")
     p.add_argument("-o", "--output", default="statistics.parquet", help="output file, .parquet or .csv, replaced atomically if it exists (default: %(default)s)")
     p.add_argument("--task", choices=("multiclass", "binary", "multilabel"), help="default: inferred from the labels and the file")
@@ -212,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--compat",
         choices=("cartography",),
         help="cartography: the original Cartography code's conventions (np.argmax's tie rule, ddof 0); its --burn_out B is --epochs :B, not --burn-in",
+    )
+    p.add_argument(
+        "--shards",
+        choices=("examples", "epochs"),
+        help="DYNAMICS is a glob of shard files, in sorted order: each holds every epoch of consecutive examples (examples) or consecutive epochs of every example (epochs); LABELS covers all examples",
     )
     _add_progress(p)
     _finish(p, "compute", _cmd_compute)
@@ -351,9 +357,17 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         args.flag_names["epochs"] = "--burn-in"
         epochs = args.burn_in
     output = _output_target(args.output, _MAP_SUFFIXES, "--output")
-    _require_regular_file(args.dynamics, "dynamics")
-    _require_npy_labels(args.labels)
-    shape = tuple(int(size) for size in dc.read_header(args.dynamics)["shape"])
+    shards: Optional[List[str]] = None
+    if args.shards is not None:
+        from datacarto._shards import expand, layout
+
+        shards = expand(args.dynamics)
+        shape = layout(shards, args.shards).shape  # every shard's header, checked
+        _require_npy_labels(args.labels)
+    else:
+        _require_regular_file(args.dynamics, "dynamics")
+        _require_npy_labels(args.labels)
+        shape = tuple(int(size) for size in dc.read_header(args.dynamics)["shape"])
     correctness = args.correctness
     if args.compat is not None:
         from datacarto._stats import _compat_correctness
@@ -369,11 +383,7 @@ def _cmd_compute(args: argparse.Namespace) -> int:
             each = "label" if resolved.task == "multilabel" else "class"
             raise ValueError(f"--label-names: expected {expected} names (one per {each} of {args.dynamics}), found {len(label_names)}")
     metadata = _metadata(args, n_examples=shape[1])
-    dm = DataMap.from_dynamics(
-        args.dynamics,
-        args.labels,
-        metadata,
-        label_names=label_names,
+    options: Dict[str, Any] = dict(
         task=args.task,
         correctness=args.correctness,
         threshold=args.threshold,
@@ -383,6 +393,10 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         progress=_show_progress(args),
         compat=args.compat,
     )
+    if shards is not None:
+        dm = DataMap(dc.compute(shards, args.labels, shards=args.shards, **options), metadata, label_names=label_names)
+    else:
+        dm = DataMap.from_dynamics(args.dynamics, args.labels, metadata, label_names=label_names, **options)
     dm.write(output)
     start, stop = dm.epochs or (0, 0)
     print(f"{dm.n_examples} examples, {dm.task}, {dm.n_labels} label column(s), epochs {start}..{stop - 1}", file=sys.stderr)
