@@ -59,6 +59,7 @@ _LAZY_SUBMODULES = (
     "demo",
     "html",
     "importers",
+    "online",
     "plots",
     "reference",
     "sklearn",

@@ -10,7 +10,9 @@ are in ``docs/scale.md``.
 
 from __future__ import annotations
 
+import io
 import os
+import struct
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Optional, Tuple, Union
 
@@ -31,6 +33,8 @@ from datacarto._stats import (
     _statistics_from_raw,
 )
 
+#: The first bytes of a state file (:meth:`State.save`); the 01 is the container's version.
+_FILE_MAGIC = b"DCSTATE-FILE01\n"
 #: Version of the pickled form of a :class:`State` (the core's bytes carry their own version).
 PICKLE_VERSION = 1
 
@@ -183,6 +187,46 @@ class State:
 
     def __reduce__(self) -> Tuple[Callable[..., "State"], Tuple[Any, ...]]:
         return (_restore, (PICKLE_VERSION, self.to_bytes(), np.array(self._labels)))
+
+
+    # --- files -------------------------------------------------------------------------------------
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Write the state to ``path`` atomically (beside it, fsynced, renamed into place).
+
+        The file holds no pickle: a magic string, the core's versioned bytes and the labels as
+        a ``.npy`` block, so :meth:`load` never runs code from the file.
+        """
+        from datacarto._atomic import atomic_write
+
+        blob = self.to_bytes()
+        labels = io.BytesIO()
+        np.save(labels, np.asarray(self._labels), allow_pickle=False)
+        with atomic_write(path, "wb") as handle:
+            handle.write(_FILE_MAGIC)
+            handle.write(struct.pack("<Q", len(blob)))
+            handle.write(blob)
+            handle.write(labels.getvalue())
+
+    @staticmethod
+    def load(path: Union[str, "os.PathLike[str]"]) -> "State":
+        """Read a state written by :meth:`save`; a truncated or foreign file is a clean error."""
+        name = os.fspath(path)
+        with open(name, "rb") as handle:
+            data = handle.read()
+        head = len(_FILE_MAGIC) + 8
+        if len(data) < head or data[: len(_FILE_MAGIC)] != _FILE_MAGIC:
+            raise DatacartoError(f"{name}: header: expected a datacarto state file (starting with {_FILE_MAGIC!r}), found {data[:len(_FILE_MAGIC)]!r}")
+        (length,) = struct.unpack("<Q", data[len(_FILE_MAGIC) : head])
+        if len(data) < head + length:
+            raise DatacartoError(f"{name}: state: truncated: expected {length} bytes of state, the file holds {len(data) - head}")
+        try:
+            labels = np.load(io.BytesIO(data[head + length :]), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise DatacartoError(f"{name}: labels: expected a .npy block after the state ({error})") from None
+        try:
+            return _restore(PICKLE_VERSION, data[head : head + length], labels)
+        except DatacartoError as error:
+            raise DatacartoError(f"{name}: {error}") from None
 
 
 class _FinishArgs:
