@@ -203,3 +203,15 @@ def test_bad_arguments():
         dc.partial(probs[:1], [0, 1, 0]).finish(ddof=1)
     with pytest.raises(TypeError):
         dc.State(object(), np.zeros(3))
+
+
+def test_a_misaligned_array_is_read_like_any_other():
+    # Dask's deserialization can hand over arrays at an odd offset of a buffer
+    probs = np.random.default_rng(3).dirichlet(np.ones(3), size=(2, 5)).astype(np.float32)
+    raw = np.zeros(probs.nbytes + 1, dtype=np.uint8)
+    misaligned = raw[1:].view(np.float32).reshape(probs.shape)
+    misaligned[...] = probs
+    assert not misaligned.flags.aligned
+    labels = np.array([0, 1, 2, 0, 1])
+    assert dc.partial(misaligned, labels) == dc.partial(probs, labels)
+    assert dc.compute(misaligned, labels) == dc.compute(probs, labels)

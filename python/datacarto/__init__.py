@@ -55,6 +55,7 @@ _LAZY_ATTRIBUTES = {
 # transformers, scikit-learn), others heavy ones (matplotlib, plotly, polars).
 _LAZY_SUBMODULES = (
     "cli",
+    "dask",
     "datamap",
     "demo",
     "html",
@@ -81,7 +82,7 @@ def __getattr__(name: str) -> object:
 
 # Submodules that cannot be imported without an optional dependency. dir() lists them only when
 # it is installed: tools that walk dir() (help(), inspect.getmembers) import every name listed.
-_SUBMODULE_NEEDS = {"torch": ("torch",), "transformers": ("torch", "transformers")}
+_SUBMODULE_NEEDS = {"dask": ("dask",), "torch": ("torch",), "transformers": ("torch", "transformers")}
 
 
 def _installed(module: str) -> bool:

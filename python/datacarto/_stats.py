@@ -386,8 +386,11 @@ def _as_probability_array(source: np.ndarray) -> np.ndarray:
         source = source.astype(source.dtype.newbyteorder("="))
     if 0 in source.shape:
         raise DatacartoError(f"probs: expected at least one epoch, example and label, found shape {source.shape}")
-    # A strided view (a slice over examples, a transposed block) is copied once here.
-    return np.ascontiguousarray(source)
+    # A strided view (a slice over examples, a transposed block) is copied once here, and so
+    # is a misaligned one (an array unpickled from an odd offset of a buffer, as Dask's
+    # deserialization can produce): the core reads typed elements in place.
+    contiguous = np.ascontiguousarray(source)
+    return contiguous if contiguous.flags.aligned else contiguous.copy()
 
 
 def _statistics_from_raw(raw: Dict[str, np.ndarray], args: Any, shape: Tuple[int, ...], source: Optional[str]) -> Statistics:
