@@ -80,7 +80,8 @@ _HELP: Dict[str, Tuple[str, str]] = {
   datacarto compute dynamics.npy labels.npy --metadata train.jsonl --text-column sentence
   datacarto compute dynamics.npy labels.npy --label-names emotions.txt --task multilabel
   datacarto compute dynamics.npy labels.npy --compat cartography --epochs :4   # the original's rules, --burn_out 4
-  datacarto compute 'shards/rank*.npy' labels.npy --shards examples     # one file per rank, in sorted order""",
+  datacarto compute 'shards/rank*.npy' labels.npy --shards examples     # one file per rank, in sorted order
+  datacarto compute 'epochs/*.npy' labels.npy --shards epochs --workers 4   # on a local Dask cluster""",
     ),
     "regions": (
         "add a region column (easy / ambiguous / hard) and print the counts",
@@ -219,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("examples", "epochs"),
         help="DYNAMICS is a glob of shard files, in sorted order: each holds every epoch of consecutive examples (examples) or consecutive epochs of every example (epochs); LABELS covers all examples",
     )
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDR", help="with --shards: run on the Dask cluster at ADDR (tcp://host:8786); the workers read the shard paths")
+    cluster.add_argument("--workers", type=_count_type(1, 1024, what="a worker count"), metavar="N", help="with --shards: run on a local Dask cluster of N worker processes")
     _add_progress(p)
     _finish(p, "compute", _cmd_compute)
 
@@ -393,7 +397,12 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         progress=_show_progress(args),
         compat=args.compat,
     )
-    if shards is not None:
+    if (args.scheduler or args.workers) and shards is None:
+        flag = "--scheduler" if args.scheduler else "--workers"
+        raise ValueError(f"{flag}: runs shard files on a Dask cluster: add --shards examples or --shards epochs")
+    if shards is not None and (args.scheduler or args.workers):
+        dm = DataMap(_compute_on_dask(shards, args, options), metadata, label_names=label_names)
+    elif shards is not None:
         dm = DataMap(dc.compute(shards, args.labels, shards=args.shards, **options), metadata, label_names=label_names)
     else:
         dm = DataMap.from_dynamics(args.dynamics, args.labels, metadata, label_names=label_names, **options)
@@ -402,6 +411,24 @@ def _cmd_compute(args: argparse.Namespace) -> int:
     print(f"{dm.n_examples} examples, {dm.task}, {dm.n_labels} label column(s), epochs {start}..{stop - 1}", file=sys.stderr)
     print(f"wrote {output}", file=sys.stderr)
     return 0
+
+
+def _compute_on_dask(shards: List[str], args: argparse.Namespace, options: Dict[str, Any]) -> Any:
+    """The statistics of shard files on a Dask cluster: the one at --scheduler, or a local one of --workers processes."""
+    from datacarto._optional import require
+
+    distributed = require("distributed", "dask", feature="--scheduler / --workers")
+    import datacarto.dask as dcd
+
+    if options.pop("compat") is not None:
+        raise ValueError("--compat: not supported with --scheduler / --workers; compute the shards without a cluster")
+    options.pop("progress")
+    if args.scheduler:
+        with distributed.Client(args.scheduler) as client:
+            return dcd.compute(shards, args.labels, shards=args.shards, client=client, **options)
+    with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            return dcd.compute(shards, args.labels, shards=args.shards, client=client, **options)
 
 
 def _cmd_regions(args: argparse.Namespace) -> int:
