@@ -246,7 +246,7 @@ def compute(
     _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=progress)
     if threads is not None and not 1 <= threads <= MAX_THREADS:
         raise DatacartoError(f"threads: expected a positive int up to {MAX_THREADS} or None, found {threads!r}")
-    if shards is not None or isinstance(source, (list, tuple)) or _is_pattern(source):
+    if shards is not None or _is_path_list(source) or _is_pattern(source):
         from datacarto._shards import compute_shards
 
         correctness = _compat_correctness(compat, correctness, ddof)
@@ -260,7 +260,7 @@ def compute(
         array = _as_probability_array(source)
         shape = array.shape
     else:
-        raise TypeError(f"source: expected a path to a .npy dynamics file or a numpy array [E, N, L], found {type(source).__name__}")
+        raise TypeError(f"source: expected a path to a .npy dynamics file or a numpy array [E, N, L] (or a list or glob of .npy shards with shards=), found {type(source).__name__}")
 
     correctness = _compat_correctness(compat, correctness, ddof)
     # the core checks the class indices' range itself (its errors name `labels_name`)
@@ -296,6 +296,11 @@ def compute(
 def _is_pattern(source: object) -> bool:
     """A glob pattern naming shards (a string with ``*?[`` that is not an existing file)."""
     return isinstance(source, str) and any(c in source for c in "*?[") and not os.path.exists(source)
+
+
+def _is_path_list(source: object) -> bool:
+    """A non-empty list or tuple of paths (shards); a nested list of numbers is not one."""
+    return isinstance(source, (list, tuple)) and len(source) > 0 and all(isinstance(item, (str, os.PathLike)) for item in source)
 
 
 def _private_copy(labels: Optional[np.ndarray]) -> Optional[np.ndarray]:
