@@ -105,7 +105,7 @@ def main() -> None:
 
     scale = 20 if options.quick else 1
     print(f"data in {DATA_DIR}", flush=True)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, Client(cluster) as client:
         results = [
             measure("binary-like, example shards", (10, 20_000_000 // scale, 2), "examples", 8, client, options.repeat),
             measure("28 labels, epoch shards", (10, 1_000_000 // scale, 28), "epochs", 5, client, options.repeat),

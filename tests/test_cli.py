@@ -489,7 +489,7 @@ def _(env, spelling):
     if spelling == "--workers":
         env.ok("compute", folder / "rank*.npy", env.labels, "--shards", "examples", spelling, "2", "-o", out)
     else:
-        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
             env.ok("compute", folder / "rank*.npy", env.labels, "--shards", "examples", spelling, cluster.scheduler_address, "-o", out)
     stats, whole = dc.DataMap.read(out).statistics, dc.compute(probs, y)
     np.testing.assert_array_equal(stats.first_learned, whole.first_learned)

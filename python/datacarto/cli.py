@@ -426,7 +426,7 @@ def _compute_on_dask(shards: List[str], args: argparse.Namespace, options: Dict[
     if args.scheduler:
         with distributed.Client(args.scheduler) as client:
             return dcd.compute(shards, args.labels, shards=args.shards, client=client, **options)
-    with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as client:
             return dcd.compute(shards, args.labels, shards=args.shards, client=client, **options)
 

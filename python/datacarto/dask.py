@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -70,10 +70,12 @@ def compute(
     _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=False)
     da = require("dask.array", "dask", feature="datacarto.dask")
 
+    # labels go to the workers once, as data, rather than inside every task of the graph
+    put: Callable[[np.ndarray], Any] = (lambda array: client.scatter(array)) if client is not None else (lambda array: array)
     if isinstance(source, da.Array):
-        tasks, args, shape, extra = _array_graph(source, labels, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads)
+        tasks, args, shape, extra = _array_graph(source, labels, put, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads)
     elif isinstance(source, (str, os.PathLike, list, tuple)):
-        tasks, args, shape, extra = _shard_graph(source, labels, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads)
+        tasks, args, shape, extra = _shard_graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads)
     else:
         raise TypeError(f"source: expected a dask array [E, N, L] or .npy shard paths, found {type(source).__name__}")
     if client is not None:
@@ -87,7 +89,7 @@ def _options(args: Any, threads: Optional[int]) -> Dict[str, Any]:
     return dict(task=args.task, correctness=args.correctness, threshold=args.threshold, threads=threads)
 
 
-def _array_graph(x: Any, labels: LabelsLike, *, task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int]) -> Tuple[List[Any], Any, Tuple[int, int, int], Dict[str, Any]]:
+def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int]) -> Tuple[List[Any], Any, Tuple[int, int, int], Dict[str, Any]]:
     if x.ndim != 3:
         raise DatacartoError(f"x: expected 3 dimensions [epochs, examples, labels], found shape {x.shape}")
     if x.dtype.kind != "f" or x.dtype.itemsize not in (2, 4, 8):
@@ -111,13 +113,13 @@ def _array_graph(x: Any, labels: LabelsLike, *, task: Any, correctness: Any, thr
     tasks = []
     for j in range(len(x.chunks[1])):
         a, b = int(example_bounds[j]), int(example_bounds[j + 1])
-        gold = args.labels[a:b]
+        gold = put(args.labels[a:b])
         states = [partial_task(blocks[i, j, 0], gold, int(epoch_starts[i]), a, options) for i in range(len(x.chunks[0]))]
         tasks.append(finish_task(_merge_in_order(states), ddof))
     return tasks, args, shape, {"dask_chunks": (len(x.chunks[0]), len(x.chunks[1]))}
 
 
-def _shard_graph(source: Any, labels: LabelsLike, *, shards: Optional[str], task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int]) -> Tuple[List[Any], Any, Tuple[int, int, int], Dict[str, Any]]:
+def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, shards: Optional[str], task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int]) -> Tuple[List[Any], Any, Tuple[int, int, int], Dict[str, Any]]:
     from datacarto._shards import expand, layout
 
     if not isinstance(source, (list, tuple)) and not _is_pattern(source) and shards is None:
@@ -131,11 +133,12 @@ def _shard_graph(source: Any, labels: LabelsLike, *, shards: Optional[str], task
     options = _options(args, threads)
     if plan.axis == "examples":
         compute_task = dask.delayed(_compute_shard, pure=True)
-        tasks = [compute_task(path, args.labels[a:b], (start, stop), ddof, options) for path, (a, b) in zip(plan.paths, plan.ranges)]
+        tasks = [compute_task(path, put(args.labels[a:b]), (start, stop), ddof, options) for path, (a, b) in zip(plan.paths, plan.ranges)]
     else:
         file_task = dask.delayed(_partial_file, pure=True)
+        gold = put(args.labels)
         states = [
-            file_task(path, args.labels, (max(start, a) - a, min(stop, b) - a), a, options)
+            file_task(path, gold, (max(start, a) - a, min(stop, b) - a), a, options)
             for path, (a, b) in zip(plan.paths, plan.ranges)
             if a < stop and b > start
         ]
