@@ -120,3 +120,17 @@ def test_shards_are_checked_and_named(tmp_path, block):
         dc.compute([], labels, shards="examples")
     with pytest.raises(dc.DatacartoError, match="window"):
         dc.compute(paths, labels, shards="examples", epochs=(7, 9))
+
+
+def test_the_core_joins_outputs_of_each_dtype():
+    from datacarto import _core
+
+    for dtype in (np.float64, np.int32, np.bool_):
+        parts = [np.arange(3).astype(dtype), np.arange(2, 7).astype(dtype)]
+        joined = _core.concat(parts)
+        assert joined.dtype == dtype
+        np.testing.assert_array_equal(joined, np.concatenate(parts))
+    with pytest.raises(TypeError, match="one dtype"):
+        _core.concat([np.zeros(2), np.zeros(2, dtype=np.int32)])
+    with pytest.raises(TypeError, match="one dtype"):
+        _core.concat([np.zeros(2, dtype=np.float32)])

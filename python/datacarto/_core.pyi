@@ -77,3 +77,6 @@ def partial(
     example_offset: int = 0,
 ) -> PartialState:
     """The partial state of a dynamics file or array over an epoch window (``compute``'s pass, unfinished)."""
+
+def concat(arrays: list[np.ndarray]) -> np.ndarray:
+    """Join 1-D float64, int32 or bool arrays of one dtype (allocated by the core, which reuses freed pages)."""

@@ -103,7 +103,7 @@ def compute_shards(
 ) -> Any:
     """:func:`datacarto.compute` over shards (its arguments, already type-checked)."""
     from datacarto._partial import State, partial
-    from datacarto._stats import Statistics, _progress_callback, compute
+    from datacarto._stats import Statistics, _private_copy, _progress_callback, _statistics_from_raw
 
     paths = expand(source)
     if shards is None:
@@ -129,12 +129,30 @@ def compute_shards(
 
     try:
         if plan.axis == "examples":
-            parts = []
+            # the core directly, on slices of one private read-only copy of the labels: no
+            # per-shard copies, and the outputs joined by the core's allocator (see _core.concat)
+            args = replace(args, class_labels=_private_copy(args.class_labels), multilabel_labels=_private_copy(args.multilabel_labels))
+            raw_parts = []
             for path, (a, b) in work:
-                parts.append(compute(path, gold[a:b], epochs=(start, stop), ddof=ddof, progress=report if callback else False, **options))
+                raw_parts.append(_core.compute(
+                    path,
+                    class_labels=None if args.class_labels is None else args.class_labels[a:b],
+                    multilabel_labels=None if args.multilabel_labels is None else args.multilabel_labels[a:b],
+                    labels_name=args.labels_name,
+                    task=args.task,
+                    argmax=args.correctness in ("argmax", "argmax_first_index"),
+                    first_index=args.correctness == "argmax_first_index",
+                    threshold=args.threshold,
+                    epoch_start=start,
+                    epoch_stop=stop,
+                    ddof=args.ddof,
+                    threads=threads,
+                    progress=report if callback else None,
+                ))
                 done += b - a
-            arrays = {name: np.concatenate([getattr(p, name) for p in parts]) for name in parts[0].as_dict()}
-            result = replace(parts[0], **arrays, labels=gold, n_examples=plan.shape[1])
+            raw = {name: _core.concat([part[name] for part in raw_parts]) for name in raw_parts[0]}
+            del raw_parts
+            result = _statistics_from_raw(raw, args, plan.shape, None)
         else:
             states: List[State] = []
             for path, (a, b) in work:

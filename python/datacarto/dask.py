@@ -191,17 +191,16 @@ def _compute_shard(path: str, labels: np.ndarray, window: Tuple[int, int], ddof:
 
 def assemble(parts: Sequence[Dict[str, np.ndarray]], args: Any, shape: Tuple[int, int, int], extra: Dict[str, Any]) -> Statistics:
     """One :class:`~datacarto.Statistics` from the statistics of consecutive example ranges."""
-    arrays = {name: np.concatenate([part[name] for part in parts]) for name in STATISTICS}
-    return Statistics(
-        **arrays,
-        labels=args.labels,
-        task=args.task,
-        correctness_rule=args.correctness,
-        threshold=args.threshold,
-        epochs=(args.epoch_start, args.epoch_stop),
-        ddof=args.ddof,
-        n_examples=int(shape[1]),
-        n_labels=int(shape[2]),
-        source=None,
-        extra=extra,
-    )
+    from datacarto import _core
+    from datacarto._stats import _statistics_from_raw
+
+    def flat(array: np.ndarray) -> np.ndarray:
+        # arrays off the wire may sit at an odd offset of their buffer; the core wants them aligned
+        array = np.ascontiguousarray(array).reshape(-1)
+        return array if array.flags.aligned else array.copy()
+
+    # joined by the core's allocator, which reuses freed pages (see datacarto._core.concat)
+    raw = {name: _core.concat([flat(part[name]) for part in parts]) for name in STATISTICS}
+    stats = _statistics_from_raw(raw, args, shape, None)
+    stats.extra.update(extra)
+    return stats
