@@ -70,8 +70,18 @@ def compute(
     _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=False)
     da = require("dask.array", "dask", feature="datacarto.dask")
 
-    # labels go to the workers once, as data, rather than inside every task of the graph
-    put: Callable[[np.ndarray], Any] = (lambda array: client.scatter(array)) if client is not None else (lambda array: array)
+    # labels go to the workers once, as data, rather than inside every task of the graph; the
+    # futures are held until the result is in (a graph does not keep them alive), and unhashed
+    # (a later call scattering equal labels must not share, then release, the same key)
+    scattered: List[Any] = []
+
+    def put(array: np.ndarray) -> Any:
+        if client is None:
+            return array
+        future = client.scatter(array, hash=False)
+        scattered.append(future)
+        return future
+
     if isinstance(source, da.Array):
         tasks, args, shape, extra = _array_graph(source, labels, put, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads)
     elif isinstance(source, (str, os.PathLike, list, tuple)):
@@ -80,6 +90,7 @@ def compute(
         raise TypeError(f"source: expected a dask array [E, N, L] or .npy shard paths, found {type(source).__name__}")
     if client is not None:
         parts = client.gather(client.compute(tasks))
+        scattered.clear()
     else:
         parts = dask.compute(*tasks, scheduler=scheduler)
     return assemble(list(parts), args, shape, extra)
