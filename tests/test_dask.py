@@ -107,3 +107,20 @@ def test_bad_input_is_named(client, tmp_path):
         dcd.compute(np.zeros((2, 10, 3)), np.zeros(10, dtype=int), client=client)
     with pytest.raises(dc.DatacartoError, match="shards="):
         dcd.compute([str(tmp_path / "a.npy")], np.zeros(10, dtype=int), client=client)
+
+
+def test_outputs_written_per_chunk_by_the_workers(client, tmp_path):
+    pl = pytest.importorskip("polars")
+    rng = np.random.default_rng(8)
+    probs = rng.random((4, 90, 3)).astype(np.float32)
+    targets = rng.integers(0, 2, (90, 3))
+    x = da.from_array(probs, chunks=(2, 40, 3))
+    paths = dcd.write_parquet(x, targets, tmp_path, client=client, epochs=1)
+    assert [p.rsplit("/", 1)[-1] for p in paths] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    frame = pl.concat([pl.read_parquet(p) for p in paths])
+    want = dc.compute(probs, targets, epochs=1).to_polars()
+    assert frame.columns == want.columns
+    assert frame.select("example", "label", "gold", "forgetting", "first_learned").equals(want.select("example", "label", "gold", "forgetting", "first_learned"))
+    np.testing.assert_allclose(frame["variability"].to_numpy(), want["variability"].to_numpy(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(FileNotFoundError):
+        dcd.write_parquet(x, targets, tmp_path / "missing", client=client)

@@ -68,8 +68,6 @@ def compute(
     whole (equal within 1e-12, integers exactly); ``source`` is ``None``.
     """
     _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=False)
-    da = require("dask.array", "dask", feature="datacarto.dask")
-
     # labels go to the workers once, as data, rather than inside every task of the graph; the
     # futures are held until the result is in (a graph does not keep them alive), and unhashed
     # (a later call scattering equal labels must not share, then release, the same key)
@@ -82,25 +80,83 @@ def compute(
         scattered.append(future)
         return future
 
-    if isinstance(source, da.Array):
-        tasks, args, shape, extra = _array_graph(source, labels, put, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads)
-    elif isinstance(source, (str, os.PathLike, list, tuple)):
-        tasks, args, shape, extra = _shard_graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads)
-    else:
-        raise TypeError(f"source: expected a dask array [E, N, L] or .npy shard paths, found {type(source).__name__}")
-    if client is not None:
-        parts = client.gather(client.compute(tasks))
-        scattered.clear()
-    else:
-        parts = dask.compute(*tasks, scheduler=scheduler)
+    tasks, _, args, shape, extra = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads)
+    parts = _run(tasks, client, scheduler)
+    scattered.clear()
     return assemble(list(parts), args, shape, extra)
+
+
+def write_parquet(
+    source: Any,
+    labels: LabelsLike,
+    directory: PathLike,
+    *,
+    shards: Optional[str] = None,
+    task: Optional[str] = None,
+    correctness: Optional[str] = None,
+    threshold: float = 0.5,
+    epochs: EpochWindow = None,
+    ddof: int = 0,
+    threads: Optional[int] = None,
+    client: Any = None,
+    scheduler: Optional[str] = None,
+) -> List[str]:
+    """Like :func:`compute`, but each example chunk's statistics are written by its worker as
+    ``directory/part-00000.parquet``, ... (atomically), never gathered: for outputs bigger than
+    one machine's memory. Returns the paths in example order; each file has the columns of
+    :meth:`datacarto.Statistics.to_polars` (``example`` counts from 0 over the whole).
+
+    The directory must exist and be visible at the same path to every worker.
+    """
+    from datacarto._atomic import check_writable_target
+
+    _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=False)
+    directory = os.fspath(directory)
+    check_writable_target(os.path.join(directory, "part-00000.parquet"), what="parquet output")
+    scattered: List[Any] = []
+
+    def put(array: np.ndarray) -> Any:
+        if client is None:
+            return array
+        future = client.scatter(array, hash=False)
+        scattered.append(future)
+        return future
+
+    tasks, ranges, args, shape, _ = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads)
+    write_task = dask.delayed(_write_part, pure=False)
+    n_labels = int(shape[2])
+    writes = [
+        write_task(part, os.path.join(directory, f"part-{k:05d}.parquet"), put(args.labels[a:b]), a, args.task, n_labels)
+        for k, (part, (a, b)) in enumerate(zip(tasks, ranges))
+    ]
+    paths = list(_run(writes, client, scheduler))
+    scattered.clear()
+    return paths
+
+
+def _graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], **options: Any) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
+    da = require("dask.array", "dask", feature="datacarto.dask")
+    shards = options.pop("shards")
+    if isinstance(source, da.Array):
+        if shards is not None:
+            raise DatacartoError("shards: applies to shard files, not to a dask array")
+        return _array_graph(source, labels, put, **options)
+    if isinstance(source, (str, os.PathLike, list, tuple)):
+        return _shard_graph(source, labels, put, shards=shards, **options)
+    raise TypeError(f"source: expected a dask array [E, N, L] or .npy shard paths, found {type(source).__name__}")
+
+
+def _run(tasks: List[Any], client: Any, scheduler: Optional[str]) -> Sequence[Any]:
+    if client is not None:
+        return client.gather(client.compute(tasks))  # type: ignore[no-any-return]
+    return dask.compute(*tasks, scheduler=scheduler)  # type: ignore[no-any-return]
 
 
 def _options(args: Any, threads: Optional[int]) -> Dict[str, Any]:
     return dict(task=args.task, correctness=args.correctness, threshold=args.threshold, threads=threads)
 
 
-def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int]) -> Tuple[List[Any], Any, Tuple[int, int, int], Dict[str, Any]]:
+def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int]) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
     if x.ndim != 3:
         raise DatacartoError(f"x: expected 3 dimensions [epochs, examples, labels], found shape {x.shape}")
     if x.dtype.kind != "f" or x.dtype.itemsize not in (2, 4, 8):
@@ -121,16 +177,17 @@ def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *
     options = _options(args, threads)
     partial_task = dask.delayed(_partial_block, pure=True)
     finish_task = dask.delayed(_finish, pure=True)
-    tasks = []
+    tasks, ranges = [], []
     for j in range(len(x.chunks[1])):
         a, b = int(example_bounds[j]), int(example_bounds[j + 1])
+        ranges.append((a, b))
         gold = put(args.labels[a:b])
         states = [partial_task(blocks[i, j, 0], gold, int(epoch_starts[i]), a, options) for i in range(len(x.chunks[0]))]
         tasks.append(finish_task(_merge_in_order(states), ddof))
-    return tasks, args, shape, {"dask_chunks": (len(x.chunks[0]), len(x.chunks[1]))}
+    return tasks, ranges, args, shape, {"dask_chunks": (len(x.chunks[0]), len(x.chunks[1]))}
 
 
-def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, shards: Optional[str], task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int]) -> Tuple[List[Any], Any, Tuple[int, int, int], Dict[str, Any]]:
+def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, shards: Optional[str], task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int]) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
     from datacarto._shards import expand, layout
 
     if not isinstance(source, (list, tuple)) and not _is_pattern(source) and shards is None:
@@ -145,6 +202,7 @@ def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], An
     if plan.axis == "examples":
         compute_task = dask.delayed(_compute_shard, pure=True)
         tasks = [compute_task(path, put(args.labels[a:b]), (start, stop), ddof, options) for path, (a, b) in zip(plan.paths, plan.ranges)]
+        ranges = list(plan.ranges)
     else:
         file_task = dask.delayed(_partial_file, pure=True)
         gold = put(args.labels)
@@ -154,7 +212,8 @@ def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], An
             if a < stop and b > start
         ]
         tasks = [dask.delayed(_finish, pure=True)(_merge_in_order(states), ddof)]
-    return tasks, args, plan.shape, {"shards": list(plan.paths), "shard_axis": plan.axis}
+        ranges = [(0, plan.shape[1])]
+    return tasks, ranges, args, plan.shape, {"shards": list(plan.paths), "shard_axis": plan.axis}
 
 
 def _merge_in_order(states: List[Any]) -> Any:
@@ -198,6 +257,27 @@ def _compute_shard(path: str, labels: np.ndarray, window: Tuple[int, int], ddof:
 
     stats = compute_file(path, labels, epochs=window, ddof=ddof, **options)
     return {name: np.asarray(getattr(stats, name)) for name in STATISTICS}
+
+
+def _write_part(stats: Dict[str, np.ndarray], path: str, gold: np.ndarray, start: int, task: str, n_labels: int) -> str:
+    """Write one example chunk's rows as :meth:`Statistics.to_polars` would, atomically."""
+    import polars as pl
+
+    from datacarto._atomic import atomic_path
+
+    n = len(gold)
+    columns: Dict[str, Any] = {}
+    if task == "multilabel":
+        columns["example"] = np.repeat(np.arange(start, start + n, dtype=np.int64), n_labels)
+        columns["label"] = np.tile(np.arange(n_labels, dtype=np.int64), n)
+    else:
+        columns["example"] = np.arange(start, start + n, dtype=np.int64)
+    columns["gold"] = np.asarray(gold).reshape(-1).astype(np.int64)
+    for name in STATISTICS:
+        columns[name] = np.asarray(stats[name]).reshape(-1)
+    with atomic_path(path) as tmp:
+        pl.DataFrame(columns).write_parquet(tmp)
+    return path
 
 
 def assemble(parts: Sequence[Dict[str, np.ndarray]], args: Any, shape: Tuple[int, int, int], extra: Dict[str, Any]) -> Statistics:
