@@ -58,6 +58,7 @@ _LAZY_SUBMODULES = (
     "dask",
     "datamap",
     "demo",
+    "distributed",
     "html",
     "importers",
     "online",
@@ -82,7 +83,7 @@ def __getattr__(name: str) -> object:
 
 # Submodules that cannot be imported without an optional dependency. dir() lists them only when
 # it is installed: tools that walk dir() (help(), inspect.getmembers) import every name listed.
-_SUBMODULE_NEEDS = {"dask": ("dask",), "torch": ("torch",), "transformers": ("torch", "transformers")}
+_SUBMODULE_NEEDS = {"dask": ("dask",), "distributed": ("torch",), "torch": ("torch",), "transformers": ("torch", "transformers")}
 
 
 def _installed(module: str) -> bool:
