@@ -215,3 +215,12 @@ def test_a_misaligned_array_is_read_like_any_other():
     labels = np.array([0, 1, 2, 0, 1])
     assert dc.partial(misaligned, labels) == dc.partial(probs, labels)
     assert dc.compute(misaligned, labels) == dc.compute(probs, labels)
+
+
+@pytest.mark.parametrize("module_name", ["datacarto._partial", "datacarto._shards"])
+def test_module_doctests(module_name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module_name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
