@@ -18,4 +18,4 @@ mod python;
 
 pub use dynamics::{Dims, DynamicsFile, DynamicsView, Probs};
 pub use error::{Error, Result};
-pub use stats::{compute, Correctness, Labels, Options, Statistics, Task};
+pub use stats::{compute, partial, Correctness, Labels, Offsets, Options, State, Statistics, Task};

@@ -11,11 +11,11 @@ use half::f16;
 use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
 use crate::dynamics::{Dims, DynamicsFile, DynamicsView, Probs};
 use crate::error::Error;
-use crate::stats::{self, Correctness, Labels, Options, Progress, Statistics, Task};
+use crate::stats::{self, Correctness, Labels, Offsets, Options, Progress, State, Statistics, Task};
 
 /// Large outputs (tens of MiB per call) freed by Python come back to this allocator, which
 /// reuses their pages on the next call; the system allocator unmaps them, and the kernel then
@@ -96,8 +96,8 @@ fn options(task: &str, argmax: bool, first_index: bool, threshold: f64, epoch_st
 const POLL: Duration = Duration::from_millis(50);
 
 /// The kernel's outcome, handed from the worker to the waiting caller.
-struct Handoff {
-    outcome: Mutex<Option<std::thread::Result<Result<Statistics, Error>>>>,
+struct Handoff<T> {
+    outcome: Mutex<Option<std::thread::Result<Result<T, Error>>>>,
     ready: Condvar,
 }
 
@@ -109,9 +109,9 @@ struct Handoff {
 /// that the kernel reads between blocks, and is raised once the kernel has stopped. A panic in
 /// the kernel becomes [`Error::Internal`]. `work` gets the kernel's progress hook; errors
 /// about the labels name them `labels_name`.
-fn run_detached<W>(py: Python<'_>, total: usize, progress: Option<&Bound<'_, PyAny>>, labels_name: &str, work: W) -> PyResult<Statistics>
+fn run_detached<T: Send, W>(py: Python<'_>, total: usize, progress: Option<&Bound<'_, PyAny>>, labels_name: &str, work: W) -> PyResult<T>
 where
-    W: FnOnce(Progress<'_>) -> Result<Statistics, Error> + Send,
+    W: FnOnce(Progress<'_>) -> Result<T, Error> + Send,
 {
     let cancel = AtomicBool::new(false);
     let done = AtomicUsize::new(0);
@@ -272,11 +272,194 @@ fn compute<'py>(
     statistics_dict(py, stats)
 }
 
+/// The mergeable statistics of a piece of a dynamics block (`stats::State`); the public
+/// wrapper is `datacarto.State`, which adds the gold labels.
+#[pyclass(name = "PartialState", module = "datacarto._core", frozen)]
+struct PartialState {
+    inner: State,
+}
+
+fn rule_name(correctness: Correctness) -> (&'static str, f64) {
+    match correctness {
+        Correctness::Argmax => ("argmax", 0.5),
+        Correctness::ArgmaxFirstIndex => ("argmax_first_index", 0.5),
+        Correctness::Threshold(t) => ("threshold", t),
+    }
+}
+
+#[pymethods]
+impl PartialState {
+    /// This state's epochs followed by `later`'s (same examples, `later` starting where this ends).
+    fn merge(&self, py: Python<'_>, later: &PartialState) -> PyResult<PartialState> {
+        let inner = py.detach(|| self.inner.merge(&later.inner)).map_err(to_py_err)?;
+        Ok(PartialState { inner })
+    }
+
+    /// States of the same epochs over example ranges that tile one range, side by side.
+    #[staticmethod]
+    fn concat(py: Python<'_>, states: Vec<PyRef<'_, PartialState>>) -> PyResult<PartialState> {
+        let refs: Vec<&State> = states.iter().map(|s| &s.inner).collect();
+        let inner = py.detach(|| State::concat(&refs)).map_err(to_py_err)?;
+        Ok(PartialState { inner })
+    }
+
+    /// Every statistic over the state's epochs: flat arrays, `units` long.
+    fn finish<'py>(&self, py: Python<'py>, ddof: usize) -> PyResult<Bound<'py, PyDict>> {
+        let stats = py.detach(|| self.inner.finish(ddof)).map_err(to_py_err)?;
+        statistics_dict(py, stats)
+    }
+
+    /// The versioned byte form (`State::to_bytes`).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let bytes = py.detach(|| self.inner.to_bytes());
+        PyBytes::new(py, &bytes)
+    }
+
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<PartialState> {
+        let inner = py.detach(|| State::from_bytes(data)).map_err(to_py_err)?;
+        Ok(PartialState { inner })
+    }
+
+    #[getter]
+    fn task(&self) -> &'static str {
+        match self.inner.task() {
+            Task::Multiclass => "multiclass",
+            Task::Binary => "binary",
+            Task::Multilabel => "multilabel",
+        }
+    }
+
+    #[getter]
+    fn correctness(&self) -> &'static str {
+        rule_name(self.inner.correctness()).0
+    }
+
+    #[getter]
+    fn threshold(&self) -> f64 {
+        rule_name(self.inner.correctness()).1
+    }
+
+    #[getter]
+    fn n_labels(&self) -> usize {
+        self.inner.n_labels()
+    }
+
+    #[getter]
+    fn epochs(&self) -> (usize, usize) {
+        let epochs = self.inner.epochs();
+        (epochs.start, epochs.end)
+    }
+
+    #[getter]
+    fn examples(&self) -> (usize, usize) {
+        let examples = self.inner.examples();
+        (examples.start, examples.end)
+    }
+
+    #[getter]
+    fn units(&self) -> usize {
+        self.inner.units()
+    }
+
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.inner.nbytes()
+    }
+
+    #[getter]
+    fn bytes_per_unit(&self) -> usize {
+        self.inner.bytes_per_unit()
+    }
+}
+
+/// The mergeable state of a dynamics file (memory-mapped) or array over an epoch window;
+/// the arguments are `compute`'s, plus where the piece sits in the whole.
+#[pyfunction]
+#[pyo3(signature = (source, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, threads=None, progress=None, labels_name="labels", first_index=false, epoch_offset=0, example_offset=0))]
+#[allow(clippy::too_many_arguments)]
+fn partial<'py>(
+    py: Python<'py>,
+    source: &Bound<'py, PyAny>,
+    class_labels: Option<PyReadonlyArray1<'py, i64>>,
+    multilabel_labels: Option<PyReadonlyArray2<'py, u8>>,
+    task: &str,
+    argmax: bool,
+    threshold: f64,
+    epoch_start: usize,
+    epoch_stop: usize,
+    threads: Option<usize>,
+    progress: Option<Py<PyAny>>,
+    labels_name: &str,
+    first_index: bool,
+    epoch_offset: usize,
+    example_offset: usize,
+) -> PyResult<PartialState> {
+    let options = options(task, argmax, first_index, threshold, epoch_start, epoch_stop, 0, threads, false)?;
+    let labels = LabelArrays { classes: class_labels, multilabel: multilabel_labels };
+    let labels = labels.labels()?;
+    let progress = progress.as_ref().map(|callback| callback.bind(py));
+    let offsets = Offsets { epoch: epoch_offset, example: example_offset };
+    let inner = if let Ok(path) = source.extract::<PathBuf>() {
+        let file = py.detach(|| DynamicsFile::open(&path)).map_err(to_py_err)?;
+        let total = file.dims().n_examples;
+        run_detached(py, total, progress, labels_name, |hook| stats::partial_file(&file, labels, &options, offsets, Some(hook)))?
+    } else {
+        let not_contiguous = |_| DatacartoError::new_err("probs: expected a C-contiguous array");
+        let dims_of = |shape: &[usize]| Dims { n_epochs: shape[0], n_examples: shape[1], n_labels: shape[2] };
+        let run = |view: DynamicsView<'_>| run_detached(py, view.dims.n_examples, progress, labels_name, |hook| stats::partial(view, labels, &options, offsets, Some(hook)));
+        if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f32>>() {
+            run(DynamicsView::new(Probs::F32(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)?
+        } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f64>>() {
+            run(DynamicsView::new(Probs::F64(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)?
+        } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f16>>() {
+            run(DynamicsView::new(Probs::F16(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)?
+        } else {
+            return Err(DatacartoError::new_err("probs: expected a path to a .npy file or a 3-D float32, float64 or float16 numpy array [epochs, examples, labels]"));
+        }
+    };
+    Ok(PartialState { inner })
+}
+
+/// Join 1-D arrays of one dtype (float64, int32 or bool) into a new array.
+///
+/// For joining per-shard outputs: the result is allocated by this module's allocator, which
+/// reuses the pages of freed outputs, where numpy's fresh allocation faults in every page (a
+/// join of 1.3 GB of outputs cost five times the computation that made them).
+#[pyfunction]
+fn concat<'py>(py: Python<'py>, arrays: Vec<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    fn join<'py, T: numpy::Element + Copy + Send + Sync>(py: Python<'py>, arrays: &[Bound<'py, PyAny>]) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(typed) = arrays.iter().map(|a| a.extract::<PyReadonlyArray1<'py, T>>().ok()).collect::<Option<Vec<_>>>() else {
+            return Ok(None);
+        };
+        let slices = typed.iter().map(|a| a.as_slice()).collect::<Result<Vec<_>, _>>().map_err(|_| DatacartoError::new_err("arrays: expected C-contiguous arrays"))?;
+        let joined = py.detach(|| {
+            let mut out = Vec::with_capacity(slices.iter().map(|s| s.len()).sum());
+            slices.iter().for_each(|s| out.extend_from_slice(s));
+            out
+        });
+        Ok(Some(joined.into_pyarray(py).into_any()))
+    }
+    if let Some(out) = join::<f64>(py, &arrays)? {
+        return Ok(out);
+    }
+    if let Some(out) = join::<i32>(py, &arrays)? {
+        return Ok(out);
+    }
+    if let Some(out) = join::<bool>(py, &arrays)? {
+        return Ok(out);
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err("arrays: expected 1-D arrays of one dtype: float64, int32 or bool"))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DatacartoError", m.py().get_type::<DatacartoError>())?;
     m.add_function(wrap_pyfunction!(read_header, m)?)?;
     m.add_function(wrap_pyfunction!(compute, m)?)?;
+    m.add_function(wrap_pyfunction!(partial, m)?)?;
+    m.add_function(wrap_pyfunction!(concat, m)?)?;
+    m.add_class::<PartialState>()?;
     Ok(())
 }

@@ -456,6 +456,48 @@ def _(env, spelling):
     assert dc.DataMap.read(out).frame.equals(dc.DataMap.from_dynamics(env.dynamics, env.labels).frame)
 
 
+@_case("compute", "--shards")
+def _(env, spelling):
+    probs, y = env.files["probs"], env.files["y"]
+    folder = env.dir / "shards"
+    folder.mkdir(exist_ok=True)
+    for k, (a, b) in enumerate(((0, 2), (2, E))):
+        np.save(folder / f"epochs-{k}.npy", probs[a:b])
+    for k, (a, b) in enumerate(((0, 25), (25, N))):
+        np.save(folder / f"rank{k}.npy", probs[:, a:b])
+    whole = dc.compute(probs, y, epochs=(1, E))
+    for pattern, axis in (("epochs-*.npy", "epochs"), ("rank*.npy", "examples")):
+        out = env.dir / f"shards-{axis}.parquet"
+        env.ok("compute", folder / pattern, env.labels, spelling, axis, "--burn-in", "1", "-o", out)
+        stats = dc.DataMap.read(out).statistics
+        assert stats.epochs == (1, E)
+        np.testing.assert_array_equal(stats.forgetting, whole.forgetting)
+        np.testing.assert_allclose(stats.variability, whole.variability, rtol=1e-12, atol=1e-12)
+    assert "rank1.npy: shape: shards by epochs must all hold the same examples" in env.error("compute", folder / "rank*.npy", env.labels, spelling, "epochs", "-o", env.dir / "x.parquet")
+    assert "no file matches" in env.error("compute", folder / "none-*.npy", env.labels, spelling, "examples", "-o", env.dir / "x.parquet")
+
+
+@_case("compute", "--scheduler", "--workers")
+def _(env, spelling):
+    distributed = pytest.importorskip("distributed")
+    probs, y = env.files["probs"], env.files["y"]
+    folder = env.dir / "cluster-shards"
+    folder.mkdir(exist_ok=True)
+    for k, (a, b) in enumerate(((0, 40), (40, 90), (90, N))):
+        np.save(folder / f"rank{k}.npy", probs[:, a:b])
+    out = env.dir / "cluster.parquet"
+    if spelling == "--workers":
+        env.ok("compute", folder / "rank*.npy", env.labels, "--shards", "examples", spelling, "2", "-o", out)
+    else:
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+            env.ok("compute", folder / "rank*.npy", env.labels, "--shards", "examples", spelling, cluster.scheduler_address, "-o", out)
+    stats, whole = dc.DataMap.read(out).statistics, dc.compute(probs, y)
+    np.testing.assert_array_equal(stats.first_learned, whole.first_learned)
+    np.testing.assert_allclose(stats.confidence, whole.confidence, rtol=1e-12, atol=1e-12)
+    value = "2" if spelling == "--workers" else "tcp://127.0.0.1:1"
+    assert f"{spelling}: runs shard files on a Dask cluster" in env.error("compute", env.dynamics, env.labels, spelling, value, "-o", env.dir / "x.parquet")
+
+
 @_case("compute", "--task")
 def _(env, spelling):
     one_column = env.dir / "one.npy"

@@ -152,7 +152,7 @@ def test_help_works_without_the_optional_dependencies():
 def test_all_is_explicit_and_every_name_resolves():
     assert len(set(dc.__all__)) == len(dc.__all__)
     assert {"compute", "read_header", "Statistics", "STATISTICS", "DataMap", "DynamicsWriter", "to_probabilities",
-            "DatacartoError", "MissingDependencyError", "__version__"} == set(dc.__all__)
+            "DatacartoError", "MissingDependencyError", "__version__", "State", "partial"} == set(dc.__all__)
     for name in dc.__all__:
         assert getattr(dc, name) is not None, name
     assert issubclass(dc.MissingDependencyError, ImportError)

@@ -24,6 +24,7 @@ from datacarto._optional import MissingDependencyError
 from datacarto._stats import STATISTICS, Statistics, compute, read_header
 
 if _TYPE_CHECKING:
+    from datacarto._partial import State, partial
     from datacarto.datamap import DataMap
     from datacarto.writer import DynamicsWriter, to_probabilities
 
@@ -33,9 +34,11 @@ __all__ = [
     "DatacartoError",
     "DynamicsWriter",
     "MissingDependencyError",
+    "State",
     "Statistics",
     "__version__",
     "compute",
+    "partial",
     "read_header",
     "to_probabilities",
 ]
@@ -44,17 +47,22 @@ __all__ = [
 _LAZY_ATTRIBUTES = {
     "DataMap": "datacarto.datamap",
     "DynamicsWriter": "datacarto.writer",
+    "State": "datacarto._partial",
+    "partial": "datacarto._partial",
     "to_probabilities": "datacarto.writer",
 }
 # Public submodules, imported on first access: some need optional dependencies (torch,
 # transformers, scikit-learn), others heavy ones (matplotlib, plotly, polars).
 _LAZY_SUBMODULES = (
     "cli",
+    "dask",
     "datamap",
     "demo",
+    "distributed",
     "html",
     "importers",
     "noise",
+    "online",
     "plots",
     "reference",
     "sklearn",
@@ -76,7 +84,7 @@ def __getattr__(name: str) -> object:
 
 # Submodules that cannot be imported without an optional dependency. dir() lists them only when
 # it is installed: tools that walk dir() (help(), inspect.getmembers) import every name listed.
-_SUBMODULE_NEEDS = {"torch": ("torch",), "transformers": ("torch", "transformers")}
+_SUBMODULE_NEEDS = {"dask": ("dask",), "distributed": ("torch",), "torch": ("torch",), "transformers": ("torch", "transformers")}
 
 
 def _installed(module: str) -> bool:

@@ -42,3 +42,45 @@ def compute(
     the end. The labels are copied before the GIL is released, so another thread writing to
     them meanwhile changes nothing. Raises ``DatacartoError`` when the file changed while being
     read (truncated, rewritten shorter, replaced) and for an internal error (a panic)."""
+
+class PartialState:
+    """The mergeable per-unit sums of a piece of a dynamics block (public wrapper: ``datacarto.State``)."""
+
+    task: str
+    correctness: str
+    threshold: float
+    n_labels: int
+    epochs: tuple[int, int]
+    examples: tuple[int, int]
+    units: int
+    nbytes: int
+    bytes_per_unit: int
+    def merge(self, later: PartialState) -> PartialState: ...
+    @staticmethod
+    def concat(states: list[PartialState]) -> PartialState: ...
+    def finish(self, ddof: int) -> Dict[str, np.ndarray]: ...
+    def to_bytes(self) -> bytes: ...
+    @staticmethod
+    def from_bytes(data: bytes) -> PartialState: ...
+
+def partial(
+    source: Union[str, "os.PathLike[str]", np.ndarray],
+    *,
+    class_labels: Optional[np.ndarray],
+    multilabel_labels: Optional[np.ndarray],
+    task: str,
+    argmax: bool,
+    threshold: float,
+    epoch_start: int,
+    epoch_stop: int,
+    threads: Optional[int] = None,
+    progress: Optional[Callable[[int, int], Any]] = None,
+    labels_name: str = "labels",
+    first_index: bool = False,
+    epoch_offset: int = 0,
+    example_offset: int = 0,
+) -> PartialState:
+    """The partial state of a dynamics file or array over an epoch window (``compute``'s pass, unfinished)."""
+
+def concat(arrays: list[np.ndarray]) -> np.ndarray:
+    """Join 1-D float64, int32 or bool arrays of one dtype (allocated by the core, which reuses freed pages)."""

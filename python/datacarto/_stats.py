@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from datacarto._core import DatacartoError
 if TYPE_CHECKING:
     import polars as pl
 
-DynamicsLike = Union[str, "os.PathLike[str]", np.ndarray]
+DynamicsLike = Union[str, "os.PathLike[str]", np.ndarray, Sequence[Union[str, "os.PathLike[str]"]]]
 
 #: The statistic columns, in the order :meth:`Statistics.to_polars` writes them.
 STATISTICS = (
@@ -190,6 +190,7 @@ def compute(
     progress: Union[bool, Callable[[int, int], Any]] = False,
     compat: Optional[str] = None,
     class_means: bool = False,
+    shards: Optional[str] = None,
 ) -> Statistics:
     """Compute every per-example statistic in one streaming, parallel pass.
 
@@ -226,6 +227,13 @@ def compute(
         class_means: also compute every class's mean probability over the window,
             ``Statistics.class_means`` (float64 ``[N, L]``), in the same pass (what
             :meth:`DataMap.label_issues` needs). Off by default: it costs an ``[N, L]`` output.
+        shards: ``"examples"`` or ``"epochs"`` when ``source`` is a list of ``.npy`` files or a
+            glob pattern (``"shards/*.npy"``, expanded in sorted order): each file holds every
+            epoch of consecutive examples, or consecutive epochs of every example, in the
+            list's order. ``labels`` covers every example; ``epochs`` counts absolute epochs
+            across epoch shards. Each shard is validated like a single file and named in
+            errors; the result's ``source`` is ``None`` and ``extra["shards"]`` lists the files.
+            See ``docs/scale.md``.
 
     Raises:
         FileNotFoundError: ``source`` or ``labels`` names a missing file.
@@ -247,6 +255,14 @@ def compute(
     _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=progress)
     if threads is not None and not 1 <= threads <= MAX_THREADS:
         raise DatacartoError(f"threads: expected a positive int up to {MAX_THREADS} or None, found {threads!r}")
+    if shards is not None or _is_path_list(source) or _is_pattern(source):
+        from datacarto._shards import compute_shards
+
+        if class_means:
+            raise DatacartoError("class_means: not available for sharded inputs yet; compute each shard's class means with compute(shard, ..., class_means=True)")
+
+        correctness = _compat_correctness(compat, correctness, ddof)
+        return compute_shards(source, labels, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, progress=progress)  # type: ignore[arg-type]
     name = _dynamics_name(source)
     if isinstance(source, (str, os.PathLike)):
         header = _core.read_header(name)
@@ -256,7 +272,7 @@ def compute(
         array = _as_probability_array(source)
         shape = array.shape
     else:
-        raise TypeError(f"source: expected a path to a .npy dynamics file or a numpy array [E, N, L], found {type(source).__name__}")
+        raise TypeError(f"source: expected a path to a .npy dynamics file or a numpy array [E, N, L] (or a list or glob of .npy shards with shards=), found {type(source).__name__}")
 
     correctness = _compat_correctness(compat, correctness, ddof)
     # the core checks the class indices' range itself (its errors name `labels_name`)
@@ -288,6 +304,16 @@ def compute(
     finally:
         close()
     return _statistics_from_raw(raw, args, shape, None if array is not None else name)
+
+
+def _is_pattern(source: object) -> bool:
+    """A glob pattern naming shards (a string with ``*?[`` that is not an existing file)."""
+    return isinstance(source, str) and any(c in source for c in "*?[") and not os.path.exists(source)
+
+
+def _is_path_list(source: object) -> bool:
+    """A non-empty list or tuple of paths (shards); a nested list of numbers is not one."""
+    return isinstance(source, (list, tuple)) and len(source) > 0 and all(isinstance(item, (str, os.PathLike)) for item in source)
 
 
 def _private_copy(labels: Optional[np.ndarray]) -> Optional[np.ndarray]:
@@ -378,8 +404,11 @@ def _as_probability_array(source: np.ndarray) -> np.ndarray:
         source = source.astype(source.dtype.newbyteorder("="))
     if 0 in source.shape:
         raise DatacartoError(f"probs: expected at least one epoch, example and label, found shape {source.shape}")
-    # A strided view (a slice over examples, a transposed block) is copied once here.
-    return np.ascontiguousarray(source)
+    # A strided view (a slice over examples, a transposed block) is copied once here, and so
+    # is a misaligned one (an array unpickled from an odd offset of a buffer, as Dask's
+    # deserialization can produce): the core reads typed elements in place.
+    contiguous = np.ascontiguousarray(source)
+    return contiguous if contiguous.flags.aligned else contiguous.copy()
 
 
 def _statistics_from_raw(raw: Dict[str, np.ndarray], args: Any, shape: Tuple[int, ...], source: Optional[str]) -> Statistics:

@@ -82,7 +82,9 @@ _HELP: Dict[str, Tuple[str, str]] = {
   datacarto compute dynamics.npy labels.npy --epochs 2:10 --ddof 1 --threads 8
   datacarto compute dynamics.npy labels.npy --metadata train.jsonl --text-column sentence
   datacarto compute dynamics.npy labels.npy --label-names emotions.txt --task multilabel
-  datacarto compute dynamics.npy labels.npy --compat cartography --epochs :4   # the original's rules, --burn_out 4""",
+  datacarto compute dynamics.npy labels.npy --compat cartography --epochs :4   # the original's rules, --burn_out 4
+  datacarto compute 'shards/rank*.npy' labels.npy --shards examples     # one file per rank, in sorted order
+  datacarto compute 'epochs/*.npy' labels.npy --shards epochs --workers 4   # on a local Dask cluster""",
     ),
     "regions": (
         "add a region column (easy / ambiguous / hard) and print the counts",
@@ -225,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=summary, description=(summary[0].upper() + summary[1:] + ".").replace("%%", "%"), epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
 
     p = command("compute")
-    p.add_argument("dynamics", help="dynamics .npy file [epochs, examples, labels]")
+    p.add_argument("dynamics", help="dynamics .npy file [epochs, examples, labels]; with --shards, a quoted glob pattern of shard files ('shards/*.npy', sorted)")
     p.add_argument("labels", help="gold labels .npy: class indices [N] or a 0/1 array [N, L] (multilabel)")
     p.add_argument("-o", "--output", default="statistics.parquet", help="output file, .parquet or .csv, replaced atomically if it exists (default: %(default)s)")
     p.add_argument("--task", choices=("multiclass", "binary", "multilabel"), help="default: inferred from the labels and the file")
@@ -249,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("cartography",),
         help="cartography: the original Cartography code's conventions (np.argmax's tie rule, ddof 0); its --burn_out B is --epochs :B, not --burn-in",
     )
+    p.add_argument(
+        "--shards",
+        choices=("examples", "epochs"),
+        help="DYNAMICS is a glob of shard files, in sorted order: each holds every epoch of consecutive examples (examples) or consecutive epochs of every example (epochs); LABELS covers all examples",
+    )
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDR", help="with --shards: run on the Dask cluster at ADDR (tcp://host:8786); the workers read the shard paths")
+    cluster.add_argument("--workers", type=_count_type(1, 1024, what="a worker count"), metavar="N", help="with --shards: run on a local Dask cluster of N worker processes")
     _add_progress(p)
     _finish(p, "compute", _cmd_compute)
 
@@ -412,9 +422,17 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         args.flag_names["epochs"] = "--burn-in"
         epochs = args.burn_in
     output = _output_target(args.output, _MAP_SUFFIXES, "--output")
-    _require_regular_file(args.dynamics, "dynamics")
-    _require_npy_labels(args.labels)
-    shape = tuple(int(size) for size in dc.read_header(args.dynamics)["shape"])
+    shards: Optional[List[str]] = None
+    if args.shards is not None:
+        from datacarto._shards import expand, layout
+
+        shards = expand(args.dynamics)
+        shape = layout(shards, args.shards).shape  # every shard's header, checked
+        _require_npy_labels(args.labels)
+    else:
+        _require_regular_file(args.dynamics, "dynamics")
+        _require_npy_labels(args.labels)
+        shape = tuple(int(size) for size in dc.read_header(args.dynamics)["shape"])
     correctness = args.correctness
     if args.compat is not None:
         from datacarto._stats import _compat_correctness
@@ -430,11 +448,7 @@ def _cmd_compute(args: argparse.Namespace) -> int:
             each = "label" if resolved.task == "multilabel" else "class"
             raise ValueError(f"--label-names: expected {expected} names (one per {each} of {args.dynamics}), found {len(label_names)}")
     metadata = _metadata(args, n_examples=shape[1])
-    dm = DataMap.from_dynamics(
-        args.dynamics,
-        args.labels,
-        metadata,
-        label_names=label_names,
+    options: Dict[str, Any] = dict(
         task=args.task,
         correctness=args.correctness,
         threshold=args.threshold,
@@ -444,11 +458,38 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         progress=_show_progress(args),
         compat=args.compat,
     )
+    if (args.scheduler or args.workers) and shards is None:
+        flag = "--scheduler" if args.scheduler else "--workers"
+        raise ValueError(f"{flag}: runs shard files on a Dask cluster: add --shards examples or --shards epochs")
+    if shards is not None and (args.scheduler or args.workers):
+        dm = DataMap(_compute_on_dask(shards, args, options), metadata, label_names=label_names)
+    elif shards is not None:
+        dm = DataMap(dc.compute(shards, args.labels, shards=args.shards, **options), metadata, label_names=label_names)
+    else:
+        dm = DataMap.from_dynamics(args.dynamics, args.labels, metadata, label_names=label_names, **options)
     dm.write(output)
     start, stop = dm.epochs or (0, 0)
     print(f"{dm.n_examples} examples, {dm.task}, {dm.n_labels} label column(s), epochs {start}..{stop - 1}", file=sys.stderr)
     print(f"wrote {output}", file=sys.stderr)
     return 0
+
+
+def _compute_on_dask(shards: List[str], args: argparse.Namespace, options: Dict[str, Any]) -> Any:
+    """The statistics of shard files on a Dask cluster: the one at --scheduler, or a local one of --workers processes."""
+    from datacarto._optional import require
+
+    distributed = require("distributed", "dask", feature="--scheduler / --workers")
+    import datacarto.dask as dcd
+
+    if options.pop("compat") is not None:
+        raise ValueError("--compat: not supported with --scheduler / --workers; compute the shards without a cluster")
+    options.pop("progress")
+    if args.scheduler:
+        with distributed.Client(args.scheduler) as client:
+            return dcd.compute(shards, args.labels, shards=args.shards, client=client, **options)
+    with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        with distributed.Client(cluster) as client:
+            return dcd.compute(shards, args.labels, shards=args.shards, client=client, **options)
 
 
 def _cmd_regions(args: argparse.Namespace) -> int:

@@ -19,7 +19,8 @@
 //! - [`state`]: the per-unit running state (accumulators, a tile's registers) and the rule
 //!   deciding an epoch's verdict;
 //! - [`kernels`]: the per-epoch loops over rows, compiled for several instruction sets;
-//! - [`output`]: the result arrays and each block's slices of them.
+//! - [`output`]: the result arrays and each block's slices of them;
+//! - [`partial`]: the mergeable per-unit state of a piece (some epochs, some examples).
 //!
 //! Values within a rounding tolerance outside [0, 1] (four units in the last place of 1.0 in
 //! the stored dtype, [`Float::TOLERANCE`]: float rounding in a softmax) are clamped into
@@ -27,6 +28,7 @@
 
 mod kernels;
 mod output;
+pub mod partial;
 mod plan;
 mod state;
 
@@ -37,6 +39,7 @@ use crate::error::{Error, Result};
 
 pub use kernels::Float;
 pub use output::Statistics;
+pub use partial::{partial, partial_file, Offsets, State};
 use plan::Plan;
 
 /// How the rows of the dynamics block are read.

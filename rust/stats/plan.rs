@@ -198,8 +198,8 @@ impl<'a> Plan<'a> {
         // anything further out left for the kernel to refuse. Out-of-range values are rare, so
         // the common case pays one check per chunk and no copy. A failed fold has touched the
         // accumulators, so the block starts over in repair mode, every chunk checked first.
-        if !self.fold_epochs(classes, &gold_bits, rule, acc, &range, false)? {
-            self.fold_epochs(classes, &gold_bits, rule, acc, &range, true)?;
+        if !self.fold_epochs(classes, &gold_bits, rule, acc, &range, false, None)? {
+            self.fold_epochs(classes, &gold_bits, rule, acc, &range, true, None)?;
         }
         self.finalize(acc, out);
         Ok(())
@@ -209,7 +209,8 @@ impl<'a> Plan<'a> {
     /// as a chunk holds a value outside [0, 1] (the accumulators are then spoilt). With it:
     /// chunks outside [0, 1] are folded from a clamped copy, and a value beyond the rounding
     /// tolerance is an error naming it.
-    fn fold_epochs(&self, classes: &[i64], gold_bits: &[u8], rule: Rule, acc: &mut Accumulators, range: &Range<usize>, repair: bool) -> Result<bool> {
+    #[allow(clippy::too_many_arguments)]
+    fn fold_epochs(&self, classes: &[i64], gold_bits: &[u8], rule: Rule, acc: &mut Accumulators, range: &Range<usize>, repair: bool, mut first_right: Option<&mut Vec<bool>>) -> Result<bool> {
         acc.reset(range.len());
         let mut widened: Vec<f32> = Vec::new();
         let mut repaired32: Vec<f32> = Vec::new();
@@ -241,8 +242,47 @@ impl<'a> Plan<'a> {
                 }
                 return Ok(false);
             }
+            if k == 0 {
+                if let Some(first_right) = first_right.as_deref_mut() {
+                    first_right.extend(acc.last_right[..range.len()].iter().map(|&r| r != 0));
+                }
+            }
         }
         Ok(true)
+    }
+
+    /// Fold every epoch of the window into `acc` for the units in `range` (the epoch-major
+    /// path, for every row length) and append each unit's verdict at the window's first epoch
+    /// to `first_right`; the accumulators are left unfinished. The pass behind a partial state
+    /// ([`super::partial`]): [`Self::process`] and its speed are untouched by it.
+    pub(super) fn fold_raw(&self, range: Range<usize>, acc: &mut Accumulators, first_right: &mut Vec<bool>) -> Result<()> {
+        let gold_bits: Vec<u8> = match (self.task, self.labels) {
+            (Task::Binary, Labels::Classes(classes)) => classes[range.clone()].iter().map(|&c| c as u8).collect(),
+            (Task::Multilabel, Labels::Multilabel(targets)) => targets[range.clone()].to_vec(),
+            _ => Vec::new(),
+        };
+        let classes: &[i64] = match self.labels {
+            Labels::Classes(classes) if self.task == Task::Multiclass => &classes[range.clone()],
+            _ => &[],
+        };
+        let rule = Rule::new(self.correctness);
+        // the same folding as `process`, rounding repair included, so a piece's state agrees
+        // with `compute` on any input it accepts
+        let base = first_right.len();
+        if !self.fold_epochs(classes, &gold_bits, rule, acc, &range, false, Some(first_right))? {
+            first_right.truncate(base);
+            self.fold_epochs(classes, &gold_bits, rule, acc, &range, true, Some(first_right))?;
+        }
+        Ok(())
+    }
+
+    /// The window this plan folds (absolute epochs of its view).
+    pub(super) fn window(&self) -> Range<usize> {
+        self.epochs.clone()
+    }
+
+    pub(super) fn task(&self) -> Task {
+        self.task
     }
 
     /// The whole window for one block of one- or two-column rows, each tile of units walking

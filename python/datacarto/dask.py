@@ -1,0 +1,297 @@
+"""Data maps on a Dask cluster: a dask array ``[E, N, L]`` chunked any way, or shard files.
+
+Every chunk becomes a :class:`~datacarto.State` on the worker that holds it; the states of one
+column of example chunks merge in epoch order (a balanced tree of adjacent merges), each
+column is finished where its state lives, and only the statistics come back. The array is
+never gathered: between workers travel states (about 53 bytes an example) and outputs, not
+probabilities. Needs ``pip install "datacarto[dask]"``.
+
+Example:
+    >>> import numpy as np, dask.array as da, datacarto as dc, datacarto.dask
+    >>> probs = np.random.default_rng(0).dirichlet([1, 1, 1], size=(6, 40)).astype(np.float32)
+    >>> labels = np.arange(40) % 3
+    >>> x = da.from_array(probs, chunks=(2, 15, 3))        # 3 epoch chunks x 3 example chunks
+    >>> stats = datacarto.dask.compute(x, labels, scheduler="synchronous")
+    >>> bool(np.allclose(stats.variability, dc.compute(probs, labels).variability, rtol=0, atol=1e-12))
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from datacarto._args import EpochWindow, LabelsLike, resolve
+from datacarto._core import DatacartoError
+from datacarto._optional import require
+from datacarto._stats import STATISTICS, Statistics, _check_argument_types, _is_pattern
+
+if TYPE_CHECKING:
+    from datacarto._partial import State
+
+dask = require("dask", "dask", feature="datacarto.dask")
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def compute(
+    source: Any,
+    labels: LabelsLike,
+    *,
+    shards: Optional[str] = None,
+    task: Optional[str] = None,
+    correctness: Optional[str] = None,
+    threshold: float = 0.5,
+    epochs: EpochWindow = None,
+    ddof: int = 0,
+    threads: Optional[int] = None,
+    client: Any = None,
+    scheduler: Optional[str] = None,
+) -> Statistics:
+    """Every statistic of a dask array or of shard files, computed on a Dask cluster.
+
+    Args:
+        source: a dask array ``[E, N, L]`` (float16/32/64, chunked any way: chunks of the label
+            axis are joined first, the only rechunk), or ``.npy`` shard files (a list or a glob
+            pattern) with ``shards="examples"`` or ``"epochs"`` as in :func:`datacarto.compute`;
+            the workers read the files, so they must see the same paths.
+        labels: the gold labels of all ``N`` examples (sent to each task as its slice).
+        task, correctness, threshold, epochs, ddof: as :func:`datacarto.compute`; ``epochs`` is
+            a window of absolute epochs.
+        threads: threads of the core inside each task (default: all cores of the worker).
+        client: a ``dask.distributed.Client`` to run on (default: dask's current scheduler).
+        scheduler: a dask scheduler name (``"threads"``, ``"synchronous"``) when no client.
+
+    Returns the same :class:`~datacarto.Statistics` as :func:`datacarto.compute` over the
+    whole (equal within 1e-12, integers exactly); ``source`` is ``None``.
+    """
+    _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=False)
+    # labels go to the workers once, as data, rather than inside every task of the graph; the
+    # futures are held until the result is in (a graph does not keep them alive), and unhashed
+    # (a later call scattering equal labels must not share, then release, the same key)
+    scattered: List[Any] = []
+
+    def put(array: np.ndarray) -> Any:
+        if client is None:
+            return array
+        future = client.scatter(array, hash=False)
+        scattered.append(future)
+        return future
+
+    tasks, _, args, shape, extra = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads)
+    parts = _run(tasks, client, scheduler)
+    scattered.clear()
+    return assemble(list(parts), args, shape, extra)
+
+
+def write_parquet(
+    source: Any,
+    labels: LabelsLike,
+    directory: PathLike,
+    *,
+    shards: Optional[str] = None,
+    task: Optional[str] = None,
+    correctness: Optional[str] = None,
+    threshold: float = 0.5,
+    epochs: EpochWindow = None,
+    ddof: int = 0,
+    threads: Optional[int] = None,
+    client: Any = None,
+    scheduler: Optional[str] = None,
+) -> List[str]:
+    """Like :func:`compute`, but each example chunk's statistics are written by its worker as
+    ``directory/part-00000.parquet``, ... (atomically), never gathered: for outputs bigger than
+    one machine's memory. Returns the paths in example order; each file has the columns of
+    :meth:`datacarto.Statistics.to_polars` (``example`` counts from 0 over the whole).
+
+    The directory must exist and be visible at the same path to every worker.
+    """
+    from datacarto._atomic import check_writable_target
+
+    _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=False)
+    directory = os.fspath(directory)
+    check_writable_target(os.path.join(directory, "part-00000.parquet"), what="parquet output")
+    scattered: List[Any] = []
+
+    def put(array: np.ndarray) -> Any:
+        if client is None:
+            return array
+        future = client.scatter(array, hash=False)
+        scattered.append(future)
+        return future
+
+    tasks, ranges, args, shape, _ = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads)
+    write_task = dask.delayed(_write_part, pure=False)
+    n_labels = int(shape[2])
+    writes = [
+        write_task(part, os.path.join(directory, f"part-{k:05d}.parquet"), put(args.labels[a:b]), a, args.task, n_labels)
+        for k, (part, (a, b)) in enumerate(zip(tasks, ranges))
+    ]
+    paths = list(_run(writes, client, scheduler))
+    scattered.clear()
+    return paths
+
+
+def _graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], **options: Any) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
+    da = require("dask.array", "dask", feature="datacarto.dask")
+    shards = options.pop("shards")
+    if isinstance(source, da.Array):
+        if shards is not None:
+            raise DatacartoError("shards: applies to shard files, not to a dask array")
+        return _array_graph(source, labels, put, **options)
+    if isinstance(source, (str, os.PathLike, list, tuple)):
+        return _shard_graph(source, labels, put, shards=shards, **options)
+    raise TypeError(f"source: expected a dask array [E, N, L] or .npy shard paths, found {type(source).__name__}")
+
+
+def _run(tasks: List[Any], client: Any, scheduler: Optional[str]) -> Sequence[Any]:
+    if client is not None:
+        return client.gather(client.compute(tasks))  # type: ignore[no-any-return]
+    return dask.compute(*tasks, scheduler=scheduler)  # type: ignore[no-any-return]
+
+
+def _options(args: Any, threads: Optional[int]) -> Dict[str, Any]:
+    return dict(task=args.task, correctness=args.correctness, threshold=args.threshold, threads=threads)
+
+
+def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int]) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
+    if x.ndim != 3:
+        raise DatacartoError(f"x: expected 3 dimensions [epochs, examples, labels], found shape {x.shape}")
+    if x.dtype.kind != "f" or x.dtype.itemsize not in (2, 4, 8):
+        raise DatacartoError(f"x: dtype: expected float32, float64 or float16, found {x.dtype}")
+    if any(np.isnan(size) for size in x.shape):
+        raise DatacartoError("x: shape: expected known chunk sizes (call x.compute_chunk_sizes() first)")
+    shape = tuple(int(size) for size in x.shape)
+    if 0 in shape:
+        raise DatacartoError(f"x: expected at least one epoch, example and label, found shape {shape}")
+    args = resolve(labels, shape, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, source_name="x")  # type: ignore[arg-type]
+    start, stop = args.epoch_start, args.epoch_stop
+    x = x[start:stop]
+    if len(x.chunks[2]) > 1:
+        x = x.rechunk({2: -1})  # a row's labels must sit in one chunk
+    blocks = x.to_delayed()
+    epoch_starts = start + np.concatenate([[0], np.cumsum(x.chunks[0])[:-1]]).astype(int)
+    example_bounds = np.concatenate([[0], np.cumsum(x.chunks[1])]).astype(int)
+    options = _options(args, threads)
+    partial_task = dask.delayed(_partial_block, pure=True)
+    finish_task = dask.delayed(_finish, pure=True)
+    tasks, ranges = [], []
+    for j in range(len(x.chunks[1])):
+        a, b = int(example_bounds[j]), int(example_bounds[j + 1])
+        ranges.append((a, b))
+        gold = put(args.labels[a:b])
+        states = [partial_task(blocks[i, j, 0], gold, int(epoch_starts[i]), a, options) for i in range(len(x.chunks[0]))]
+        tasks.append(finish_task(_merge_in_order(states), ddof))
+    return tasks, ranges, args, shape, {"dask_chunks": (len(x.chunks[0]), len(x.chunks[1]))}
+
+
+def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, shards: Optional[str], task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int]) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
+    from datacarto._shards import expand, layout
+
+    if not isinstance(source, (list, tuple)) and not _is_pattern(source) and shards is None:
+        raise DatacartoError("shards: give shard files as a list or a glob pattern with shards='examples' or 'epochs' (a single file: datacarto.compute)")
+    paths = expand(source)
+    if shards is None:
+        raise DatacartoError(f"shards: {len(paths)} shard file(s) given: say how they split the whole, shards='examples' or shards='epochs'")
+    plan = layout(paths, shards)
+    args = resolve(labels, plan.shape, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, source_name=f"{len(paths)} shards by {shards}")  # type: ignore[arg-type]
+    start, stop = args.epoch_start, args.epoch_stop
+    options = _options(args, threads)
+    if plan.axis == "examples":
+        compute_task = dask.delayed(_compute_shard, pure=True)
+        tasks = [compute_task(path, put(args.labels[a:b]), (start, stop), ddof, options) for path, (a, b) in zip(plan.paths, plan.ranges)]
+        ranges = list(plan.ranges)
+    else:
+        file_task = dask.delayed(_partial_file, pure=True)
+        gold = put(args.labels)
+        states = [
+            file_task(path, gold, (max(start, a) - a, min(stop, b) - a), a, options)
+            for path, (a, b) in zip(plan.paths, plan.ranges)
+            if a < stop and b > start
+        ]
+        tasks = [dask.delayed(_finish, pure=True)(_merge_in_order(states), ddof)]
+        ranges = [(0, plan.shape[1])]
+    return tasks, ranges, args, plan.shape, {"shards": list(plan.paths), "shard_axis": plan.axis}
+
+
+def _merge_in_order(states: List[Any]) -> Any:
+    """A balanced tree of adjacent merges: log depth, and epoch order kept at every level."""
+    merge_task = dask.delayed(_merge, pure=True)
+    while len(states) > 1:
+        states = [merge_task(states[k], states[k + 1]) if k + 1 < len(states) else states[k] for k in range(0, len(states), 2)]
+    return states[0]
+
+
+# --- what runs on the workers (module-level, so tasks pickle by reference) -------------------
+def _partial_block(block: np.ndarray, labels: np.ndarray, epoch_offset: int, example_offset: int, options: Dict[str, Any]) -> "State":
+    from datacarto._partial import partial
+
+    block = np.asarray(block)
+    try:
+        return partial(block, labels, epoch_offset=epoch_offset, example_offset=example_offset, **options)
+    except DatacartoError as error:
+        # the core names positions inside the chunk: say where the chunk is
+        where = f"epochs [{epoch_offset}, {epoch_offset + block.shape[0]}), examples [{example_offset}, {example_offset + block.shape[1]})"
+        raise DatacartoError(f"x: the chunk at {where}: {error} (positions counted within the chunk)") from None
+
+
+def _partial_file(path: str, labels: np.ndarray, window: Tuple[int, int], epoch_offset: int, options: Dict[str, Any]) -> "State":
+    from datacarto._partial import partial
+
+    return partial(path, labels, epochs=window, epoch_offset=epoch_offset, **options)
+
+
+def _merge(earlier: "State", later: "State") -> "State":
+    return earlier.merge(later)
+
+
+def _finish(state: "State", ddof: int) -> Dict[str, np.ndarray]:
+    stats = state.finish(ddof)
+    return {name: np.asarray(getattr(stats, name)) for name in STATISTICS}
+
+
+def _compute_shard(path: str, labels: np.ndarray, window: Tuple[int, int], ddof: int, options: Dict[str, Any]) -> Dict[str, np.ndarray]:
+    from datacarto._stats import compute as compute_file
+
+    stats = compute_file(path, labels, epochs=window, ddof=ddof, **options)
+    return {name: np.asarray(getattr(stats, name)) for name in STATISTICS}
+
+
+def _write_part(stats: Dict[str, np.ndarray], path: str, gold: np.ndarray, start: int, task: str, n_labels: int) -> str:
+    """Write one example chunk's rows as :meth:`Statistics.to_polars` would, atomically."""
+    import polars as pl
+
+    from datacarto._atomic import atomic_path
+
+    n = len(gold)
+    columns: Dict[str, Any] = {}
+    if task == "multilabel":
+        columns["example"] = np.repeat(np.arange(start, start + n, dtype=np.int64), n_labels)
+        columns["label"] = np.tile(np.arange(n_labels, dtype=np.int64), n)
+    else:
+        columns["example"] = np.arange(start, start + n, dtype=np.int64)
+    columns["gold"] = np.asarray(gold).reshape(-1).astype(np.int64)
+    for name in STATISTICS:
+        columns[name] = np.asarray(stats[name]).reshape(-1)
+    with atomic_path(path) as tmp:
+        pl.DataFrame(columns).write_parquet(tmp)
+    return path
+
+
+def assemble(parts: Sequence[Dict[str, np.ndarray]], args: Any, shape: Tuple[int, int, int], extra: Dict[str, Any]) -> Statistics:
+    """One :class:`~datacarto.Statistics` from the statistics of consecutive example ranges."""
+    from datacarto import _core
+    from datacarto._stats import _statistics_from_raw
+
+    def flat(array: np.ndarray) -> np.ndarray:
+        # arrays off the wire may sit at an odd offset of their buffer; the core wants them aligned
+        array = np.ascontiguousarray(array).reshape(-1)
+        return array if array.flags.aligned else array.copy()
+
+    # joined by the core's allocator, which reuses freed pages (see datacarto._core.concat)
+    raw = {name: _core.concat([flat(part[name]) for part in parts]) for name in STATISTICS}
+    stats = _statistics_from_raw(raw, args, shape, None)
+    stats.extra.update(extra)
+    return stats

@@ -1,0 +1,133 @@
+"""datacarto.dask on a real LocalCluster of two worker processes: dask arrays chunked any way
+and shard files give dc.compute's statistics, and the probabilities never travel between
+workers (only states and outputs do)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import datacarto as dc
+
+pytest.importorskip("dask")
+distributed = pytest.importorskip("distributed")
+import dask.array as da  # noqa: E402
+
+import datacarto.dask as dcd  # noqa: E402
+
+FLOAT_STATS = ("confidence", "variability", "threshold_closeness", "margin", "aleatoric", "el2n")
+EXACT_STATS = ("correctness", "forgetting", "never_learned", "first_learned")
+
+
+def assert_same(got, want):
+    for name in EXACT_STATS:
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    for name in FLOAT_STATS:
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-12, atol=1e-12, err_msg=name)
+    np.testing.assert_array_equal(got.labels, want.labels)
+    assert (got.task, got.correctness_rule, got.threshold, got.epochs, got.ddof, got.n_examples, got.n_labels) == (
+        want.task, want.correctness_rule, want.threshold, want.epochs, want.ddof, want.n_examples, want.n_labels)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="1GiB") as cluster:
+        with distributed.Client(cluster) as client:
+            yield client
+
+
+def block_of(block_info=None, *, n_labels, seed):
+    """A chunk's probabilities, made on the worker from its location (so the client never holds them)."""
+    (e0, e1), (x0, x1), (l0, l1) = block_info[None]["array-location"]
+    rows = []
+    for e in range(e0, e1):
+        rng = np.random.default_rng([seed, e])
+        rows.append(rng.dirichlet(np.ones(n_labels), size=x1)[x0:x1, l0:l1])
+    return np.stack(rows).astype(np.float32)
+
+
+def generated(shape, chunks, seed=0):
+    x = da.map_blocks(block_of, n_labels=shape[2], seed=seed, chunks=da.core.normalize_chunks(chunks, shape), dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+    whole = np.stack([np.random.default_rng([seed, e]).dirichlet(np.ones(shape[2]), size=shape[1]) for e in range(shape[0])]).astype(np.float32)
+    return x, whole
+
+
+def transferred(client):
+    return sum(client.run(lambda dask_worker: dask_worker.transfer_outgoing_bytes_total).values())
+
+
+@pytest.mark.parametrize("chunks", [(2, 400, 3), (3, 250, 3), (7, 1000, 3), (1, 137, 1)])
+def test_a_dask_array_chunked_any_way_equals_compute(client, chunks):
+    x, whole = generated((7, 1000, 3), chunks)
+    labels = np.random.default_rng(1).integers(0, 3, 1000)
+    stats = dcd.compute(x, labels, client=client, epochs=(1, 7), ddof=1)
+    assert_same(stats, dc.compute(whole, labels, epochs=(1, 7), ddof=1))
+    assert stats.source is None
+
+
+def test_the_probabilities_never_travel_between_workers(client):
+    # 12 epochs x 40k examples x 8 labels float32 = 15 MB born on the workers; a state is 53 B/example
+    x, whole = generated((12, 40_000, 8), (3, 10_000, 8), seed=3)
+    labels = np.random.default_rng(2).integers(0, 8, 40_000)
+    before = transferred(client)
+    stats = dcd.compute(x, labels, client=client)
+    moved = transferred(client) - before
+    assert_same(stats, dc.compute(whole, labels))
+    states_and_outputs = 40_000 * (53 * 3 + 8 * 10)  # at most every state moved thrice, plus outputs
+    assert moved < states_and_outputs < whole.nbytes
+
+
+def test_shard_files_on_the_cluster(client, tmp_path):
+    rng = np.random.default_rng(4)
+    probs = rng.random((6, 300, 2)).astype(np.float32)
+    targets = rng.integers(0, 2, (300, 2))
+    for axis, bounds in (("examples", (0, 100, 250, 300)), ("epochs", (0, 2, 3, 6))):
+        paths = []
+        for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            paths.append(str(tmp_path / f"{axis}-{k}.npy"))
+            np.save(paths[-1], probs[a:b] if axis == "epochs" else probs[:, a:b])
+        stats = dcd.compute(paths, targets, shards=axis, client=client, epochs=1, correctness="threshold", threshold=0.6)
+        assert_same(stats, dc.compute(probs, targets, epochs=1, correctness="threshold", threshold=0.6))
+        assert stats.extra["shards"] == paths
+        globbed = dcd.compute(str(tmp_path / f"{axis}-*.npy"), targets, shards=axis, client=client)
+        assert_same(globbed, dc.compute(probs, targets))
+
+
+def test_bad_input_is_named(client, tmp_path):
+    x = da.from_array(np.full((2, 10, 3), 0.5, dtype=np.float32), chunks=(1, 5, 3))
+    with pytest.raises(dc.DatacartoError, match=r"labels: expected an integer array of shape \(10,\)"):
+        dcd.compute(x, np.zeros(9, dtype=int), client=client)
+    with pytest.raises(dc.DatacartoError, match="x: expected 3 dimensions"):
+        dcd.compute(x[0], np.zeros(10, dtype=int), client=client)
+    bad = x.copy()
+    bad[1, 7, 2] = 2.0
+    with pytest.raises(dc.DatacartoError, match=r"chunk at epochs \[1, 2\), examples \[5, 10\): probs: values: expected probabilities in \[0, 1\], found 2 at epoch 0, example 2, label 2"):
+        dcd.compute(bad, np.zeros(10, dtype=int), client=client)
+    with pytest.raises(TypeError, match="source"):
+        dcd.compute(np.zeros((2, 10, 3)), np.zeros(10, dtype=int), client=client)
+    with pytest.raises(dc.DatacartoError, match="shards="):
+        dcd.compute([str(tmp_path / "a.npy")], np.zeros(10, dtype=int), client=client)
+
+
+def test_outputs_written_per_chunk_by_the_workers(client, tmp_path):
+    pl = pytest.importorskip("polars")
+    rng = np.random.default_rng(8)
+    probs = rng.random((4, 90, 3)).astype(np.float32)
+    targets = rng.integers(0, 2, (90, 3))
+    x = da.from_array(probs, chunks=(2, 40, 3))
+    paths = dcd.write_parquet(x, targets, tmp_path, client=client, epochs=1)
+    assert [p.rsplit("/", 1)[-1] for p in paths] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    frame = pl.concat([pl.read_parquet(p) for p in paths])
+    want = dc.compute(probs, targets, epochs=1).to_polars()
+    assert frame.columns == want.columns
+    assert frame.select("example", "label", "gold", "forgetting", "first_learned").equals(want.select("example", "label", "gold", "forgetting", "first_learned"))
+    np.testing.assert_allclose(frame["variability"].to_numpy(), want["variability"].to_numpy(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(FileNotFoundError):
+        dcd.write_parquet(x, targets, tmp_path / "missing", client=client)
+
+
+def test_module_doctests():
+    import doctest
+
+    result = doctest.testmod(dcd)
+    assert result.failed == 0 and result.attempted > 0
