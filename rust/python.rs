@@ -454,6 +454,10 @@ fn concat<'py>(py: Python<'py>, arrays: Vec<Bound<'py, PyAny>>) -> PyResult<Boun
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // rust-numpy loads numpy's C API on first use, by running Python code (an import). Done
+    // lazily inside `compute`'s argument checks, a Ctrl-C landing there became a panic (it
+    // unwraps the import's KeyboardInterrupt); done here, it happens with `import datacarto`.
+    numpy::PyArray1::<u8>::zeros(m.py(), 0, false);
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DatacartoError", m.py().get_type::<DatacartoError>())?;
     m.add_function(wrap_pyfunction!(read_header, m)?)?;
