@@ -3,8 +3,6 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use half::f16;
-use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::kernels::{self, Float};
@@ -152,10 +150,7 @@ impl<'a> Plan<'a> {
                 Probs::F32(data) => add_clamped(&data[chunk], means),
                 Probs::F64(data) => add_clamped(&data[chunk], means),
                 Probs::F16(data) => {
-                    let source: &[f16] = &data[chunk];
-                    widened.resize(source.len(), 0.0);
-                    source.convert_to_f32_slice(&mut widened);
-                    kernels::clamp_f16_rounding(&mut widened);
+                    kernels::widen_f16(&data[chunk], &mut widened);
                     add_clamped(&widened, means);
                 }
             }
@@ -227,12 +222,8 @@ impl<'a> Plan<'a> {
                     self.fold_epoch(values, classes, gold_bits, k as u32, rule, acc)
                 }
                 Probs::F16(data) => {
-                    let source: &[f16] = &data[chunk];
-                    widened.resize(source.len(), 0.0);
-                    // SIMD-converted when the CPU has F16C
-                    source.convert_to_f32_slice(&mut widened);
-                    // float16 rounding is wider than float32's: clamped here, always
-                    kernels::clamp_f16_rounding(&mut widened);
+                    // float16 rounding is wider than float32's: clamped while widened, always
+                    kernels::widen_f16(&data[chunk], &mut widened);
                     self.fold_epoch(&widened, classes, gold_bits, k as u32, rule, acc)
                 }
             };
@@ -320,8 +311,8 @@ impl<'a> Plan<'a> {
                 Probs::F32(data) => first_bad(&data[chunk]),
                 Probs::F64(data) => first_bad(&data[chunk]),
                 Probs::F16(data) => {
-                    let mut widened: Vec<f32> = data[chunk].iter().map(|x| x.to_f32()).collect();
-                    kernels::clamp_f16_rounding(&mut widened);
+                    let mut widened = Vec::new();
+                    kernels::widen_f16(&data[chunk], &mut widened);
                     first_bad(&widened)
                 }
             }
