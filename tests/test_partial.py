@@ -243,3 +243,11 @@ def test_rounding_just_outside_the_unit_interval_is_clamped_like_compute(dtype, 
         bad = probs.copy()
         bad[3, 9, 1] = dtype(1.5)
         dc.partial(bad, labels)
+
+
+def test_threads_out_of_range_is_a_value_error_naming_it():
+    probs = np.full((2, 3, 2), 0.5, dtype=np.float32)
+    with pytest.raises(dc.DatacartoError, match="threads: expected a positive int up to"):
+        dc.partial(probs, [0, 1, 0], threads=2**70)
+    with pytest.raises(TypeError, match="threads"):
+        dc.partial(probs, [0, 1, 0], threads="2")

@@ -13,22 +13,20 @@ from __future__ import annotations
 import io
 import os
 import struct
-from dataclasses import replace
 from typing import Any, Callable, Iterable, Optional, Tuple, Union
 
 import numpy as np
 
 from datacarto import _core
-from datacarto._args import EpochWindow, LabelsLike, resolve
+from datacarto._args import EpochWindow, LabelsLike
 from datacarto._core import DatacartoError
 from datacarto._stats import (
     DynamicsLike,
     Statistics,
-    _as_probability_array,
     _check_argument_types,
-    _dynamics_name,
+    _core_arguments,
     _is_int,
-    _private_copy,
+    _prepare_pass,
     _progress_callback,
     _statistics_from_raw,
 )
@@ -296,37 +294,10 @@ def partial(
             raise TypeError(f"{name}: expected a non-negative int, found {type(value).__name__} {value!r}")
         if value < 0:
             raise DatacartoError(f"{name}: expected a non-negative int, found {value}")
-    if threads is not None and threads < 1:
-        raise DatacartoError(f"threads: expected a positive int or None, found {threads!r}")
-    name = _dynamics_name(source)
-    if isinstance(source, (str, os.PathLike)):
-        shape = tuple(_core.read_header(name)["shape"])
-        array = None
-    elif isinstance(source, np.ndarray):
-        array = _as_probability_array(source)
-        shape = array.shape
-    else:
-        raise TypeError(f"source: expected a path to a .npy dynamics file or a numpy array [E, N, L], found {type(source).__name__}")
-    args = resolve(labels, shape, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=0, source_name=name, check_classes=False)  # type: ignore[arg-type]
-    args = replace(args, class_labels=_private_copy(args.class_labels), multilabel_labels=_private_copy(args.multilabel_labels))
+    name, array, shape, args = _prepare_pass(source, labels, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=0)
     callback, close = _progress_callback(progress, shape, args.epoch_stop - args.epoch_start)
     try:
-        core = _core.partial(
-            name if array is None else array,
-            class_labels=args.class_labels,
-            multilabel_labels=args.multilabel_labels,
-            labels_name=args.labels_name,
-            task=args.task,
-            argmax=args.correctness in ("argmax", "argmax_first_index"),
-            first_index=args.correctness == "argmax_first_index",
-            threshold=args.threshold,
-            epoch_start=args.epoch_start,
-            epoch_stop=args.epoch_stop,
-            threads=None if threads is None else int(threads),
-            progress=callback,
-            epoch_offset=int(epoch_offset),
-            example_offset=int(example_offset),
-        )
+        core = _core.partial(name if array is None else array, **_core_arguments(args, threads, callback), epoch_offset=int(epoch_offset), example_offset=int(example_offset))
     finally:
         close()
     return State(core, args.labels)

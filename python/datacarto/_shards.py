@@ -14,7 +14,6 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 
 from datacarto import _core
 from datacarto._args import EpochWindow, LabelsLike, resolve

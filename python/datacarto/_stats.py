@@ -253,8 +253,6 @@ def compute(
         [0.0, 0.0]
     """
     _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=progress)
-    if threads is not None and not 1 <= threads <= MAX_THREADS:
-        raise DatacartoError(f"threads: expected a positive int up to {MAX_THREADS} or None, found {threads!r}")
     if shards is not None or _is_path_list(source) or _is_pattern(source):
         from datacarto._shards import compute_shards
 
@@ -263,47 +261,54 @@ def compute(
 
         correctness = _compat_correctness(compat, correctness, ddof)
         return compute_shards(source, labels, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, progress=progress)  # type: ignore[arg-type]
+    correctness = _compat_correctness(compat, correctness, ddof)
+    name, array, shape, args = _prepare_pass(source, labels, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof)
+    if compat is not None and args.task == "multilabel":
+        raise DatacartoError("compat: 'cartography' reproduces a softmax classifier (multiclass or binary), found task 'multilabel'")
+    callback, close = _progress_callback(progress, shape, args.epoch_stop - args.epoch_start)
+    try:
+        raw = _core.compute(name if array is None else array, **_core_arguments(args, threads, callback), ddof=args.ddof, class_means=bool(class_means))
+    finally:
+        close()
+    return _statistics_from_raw(raw, args, shape, None if array is not None else name)
+
+
+def _prepare_pass(source: Any, labels: LabelsLike, *, task: Optional[str], correctness: Optional[str], threshold: float, epochs: EpochWindow, ddof: int) -> Tuple[str, Optional[np.ndarray], Tuple[int, ...], Any]:
+    """What one pass of the core needs: the source's name, its array (``None`` for a file),
+    its shape, and the resolved arguments with a private copy of the labels."""
     name = _dynamics_name(source)
     if isinstance(source, (str, os.PathLike)):
-        header = _core.read_header(name)
-        shape = tuple(header["shape"])
+        shape: Tuple[int, ...] = tuple(_core.read_header(name)["shape"])
         array = None
     elif isinstance(source, np.ndarray):
         array = _as_probability_array(source)
         shape = array.shape
     else:
         raise TypeError(f"source: expected a path to a .npy dynamics file or a numpy array [E, N, L] (or a list or glob of .npy shards with shards=), found {type(source).__name__}")
-
-    correctness = _compat_correctness(compat, correctness, ddof)
     # the core checks the class indices' range itself (its errors name `labels_name`)
     args = resolve(labels, shape, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, source_name=name, check_classes=False)  # type: ignore[arg-type]
-    if compat is not None and args.task == "multilabel":
-        raise DatacartoError("compat: 'cartography' reproduces a softmax classifier (multiclass or binary), found task 'multilabel'")
     # A private, read-only copy taken while the GIL is held: the core reads it without the GIL,
     # when another thread could otherwise write to the caller's array (and it is the copy the
     # result keeps as `Statistics.labels`, so it costs nothing extra).
     args = replace(args, class_labels=_private_copy(args.class_labels), multilabel_labels=_private_copy(args.multilabel_labels))
-    callback, close = _progress_callback(progress, shape, args.epoch_stop - args.epoch_start)
-    try:
-        kwargs = dict(
-            class_labels=args.class_labels,
-            multilabel_labels=args.multilabel_labels,
-            labels_name=args.labels_name,
-            task=args.task,
-            argmax=args.correctness in ("argmax", "argmax_first_index"),
-            first_index=args.correctness == "argmax_first_index",
-            threshold=args.threshold,
-            epoch_start=args.epoch_start,
-            epoch_stop=args.epoch_stop,
-            ddof=args.ddof,
-            threads=None if threads is None else int(threads),
-            progress=callback,
-            class_means=bool(class_means),
-        )
-        raw = _core.compute(name if array is None else array, **kwargs)
-    finally:
-        close()
-    return _statistics_from_raw(raw, args, shape, None if array is not None else name)
+    return name, array, shape, args
+
+
+def _core_arguments(args: Any, threads: Optional[int], progress: Optional[Callable[[int, int], Any]]) -> Dict[str, Any]:
+    """The keyword arguments every pass of the core takes, from the resolved arguments."""
+    return dict(
+        class_labels=args.class_labels,
+        multilabel_labels=args.multilabel_labels,
+        labels_name=args.labels_name,
+        task=args.task,
+        argmax=args.correctness in ("argmax", "argmax_first_index"),
+        first_index=args.correctness == "argmax_first_index",
+        threshold=args.threshold,
+        epoch_start=args.epoch_start,
+        epoch_stop=args.epoch_stop,
+        threads=None if threads is None else int(threads),
+        progress=progress,
+    )
 
 
 def _is_pattern(source: object) -> bool:
@@ -348,7 +353,8 @@ def _is_int(value: object) -> bool:
 
 
 def _check_argument_types(*, task: object, correctness: object, ddof: object, threads: object, progress: object) -> None:
-    """A wrong kind of argument is a TypeError naming it (wrong values are checked later)."""
+    """A wrong kind of argument is a TypeError naming it (and ``threads`` out of range a
+    DatacartoError); the other values are checked when the arguments are resolved."""
     for name, value in (("task", task), ("correctness", correctness)):
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{name}: expected a str or None, found {type(value).__name__} {value!r}")
@@ -356,6 +362,8 @@ def _check_argument_types(*, task: object, correctness: object, ddof: object, th
         raise TypeError(f"ddof: expected a non-negative int, found {type(ddof).__name__} {ddof!r}")
     if threads is not None and not _is_int(threads):
         raise TypeError(f"threads: expected a positive int or None, found {type(threads).__name__} {threads!r}")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise DatacartoError(f"threads: expected a positive int up to {MAX_THREADS} or None, found {threads!r}")
     if not (progress is None or isinstance(progress, bool) or callable(progress)):
         raise TypeError(f"progress: expected True, False or a callback(done, total), found {type(progress).__name__}")
 
