@@ -171,6 +171,35 @@ where
     Ok(statistics)
 }
 
+/// Run a pass over `source` without the GIL (see [`run_detached`]): `on_file` over a path's
+/// memory-mapped dynamics file, or `on_view` over a C-contiguous float32 / float64 / float16
+/// array `[E, N, L]`.
+fn run_on_source<'py, T, F, V>(py: Python<'py>, source: &Bound<'py, PyAny>, progress: Option<&Bound<'_, PyAny>>, labels_name: &str, on_file: F, on_view: V) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce(&DynamicsFile, Progress<'_>) -> Result<T, Error> + Send,
+    V: Fn(DynamicsView<'_>, Progress<'_>) -> Result<T, Error> + Sync,
+{
+    if let Ok(path) = source.extract::<PathBuf>() {
+        let file = py.detach(|| DynamicsFile::open(&path)).map_err(to_py_err)?;
+        let total = file.dims().n_examples;
+        return run_detached(py, total, progress, labels_name, |hook| on_file(&file, hook));
+    }
+    let not_contiguous = |_| DatacartoError::new_err("probs: expected a C-contiguous array");
+    let dims_of = |shape: &[usize]| Dims { n_epochs: shape[0], n_examples: shape[1], n_labels: shape[2] };
+    let run = |view: DynamicsView<'_>| run_detached(py, view.dims.n_examples, progress, labels_name, |hook| on_view(view, hook));
+    // the typed borrow must outlive the kernel run, so each dtype runs in its own arm
+    if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f32>>() {
+        run(DynamicsView::new(Probs::F32(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)
+    } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f64>>() {
+        run(DynamicsView::new(Probs::F64(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)
+    } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f16>>() {
+        run(DynamicsView::new(Probs::F16(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)
+    } else {
+        Err(DatacartoError::new_err("probs: expected a path to a .npy file or a 3-D float32, float64 or float16 numpy array [epochs, examples, labels]"))
+    }
+}
+
 fn statistics_dict(py: Python<'_>, stats: Statistics) -> PyResult<Bound<'_, PyDict>> {
     let dict = PyDict::new(py);
     dict.set_item("confidence", stats.confidence.into_pyarray(py))?;
@@ -250,25 +279,14 @@ fn compute<'py>(
     let labels = LabelArrays { classes: class_labels, multilabel: multilabel_labels };
     let labels = labels.labels()?;
     let progress = progress.as_ref().map(|callback| callback.bind(py));
-    let stats = if let Ok(path) = source.extract::<PathBuf>() {
-        let file = py.detach(|| DynamicsFile::open(&path)).map_err(to_py_err)?;
-        let total = file.dims().n_examples;
-        run_detached(py, total, progress, labels_name, |hook| file.compute(labels, &options, Some(hook)))?
-    } else {
-        let not_contiguous = |_| DatacartoError::new_err("probs: expected a C-contiguous array");
-        let dims_of = |shape: &[usize]| Dims { n_epochs: shape[0], n_examples: shape[1], n_labels: shape[2] };
-        let run = |view: DynamicsView<'_>| run_detached(py, view.dims.n_examples, progress, labels_name, |hook| stats::compute(view, labels, &options, Some(hook)));
-        // the typed borrow must outlive the kernel run, so each dtype runs in its own arm
-        if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f32>>() {
-            run(DynamicsView::new(Probs::F32(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)?
-        } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f64>>() {
-            run(DynamicsView::new(Probs::F64(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)?
-        } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f16>>() {
-            run(DynamicsView::new(Probs::F16(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)?
-        } else {
-            return Err(DatacartoError::new_err("probs: expected a path to a .npy file or a 3-D float32, float64 or float16 numpy array [epochs, examples, labels]"));
-        }
-    };
+    let stats = run_on_source(
+        py,
+        source,
+        progress,
+        labels_name,
+        |file, hook| file.compute(labels, &options, Some(hook)),
+        |view, hook| stats::compute(view, labels, &options, Some(hook)),
+    )?;
     statistics_dict(py, stats)
 }
 
@@ -400,24 +418,14 @@ fn partial<'py>(
     let labels = labels.labels()?;
     let progress = progress.as_ref().map(|callback| callback.bind(py));
     let offsets = Offsets { epoch: epoch_offset, example: example_offset };
-    let inner = if let Ok(path) = source.extract::<PathBuf>() {
-        let file = py.detach(|| DynamicsFile::open(&path)).map_err(to_py_err)?;
-        let total = file.dims().n_examples;
-        run_detached(py, total, progress, labels_name, |hook| stats::partial_file(&file, labels, &options, offsets, Some(hook)))?
-    } else {
-        let not_contiguous = |_| DatacartoError::new_err("probs: expected a C-contiguous array");
-        let dims_of = |shape: &[usize]| Dims { n_epochs: shape[0], n_examples: shape[1], n_labels: shape[2] };
-        let run = |view: DynamicsView<'_>| run_detached(py, view.dims.n_examples, progress, labels_name, |hook| stats::partial(view, labels, &options, offsets, Some(hook)));
-        if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f32>>() {
-            run(DynamicsView::new(Probs::F32(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)?
-        } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f64>>() {
-            run(DynamicsView::new(Probs::F64(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)?
-        } else if let Ok(array) = source.extract::<PyReadonlyArray3<'py, f16>>() {
-            run(DynamicsView::new(Probs::F16(array.as_slice().map_err(not_contiguous)?), dims_of(array.shape()), "probs").map_err(to_py_err)?)?
-        } else {
-            return Err(DatacartoError::new_err("probs: expected a path to a .npy file or a 3-D float32, float64 or float16 numpy array [epochs, examples, labels]"));
-        }
-    };
+    let inner = run_on_source(
+        py,
+        source,
+        progress,
+        labels_name,
+        |file, hook| stats::partial_file(file, labels, &options, offsets, Some(hook)),
+        |view, hook| stats::partial(view, labels, &options, offsets, Some(hook)),
+    )?;
     Ok(PartialState { inner })
 }
 
