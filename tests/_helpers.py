@@ -71,3 +71,19 @@ def write_logs(root: Path, logits: np.ndarray, gold: np.ndarray, guids: List[Any
             frame.to_json(path, lines=True, orient="records")
         else:
             path.write_text("".join(json.dumps({"guid": guids[i], f"logits_epoch_{e}": logits[e, i].tolist(), "gold": int(gold[i])}) + "\n" for i in order))
+
+
+def child_env(**extra: str) -> dict:
+    """Environment for a child interpreter that imports the same datacarto as this process.
+
+    CI runs the installed wheel (the source tree has no compiled module); a development run
+    may use the source checkout: either way the child gets this process's package first.
+    """
+    import os
+
+    import datacarto
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(datacarto.__file__)))
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
+    return env

@@ -4,7 +4,6 @@ single-process run over the same probabilities."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -14,10 +13,10 @@ import numpy as np
 import pytest
 
 import datacarto as dc
+from _helpers import child_env
 
 torch = pytest.importorskip("torch")
 
-REPO = os.environ.get("DATACARTO_REPO", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 E, N, L = 4, 37, 3  # odd N: the sampler pads each epoch with a repeated example
 
 RANK = textwrap.dedent(
@@ -61,7 +60,7 @@ def free_port() -> int:
 def test_two_gloo_ranks_equal_one_process(tmp_path, keep):
     path = str(tmp_path / ("dynamics.npy" if keep == "dynamics" else "run.state"))
     address = f"tcp://127.0.0.1:{free_port()}"
-    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "python"), OMP_NUM_THREADS="1")
+    env = child_env(OMP_NUM_THREADS="1")
     ranks = [subprocess.Popen([sys.executable, "-c", RANK, str(rank), "2", address, path, keep], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in range(2)]
     outputs = [rank.communicate(timeout=180) for rank in ranks]
     for rank, (out, err) in zip(ranks, outputs):

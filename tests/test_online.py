@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import datacarto as dc
+from _helpers import child_env
 from datacarto.online import NO_TRAJECTORIES, StateRecorder
 
-REPO = os.environ.get("DATACARTO_REPO", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 E, N, L = 6, 50, 4
 
 
@@ -89,7 +89,7 @@ CHILD = textwrap.dedent(
 def test_a_killed_run_resumes_without_losing_a_committed_epoch(tmp_path, run):
     logits, labels = run
     path = tmp_path / "run.state"
-    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "python"))
+    env = child_env()
 
     def child(kill_at):
         return subprocess.run([sys.executable, "-c", CHILD, str(path), str(kill_at)], env=env, capture_output=True, text=True, timeout=120)
