@@ -579,7 +579,6 @@ def _cmd_flip_labels(args: argparse.Namespace) -> int:
 def _cmd_noise_report(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from datacarto._atomic import atomic_path
     from datacarto.noise import evaluate
 
     output = _output_target(args.output, _TABLE_SUFFIXES, "--output") if args.output else None
@@ -593,17 +592,23 @@ def _cmd_noise_report(args: argparse.Namespace) -> int:
     report = evaluate(dm, flipped, k=args.k)
     print(report)
     if output is not None:
-        table = report.to_polars()
-        suffix = Path(output).suffix.lower()
-        with atomic_path(output) as tmp:
-            if suffix in (".csv", ".tsv"):
-                table.write_csv(tmp, separator="\t" if suffix == ".tsv" else ",")
-            elif suffix in (".parquet", ".pq"):
-                table.write_parquet(tmp)
-            else:
-                table.write_ndjson(tmp)
-        print(f"wrote {table.height} rows to {output}", file=sys.stderr)
+        _write_table(report.to_polars(), output)
     return 0
+
+
+def _write_table(table: Any, output: str) -> None:
+    """Write a polars table atomically as .csv, .tsv, .parquet or JSON lines, by suffix."""
+    from datacarto._atomic import atomic_path
+
+    suffix = Path(output).suffix.lower()
+    with atomic_path(output) as tmp:
+        if suffix in (".csv", ".tsv"):
+            table.write_csv(tmp, separator="\t" if suffix == ".tsv" else ",")
+        elif suffix in (".parquet", ".pq"):
+            table.write_parquet(tmp)
+        else:
+            table.write_ndjson(tmp)
+    print(f"wrote {table.height} rows to {output}", file=sys.stderr)
 
 
 def _without_dynamics(dm: Any) -> Any:
@@ -896,8 +901,6 @@ def _print_counts(dm: Any) -> None:
 
 
 def _emit_rows(rows: Any, args: argparse.Namespace, output: Optional[str]) -> None:
-    from datacarto._atomic import atomic_path
-
     if args.columns:
         wanted = [c.strip() for c in args.columns.split(",") if c.strip()]
         missing = [c for c in wanted if c not in rows.columns]
@@ -905,15 +908,7 @@ def _emit_rows(rows: Any, args: argparse.Namespace, output: Optional[str]) -> No
             raise ValueError(f"--columns: unknown column(s) {', '.join(missing)}; columns: {', '.join(rows.columns)}")
         rows = rows.select(wanted)
     if output is not None:
-        suffix = Path(output).suffix.lower()
-        with atomic_path(output) as tmp:
-            if suffix in (".csv", ".tsv"):
-                rows.write_csv(tmp, separator="\t" if suffix == ".tsv" else ",")
-            elif suffix in (".parquet", ".pq"):
-                rows.write_parquet(tmp)
-            else:
-                rows.write_ndjson(tmp)
-        print(f"wrote {rows.height} rows to {output}", file=sys.stderr)
+        _write_table(rows, output)
     else:
         if not args.columns:
             # A readable subset on screen; -o writes every column.

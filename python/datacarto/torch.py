@@ -39,9 +39,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
@@ -155,6 +156,27 @@ def _move(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(_move(v, device) for v in batch)
     return batch
+
+
+@contextlib.contextmanager
+def _evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
+    """``model.eval()`` under ``torch.no_grad()``; the model's mode is restored on the way out."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _forward_batches(model: torch.nn.Module, dataloader: Any, device: Optional[Union[str, torch.device]], forward: Optional[ForwardFn]) -> Iterator[Tuple[Any, Any]]:
+    """``(indices, outputs)`` of every batch of ``dataloader``, moved to ``device`` (default:
+    the model's) and passed through ``forward`` (default: :func:`default_forward`)."""
+    forward = forward or default_forward
+    target = torch.device(device) if device is not None else _model_device(model)
+    for batch in dataloader:
+        yield forward(model, _move(batch, target))
 
 
 def _logits_of(output: Any) -> Any:
@@ -376,14 +398,9 @@ class Recorder:
                 f"{self.path}: epoch {self.n_epochs}: expected no examples recorded with record() before "
                 f"evaluate(), found {pending}; call end_epoch() first or record only one way"
             )
-        forward = forward or default_forward
-        target = torch.device(device) if device is not None else _model_device(model)
-        was_training = model.training
-        model.eval()
         try:
-            with torch.no_grad():
-                for batch in dataloader:
-                    indices, outputs = forward(model, _move(batch, target))
+            with _evaluation_mode(model):
+                for indices, outputs in _forward_batches(model, dataloader, device, forward):
                     self.record(indices, outputs)
             return self.end_epoch()
         except BaseException:
@@ -391,8 +408,6 @@ class Recorder:
             if self._writer is not None and not self._writer.closed:
                 self._writer.discard_epoch()
             raise
-        finally:
-            model.train(was_training)
 
     # -- results and lifetime --------------------------------------------------------------
 
@@ -548,21 +563,14 @@ class FoldRecorder(Recorder):
         with :meth:`end_epoch` after every fold. On failure the epoch in progress is discarded
         (every fold must be evaluated again)."""
         k = self._fold(fold)
-        forward = forward or default_forward
-        target = torch.device(device) if device is not None else _model_device(model)
-        was_training = model.training
-        model.eval()
         try:
-            with torch.no_grad():
-                for batch in dataloader:
-                    indices, outputs = forward(model, _move(batch, target))
+            with _evaluation_mode(model):
+                for indices, outputs in _forward_batches(model, dataloader, device, forward):
                     self.record(k, indices, outputs)
         except BaseException:
             if self._writer is not None and not self._writer.closed and self._writer.pending:
                 self._writer.discard_epoch()
             raise
-        finally:
-            model.train(was_training)
 
     def _folds_for_checks(self) -> Optional[int]:
         return self.n_folds  # out-of-fold probabilities: nothing to memorise
