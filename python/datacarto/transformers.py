@@ -37,7 +37,7 @@ import torch  # noqa: E402
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments  # noqa: E402
 
 from datacarto._core import DatacartoError  # noqa: E402
-from datacarto.torch import Recorder, _logits_of, _model_device, _move, to_numpy  # noqa: E402
+from datacarto.torch import Recorder, _evaluation_mode, _logits_of, _model_device, _move, to_numpy  # noqa: E402
 
 __all__ = ["DataMapCallback"]
 
@@ -240,12 +240,10 @@ class DataMapCallback(TrainerCallback):
         collect = self.labels is None
         gold: list = []
         device = _model_device(model)
-        was_training = model.training
-        model.eval()
         n_examples = self.n_examples if self.n_examples is not None else len(loader.dataset)
         start = 0
         try:
-            with torch.no_grad():
+            with _evaluation_mode(model):
                 for batch in loader:
                     batch = _move(batch, device)
                     if not isinstance(batch, dict) and not hasattr(batch, "keys"):
@@ -271,8 +269,6 @@ class DataMapCallback(TrainerCallback):
             if self._recorder is not None and not self._recorder.writer.closed:
                 self._recorder.discard_epoch()  # no half epoch left behind
             raise
-        finally:
-            model.train(was_training)
         if collect and gold:
             labels = np.concatenate(gold)
             self.labels = labels.astype(np.uint8) if self.task == "multilabel" else labels.astype(np.int64)
