@@ -87,3 +87,26 @@ def child_env(**extra: str) -> dict:
     env = dict(os.environ, **extra)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
     return env
+
+
+#: statistics compared within the merge tolerance, and those compared exactly
+FLOAT_STATS = ("confidence", "variability", "threshold_closeness", "margin", "aleatoric", "el2n")
+EXACT_STATS = ("correctness", "forgetting", "never_learned", "first_learned")
+MERGE_TOLERANCE = 1e-12  # relative or absolute, the contract of docs/scale.md
+
+
+def assert_same_statistics(got: Any, want: Any, *, compare_threshold: bool = True) -> None:
+    """Statistics from pieces (merged states, shards, Dask) against ``compute`` on the whole:
+    integers exactly (and of the same dtype), floats within :data:`MERGE_TOLERANCE`, the same
+    labels and settings. ``compare_threshold=False`` where an argmax state carries no threshold."""
+    for name in EXACT_STATS:
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+        assert getattr(got, name).dtype == getattr(want, name).dtype, name
+    for name in FLOAT_STATS:
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.shape == b.shape, name
+        diff = np.abs(a - b)
+        assert np.all((diff <= MERGE_TOLERANCE) | (diff <= MERGE_TOLERANCE * np.abs(b))), (name, float(diff.max()))
+    np.testing.assert_array_equal(got.labels, want.labels)
+    settings = ("task", "correctness_rule", "epochs", "ddof", "n_examples", "n_labels") + (("threshold",) if compare_threshold else ())
+    assert [getattr(got, s) for s in settings] == [getattr(want, s) for s in settings]

@@ -7,19 +7,7 @@ import numpy as np
 import pytest
 
 import datacarto as dc
-
-FLOAT_STATS = ("confidence", "variability", "threshold_closeness", "margin", "aleatoric", "el2n")
-EXACT_STATS = ("correctness", "forgetting", "never_learned", "first_learned")
-
-
-def assert_same(got: dc.Statistics, want: dc.Statistics) -> None:
-    for name in EXACT_STATS:
-        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
-    for name in FLOAT_STATS:
-        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-12, atol=1e-12, err_msg=name)
-    np.testing.assert_array_equal(got.labels, want.labels)
-    assert (got.task, got.correctness_rule, got.threshold, got.epochs, got.ddof, got.n_examples, got.n_labels) == (
-        want.task, want.correctness_rule, want.threshold, want.epochs, want.ddof, want.n_examples, want.n_labels)
+from _helpers import assert_same_statistics as assert_same
 
 
 def write_shards(tmp_path, probs, axis, bounds, name="shard"):
