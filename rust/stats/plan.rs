@@ -161,18 +161,24 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn process(&self, out: &mut OutBlock<'_>, acc: &mut Accumulators) -> Result<()> {
-        let range = out.start..out.start + out.len();
-        // Gold targets of the block as 0/1 bytes (binary, multilabel) or class indices.
+    /// The gold labels of the units in `range`: 0/1 bytes (binary, multilabel; empty for
+    /// multiclass) and class indices (multiclass; empty otherwise).
+    fn block_gold(&self, range: &Range<usize>) -> (Vec<u8>, &'a [i64]) {
         let gold_bits: Vec<u8> = match (self.task, self.labels) {
             (Task::Binary, Labels::Classes(classes)) => classes[range.clone()].iter().map(|&c| c as u8).collect(),
             (Task::Multilabel, Labels::Multilabel(targets)) => targets[range.clone()].to_vec(),
             _ => Vec::new(),
         };
-        let classes: &[i64] = match self.labels {
+        let classes: &'a [i64] = match self.labels {
             Labels::Classes(classes) if self.task == Task::Multiclass => &classes[range.clone()],
             _ => &[],
         };
+        (gold_bits, classes)
+    }
+
+    fn process(&self, out: &mut OutBlock<'_>, acc: &mut Accumulators) -> Result<()> {
+        let range = out.start..out.start + out.len();
+        let (gold_bits, classes) = self.block_gold(&range);
         let rule = Rule::new(self.correctness);
         if self.row_len <= 2 {
             let tiled = match self.view.probs {
@@ -247,15 +253,7 @@ impl<'a> Plan<'a> {
     /// to `first_right`; the accumulators are left unfinished. The pass behind a partial state
     /// ([`super::partial`]): [`Self::process`] and its speed are untouched by it.
     pub(super) fn fold_raw(&self, range: Range<usize>, acc: &mut Accumulators, first_right: &mut Vec<bool>) -> Result<()> {
-        let gold_bits: Vec<u8> = match (self.task, self.labels) {
-            (Task::Binary, Labels::Classes(classes)) => classes[range.clone()].iter().map(|&c| c as u8).collect(),
-            (Task::Multilabel, Labels::Multilabel(targets)) => targets[range.clone()].to_vec(),
-            _ => Vec::new(),
-        };
-        let classes: &[i64] = match self.labels {
-            Labels::Classes(classes) if self.task == Task::Multiclass => &classes[range.clone()],
-            _ => &[],
-        };
+        let (gold_bits, classes) = self.block_gold(&range);
         let rule = Rule::new(self.correctness);
         // the same folding as `process`, rounding repair included, so a piece's state agrees
         // with `compute` on any input it accepts
