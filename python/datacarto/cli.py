@@ -464,9 +464,10 @@ def _cmd_compute(args: argparse.Namespace) -> int:
     if shards is not None and (args.scheduler or args.workers):
         dm = DataMap(_compute_on_dask(shards, args, options), metadata, label_names=label_names)
     elif shards is not None:
-        dm = DataMap(dc.compute(shards, args.labels, shards=args.shards, **options), metadata, label_names=label_names)
+        dm = DataMap(dc.compute(shards, resolved.labels, shards=args.shards, **options), metadata, label_names=label_names)
     else:
-        dm = DataMap.from_dynamics(args.dynamics, args.labels, metadata, label_names=label_names, **options)
+        # the labels the pre-check loaded and validated: the file is not read a second time
+        dm = DataMap.from_dynamics(args.dynamics, resolved.labels, metadata, label_names=label_names, **options)
     dm.write(output)
     start, stop = dm.epochs or (0, 0)
     print(f"{dm.n_examples} examples, {dm.task}, {dm.n_labels} label column(s), epochs {start}..{stop - 1}", file=sys.stderr)
