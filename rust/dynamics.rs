@@ -4,12 +4,14 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::Arc;
 
 use half::f16;
-use memmap2::{Mmap, MmapOptions};
+use memmap2::MmapOptions;
 
 use crate::error::{Error, Result};
-use crate::mapguard::{self, Guarded};
+use crate::mapcache::{self, Region};
+use crate::mapguard;
 use crate::npy::{parse_header, validate_dynamics, DType, DynamicsHeader};
 use crate::stats::{self, Labels, Options, Progress, Statistics};
 
@@ -85,9 +87,8 @@ pub struct DynamicsFile {
     origin: String,
     header: DynamicsHeader,
     file_len: u64,
-    // declared before `mmap`: fields drop in order, and the range must be unregistered first
-    guard: Guarded,
-    mmap: Mmap,
+    /// the guarded mapping, possibly shared with other reads of the same file ([`mapcache`])
+    region: Arc<Region>,
     file: File,
     identity: (u64, u64),
 }
@@ -109,13 +110,17 @@ impl DynamicsFile {
         let metadata = file.metadata().map_err(|e| Error::io(&origin, e))?;
         let header = validate_dynamics(&raw, metadata.len(), &origin)?;
         let mapped_len = header.data_offset + header.data_len();
-        // SAFETY: a read-only map of bytes the file holds; the guard below turns a truncation
-        // by another program into zeros plus an error instead of a SIGBUS.
-        let mmap = unsafe { MmapOptions::new().len(mapped_len).map(&file) }.map_err(|e| Error::io(&origin, e))?;
-        // SAFETY: `mmap` is ours and read-only; `guard` is dropped before it (field order), and
-        // a changed mapping is never reported as a result (`check_unchanged`).
-        let guard = unsafe { mapguard::register(mmap.as_ptr(), mmap.len()) }.map_err(|e| Error::invalid(&origin, "file", e))?;
-        Ok(DynamicsFile { origin, header, file_len: metadata.len(), guard, mmap, file, identity: identity(&metadata) })
+        let (device, inode) = identity(&metadata);
+        let region = mapcache::region((device, inode, mapped_len), || {
+            // SAFETY: a read-only map of bytes the file holds; the guard below turns a
+            // truncation by another program into zeros plus an error instead of a SIGBUS.
+            let mmap = unsafe { MmapOptions::new().len(mapped_len).map(&file) }.map_err(|e| Error::io(&origin, e))?;
+            // SAFETY: `mmap` is ours and read-only; the region drops the guard before it, and
+            // a changed mapping is never reported as a result (`check_unchanged`) nor reused.
+            let guard = unsafe { mapguard::register(mmap.as_ptr(), mmap.len()) }.map_err(|e| Error::invalid(&origin, "file", e))?;
+            Ok(Region::new(guard, mmap))
+        }, |e| Error::invalid(&origin, "file", e))?;
+        Ok(DynamicsFile { origin, header, file_len: metadata.len(), region, file, identity: (device, inode) })
     }
 
     pub fn header(&self) -> &DynamicsHeader {
@@ -138,7 +143,7 @@ impl DynamicsFile {
     /// Reads through it are only meaningful if [`DynamicsFile::check_unchanged`] passes after.
     pub fn view(&self) -> DynamicsView<'_> {
         let start = self.header.data_offset;
-        let bytes = &self.mmap[start..start + self.header.data_len()];
+        let bytes = &self.region.bytes()[start..start + self.header.data_len()];
         let probs = match self.header.dtype {
             DType::F16 => Probs::F16(bytemuck::cast_slice(bytes)),
             DType::F32 => Probs::F32(bytemuck::cast_slice(bytes)),
@@ -149,7 +154,7 @@ impl DynamicsFile {
 
     /// True as soon as a read faulted on a page the file no longer holds.
     pub fn shrank(&self) -> bool {
-        self.guard.changed()
+        self.region.changed()
     }
 
     /// An error if the file changed since it was opened: it shrank below the mapped bytes
@@ -157,11 +162,11 @@ impl DynamicsFile {
     /// A program that rewrites the same bytes in place at the same size is not detected.
     pub fn check_unchanged(&self) -> Result<()> {
         let changed = |what: &str| Err(Error::invalid(&self.origin, "file", format!("the file changed while being read ({what}); its statistics would mix old and new contents, so none are returned. Read it again once the writer is done")));
-        if self.guard.changed() {
+        if self.region.changed() {
             return changed("it was truncated under the reader");
         }
         match self.file.metadata() {
-            Ok(metadata) if metadata.len() < self.mmap.len() as u64 => return changed("it is now shorter than the data its header promised"),
+            Ok(metadata) if metadata.len() < self.region.bytes().len() as u64 => return changed("it is now shorter than the data its header promised"),
             Ok(_) => {}
             Err(e) => return Err(Error::io(&self.origin, e)),
         }
@@ -176,7 +181,7 @@ impl DynamicsFile {
     /// it was read; a change wins over any other outcome (the values read may be garbage).
     /// A computation cut short by a truncation stops at the next block.
     pub fn compute(&self, labels: Labels<'_>, options: &Options, progress: Option<Progress<'_>>) -> Result<Statistics> {
-        let report = |done: usize, total: usize| !self.shrank() && progress.map_or(true, |report| report(done, total));
+        let report = |done: usize, total: usize| !self.shrank() && progress.is_none_or(|report| report(done, total));
         let result = stats::compute(self.view(), labels, options, Some(&report));
         self.check_unchanged()?;
         result

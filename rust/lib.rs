@@ -9,8 +9,10 @@ compile_error!("datacarto reads little-endian .npy data in place and supports li
 
 pub mod dynamics;
 pub mod error;
+pub mod mapcache;
 pub mod mapguard;
 pub mod npy;
+pub mod recycle;
 pub mod stats;
 
 #[cfg(feature = "python")]

@@ -96,6 +96,13 @@ pub unsafe fn register(start: *const u8, len: usize) -> Result<Guarded, GuardErr
     Err(GuardError::Full)
 }
 
+/// Put the handler back in front if another one was installed since (as [`register`] does):
+/// for a registered range read again, so that a handler installed in between (for example
+/// `faulthandler.enable()`) is chained behind ours rather than taking the range's faults.
+pub fn ensure_first() -> Result<(), GuardError> {
+    imp::ensure_installed().map_err(GuardError::Install)
+}
+
 /// The registered range holding `address`, if any: (slot, start, end).
 fn claim_range(address: usize) -> Option<(usize, usize, usize)> {
     for (index, slot) in REGISTRY.iter().enumerate() {

@@ -237,7 +237,7 @@ pub fn validate_dynamics(header: &RawHeader, file_len: u64, origin: &str) -> Res
             ),
         ));
     }
-    if header.data_offset % dtype.size() != 0 {
+    if !header.data_offset.is_multiple_of(dtype.size()) {
         return Err(Error::invalid(
             origin,
             "header",

@@ -21,8 +21,9 @@ use crate::stats::{self, Correctness, Labels, Offsets, Options, Progress, State,
 /// reuses their pages on the next call; the system allocator unmaps them, and the kernel then
 /// has to fault in and zero fresh pages every time, which cost as much as the whole
 /// computation of a two-column file.
+/// mimalloc, with the large blocks (outputs) recycled between calls: see [`crate::recycle`].
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: crate::recycle::Recycling<mimalloc::MiMalloc> = crate::recycle::Recycling::new(mimalloc::MiMalloc);
 
 pyo3::create_exception!(
     datacarto,
@@ -460,6 +461,14 @@ fn concat<'py>(py: Python<'py>, arrays: Vec<Bound<'py, PyAny>>) -> PyResult<Boun
     Err(pyo3::exceptions::PyTypeError::new_err("arrays: expected 1-D arrays of one dtype: float64, int32 or bool"))
 }
 
+/// (blocks kept for reuse, large allocations served from them, large allocations passed on
+/// to mimalloc) since the module was loaded: for tests of [`crate::recycle`].
+#[pyfunction]
+fn _recycled_blocks() -> (usize, u64, u64) {
+    let (hits, misses) = ALLOCATOR.counts();
+    (ALLOCATOR.kept(), hits, misses)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // rust-numpy loads numpy's C API on first use, by running Python code (an import). Done
@@ -472,6 +481,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compute, m)?)?;
     m.add_function(wrap_pyfunction!(partial, m)?)?;
     m.add_function(wrap_pyfunction!(concat, m)?)?;
+    m.add_function(wrap_pyfunction!(_recycled_blocks, m)?)?;
     m.add_class::<PartialState>()?;
     Ok(())
 }

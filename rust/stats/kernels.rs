@@ -2,6 +2,7 @@
 
 use multiversion::multiversion;
 
+use super::avx512;
 use super::output::{OutBlock, TileOut};
 use super::state::{AccSlices, Accumulators, Rule, Stream, TileAcc, UnitState};
 
@@ -251,6 +252,8 @@ const ROW_GROUP: usize = 8;
 /// Zen 4 (AVX-512): row groups win by ~20% at 4-10 columns, are even at 12-14 and lose from
 /// 16 up (their loads are strided, a gather per column), 1.4x slower at 28.
 const ROW_GROUP_MAX_LEN: usize = 10;
+/// The narrowest rows the AVX-512 summary ([`avx512`]) takes, where the machine has it.
+const AVX512_MIN_LEN: usize = 3;
 
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
 pub(super) fn multiclass<F: Float>(values: &[F], row_len: usize, classes: &[i64], k: u32, rule: Rule, acc: &mut Accumulators) -> bool {
@@ -261,7 +264,17 @@ pub(super) fn multiclass<F: Float>(values: &[F], row_len: usize, classes: &[i64]
     // accumulator updates, a plain loop over arrays that vectorizes.
     let (mut slices, rows) = acc.slices_and_rows(n);
     let summaries = Summaries { p_gold: &mut rows.p_gold[..n], other: &mut rows.other[..n], others_sq: &mut rows.others_sq[..n], gold_first: &mut rows.gold_first[..n] };
-    let valid = if row_len > ROW_GROUP_MAX_LEN {
+    let valid = if row_len >= AVX512_MIN_LEN && avx512::available() {
+        let valid = F::summarize_avx512(values, row_len, classes, summaries.p_gold, summaries.other, summaries.others_sq);
+        if rule.first_index {
+            for (i, row) in values.chunks_exact(row_len).enumerate() {
+                let p = row[classes[i] as usize];
+                // read only when gold ties the others' max: then no column before gold may hold it
+                summaries.gold_first[i] = p.to_f64() != summaries.other[i] || !row[..classes[i] as usize].contains(&p);
+            }
+        }
+        valid
+    } else if row_len > ROW_GROUP_MAX_LEN {
         summarize_wide_rows(values, row_len, classes, rule.first_index, summaries)
     } else if rule.first_index { summarize_rows::<F, true>(values, row_len, classes, summaries) } else { summarize_rows::<F, false>(values, row_len, classes, summaries) };
     let (p_gold, other, others_sq, gold_first) = (&rows.p_gold[..n], &rows.other[..n], &rows.others_sq[..n], &rows.gold_first[..n]);
@@ -345,18 +358,26 @@ fn row_group<F: Float, const R: usize, const FIRST_INDEX: bool>(group: &[F], row
     ok.iter().fold(1, |all, &o| all & o) == 1
 }
 
-/// Lanes of the wide-row loop: reduced at the end of each row.
-const LANES: usize = 4;
-
-/// Every row of `values` summarized one at a time, across the row in `LANES` lanes (wide
-/// rows, where the row-group walk's strided loads cost more than one reduction per row).
+/// Every row of `values` summarized one at a time, across the row in vector-wide chunks
+/// (wide rows, where the row-group walk's strided loads cost more than one reduction per row):
+/// 16 lanes (one AVX-512 register of float32) from 16 columns up, 8 below. Both element types
+/// take the same lanes, so float32 and float64 rows of the same values sum in the same order.
 #[inline(always)]
 fn summarize_wide_rows<F: Float>(values: &[F], row_len: usize, classes: &[i64], first_index: bool, out: Summaries<'_>) -> bool {
+    if row_len >= 16 {
+        summarize_rows_in_lanes::<F, 16>(values, row_len, classes, first_index, out)
+    } else {
+        summarize_rows_in_lanes::<F, 8>(values, row_len, classes, first_index, out)
+    }
+}
+
+#[inline(always)]
+fn summarize_rows_in_lanes<F: Float, const LANES: usize>(values: &[F], row_len: usize, classes: &[i64], first_index: bool, out: Summaries<'_>) -> bool {
     let mut valid = true;
     for (i, row) in values.chunks_exact(row_len).enumerate() {
         let gold = classes[i] as usize;
         let p = row[gold];
-        let (max, squares, ok) = masked_summary(row, gold);
+        let (max, squares, ok) = masked_summary::<F, LANES>(row, gold);
         valid &= ok & p.is_probability();
         // float32 -> float64 is exact, so comparing in float64 keeps ties as ties
         out.p_gold[i] = p.to_f64();
@@ -370,43 +391,52 @@ fn summarize_wide_rows<F: Float>(values: &[F], row_len: usize, classes: &[i64], 
     valid
 }
 
-/// (max and float64 sum of squares over the columns other than `gold`, all values in [0, 1]).
+/// (max and float64 sum of squares over the columns other than `gold`, all values in [0, 1])
+/// of a row of at least `LANES` columns.
 ///
-/// The gold column is zeroed by a lane-index compare inside the one chunk that holds it:
-/// since every value is in [0, 1] (checked in the same loop), a zero changes neither the
-/// max nor the sum of squares of the others, and the loop has no data-dependent branch.
+/// The row goes by in whole chunks of `LANES` columns; a last partial chunk is read as the
+/// row's last `LANES` columns, its lanes already counted masked out. The gold column is
+/// masked the same way, by a lane-index compare: since every value is in [0, 1] (checked in
+/// the same loop), a zero changes neither the max nor the sum of squares, and the loop has no
+/// data-dependent branch. The lanes are reduced in a fixed tree, so the sum is deterministic.
 #[inline(always)]
-fn masked_summary<F: Float>(row: &[F], gold: usize) -> (F, f64, bool) {
-    let (gold_chunk, gold_lane) = (gold / LANES, gold % LANES);
+fn masked_summary<F: Float, const LANES: usize>(row: &[F], gold: usize) -> (F, f64, bool) {
+    let len = row.len();
+    debug_assert!(len >= LANES);
+    let gold = gold as u32;
     let mut max = [F::ZERO; LANES];
     let mut squares = [0.0f64; LANES];
-    let mut ok = [true; LANES];
-    let chunks = row.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for (c, chunk) in chunks.enumerate() {
-        let masked_lane = if c == gold_chunk { gold_lane } else { LANES };
+    let mut ok = [1u32; LANES];
+    let mut fold = |chunk: &[F; LANES], first: u32, fresh_from: u32| {
         for lane in 0..LANES {
             let x = chunk[lane];
-            ok[lane] &= x.is_probability();
-            let x = if lane == masked_lane { F::ZERO } else { x };
+            ok[lane] &= x.is_probability() as u32;
+            let column = first + lane as u32;
+            let x = if (column >= fresh_from) & (column != gold) { x } else { F::ZERO };
             max[lane] = if x > max[lane] { x } else { max[lane] };
             let xf = x.to_f64();
             squares[lane] += xf * xf;
         }
+    };
+    let whole = len / LANES;
+    for c in 0..whole {
+        let chunk: &[F; LANES] = row[c * LANES..(c + 1) * LANES].try_into().expect("a whole chunk");
+        fold(chunk, (c * LANES) as u32, 0);
     }
-    let masked_lane = if row.len() / LANES == gold_chunk { gold_lane } else { LANES };
-    for (lane, &x) in tail.iter().enumerate() {
-        ok[lane] &= x.is_probability();
-        let x = if lane == masked_lane { F::ZERO } else { x };
-        max[lane] = if x > max[lane] { x } else { max[lane] };
-        let xf = x.to_f64();
-        squares[lane] += xf * xf;
+    if !len.is_multiple_of(LANES) {
+        let chunk: &[F; LANES] = row[len - LANES..].try_into().expect("the last LANES columns");
+        fold(chunk, (len - LANES) as u32, (whole * LANES) as u32);
     }
-    let mut best = max[0];
-    for &m in &max[1..] {
-        best = if m > best { m } else { best };
+    let mut width = LANES / 2;
+    while width > 0 {
+        for lane in 0..width {
+            max[lane] = if max[lane + width] > max[lane] { max[lane + width] } else { max[lane] };
+            squares[lane] += squares[lane + width];
+            ok[lane] &= ok[lane + width];
+        }
+        width /= 2;
     }
-    (best, squares.iter().sum(), ok.iter().all(|&o| o))
+    (max[0], squares[0], ok[0] == 1)
 }
 
 /// The element types the kernels run on (float16 is widened to float32 first, and clamped
@@ -424,13 +454,17 @@ pub trait Float: Copy + PartialOrd + Send + Sync + 'static {
     fn within_tolerance(self) -> bool;
     /// the value clamped into [0, 1] (NaN stays NaN)
     fn clamp_unit(self) -> Self;
+    /// Pass 1 of the multiclass kernel in AVX-512 (see [`avx512::summarize_f32`]); only
+    /// called where [`avx512::available`].
+    #[doc(hidden)]
+    fn summarize_avx512(values: &[Self], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool;
 }
 
 /// float16's tolerance, 4 epsilon = 4 * 2^-10: applied while float16 data is widened.
 pub const F16_TOLERANCE: f32 = 4.0 * 0.000_976_562_5;
 
 macro_rules! float_impl {
-    ($t:ty) => {
+    ($t:ty, $summarize:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const TOLERANCE: f64 = 4.0 * <$t>::EPSILON as f64;
@@ -459,12 +493,16 @@ macro_rules! float_impl {
                     low
                 }
             }
+            #[inline]
+            fn summarize_avx512(values: &[Self], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
+                $summarize(values, row_len, classes, p_gold, other, others_sq)
+            }
         }
     };
 }
 
-float_impl!(f32);
-float_impl!(f64);
+float_impl!(f32, avx512::summarize_f32);
+float_impl!(f64, avx512::summarize_f64);
 
 /// float16 bits to float32, exactly, in branch-free integer steps that vectorize (`half`'s
 /// slice conversion dispatched at run time and did not inline into the kernels' instruction sets).

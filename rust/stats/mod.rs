@@ -26,6 +26,7 @@
 //! the stored dtype, [`Float::TOLERANCE`]: float rounding in a softmax) are clamped into
 //! [0, 1] before any use; values beyond it are refused.
 
+mod avx512;
 mod kernels;
 mod output;
 pub mod partial;

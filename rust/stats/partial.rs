@@ -487,7 +487,7 @@ pub fn partial(view: DynamicsView<'_>, labels: Labels<'_>, options: &Options, of
 /// [`partial`] over a memory-mapped file, failing if the file changed while it was read
 /// (as [`DynamicsFile::compute`] does).
 pub fn partial_file(file: &DynamicsFile, labels: Labels<'_>, options: &Options, offsets: Offsets, progress: Option<Progress<'_>>) -> Result<State> {
-    let report = |done: usize, total: usize| !file.shrank() && progress.map_or(true, |report| report(done, total));
+    let report = |done: usize, total: usize| !file.shrank() && progress.is_none_or(|report| report(done, total));
     let result = partial(file.view(), labels, options, offsets, Some(&report));
     file.check_unchanged()?;
     result

@@ -100,7 +100,7 @@ fn concat_tree(mut states: Vec<State>, picks: &mut impl Iterator<Item = usize>) 
         let j = picks.next().unwrap_or(0) % (states.len() - 1);
         let (a, b) = (states[j].clone(), states.remove(j + 1));
         // concat places states by their example ranges, so the list order does not matter
-        states[j] = if picks.next().unwrap_or(0) % 2 == 0 { State::concat(&[&a, &b]) } else { State::concat(&[&b, &a]) }.unwrap();
+        states[j] = if picks.next().unwrap_or(0).is_multiple_of(2) { State::concat(&[&a, &b]) } else { State::concat(&[&b, &a]) }.unwrap();
     }
     states.pop().unwrap()
 }

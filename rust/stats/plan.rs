@@ -17,6 +17,10 @@ use crate::error::{Error, Result};
 const CHUNK_BYTES: usize = 32 * 1024;
 /// Cap on units per block, so the accumulators (~56 bytes a unit) stay within L2.
 const MAX_BLOCK_UNITS: usize = 2048;
+/// Floor on units per block: wide rows (hundreds of columns) would otherwise make blocks of a
+/// handful of units, each paying a block's fixed costs (its task, its gold labels, a partial
+/// row group); a chunk is then more than `CHUNK_BYTES`, still one sequential stream.
+const MIN_BLOCK_UNITS: usize = 64;
 
 /// Validated inputs of one computation.
 pub(super) struct Plan<'a> {
@@ -97,7 +101,7 @@ impl<'a> Plan<'a> {
             Probs::F32(_) => 4,
             Probs::F64(_) => 8,
         };
-        (CHUNK_BYTES / (self.row_len * element)).clamp(1, MAX_BLOCK_UNITS)
+        (CHUNK_BYTES / (self.row_len * element)).clamp(MIN_BLOCK_UNITS, MAX_BLOCK_UNITS)
     }
 
     pub(super) fn run(&self, progress: Option<Progress<'_>>) -> Result<Statistics> {

@@ -1,0 +1,273 @@
+//! The multiclass row summary (pass 1 of [`super::kernels::multiclass`]) in AVX-512, for
+//! machines that have it.
+//!
+//! Each row goes by in 16-column chunks (masked loads, so any row length works and nothing past
+//! the row is read); a row's lanes are folded vertically (a masked max, a masked float64
+//! fused multiply-add of the squares), and eight rows are then reduced together by an
+//! in-register transpose: 21 shuffles and operations for eight rows instead of a horizontal
+//! reduction per row, which was most of the time of the portable version on wide rows.
+//!
+//! Float32 and float64 rows put the same column in the same lane and sum in the same order, so
+//! both give the same bits for the same values (float16 is widened to float32 first).
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Rows reduced together: one float64 lane each.
+const GROUP: usize = 8;
+/// How far ahead of the row being read the cache is asked to fetch.
+const AHEAD: usize = 2048;
+
+/// Whether this machine runs the AVX-512 summary (checked once, then a cached load).
+#[inline]
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Per row of `values` (`classes.len()` rows of `row_len` columns): the gold probability, the
+/// others' max and float64 sum of squares. False when a value is outside [0, 1] (NaN included),
+/// and the summaries are then meaningless.
+///
+/// Panics unless [`available`] and the slices agree in length; class indices must lie in
+/// `[0, row_len)` (checked by the plan).
+pub(super) fn summarize_f32(values: &[f32], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
+    assert!(available() && values.len() == classes.len() * row_len && p_gold.len() == classes.len() && other.len() == classes.len() && others_sq.len() == classes.len());
+    assert!(classes.iter().all(|&c| (c as u64) < row_len as u64));
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is present (asserted), and the lengths and class range were asserted above.
+    unsafe {
+        summarize::<f32>(values, row_len, classes, p_gold, other, others_sq)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!()
+}
+
+/// [`summarize_f32`] for float64 rows (the same lanes and order: the same results).
+pub(super) fn summarize_f64(values: &[f64], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
+    assert!(available() && values.len() == classes.len() * row_len && p_gold.len() == classes.len() && other.len() == classes.len() && others_sq.len() == classes.len());
+    assert!(classes.iter().all(|&c| (c as u64) < row_len as u64));
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `summarize_f32`.
+    unsafe {
+        summarize::<f64>(values, row_len, classes, p_gold, other, others_sq)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!()
+}
+
+/// A row's running summary over its chunks: the max of the kept lanes (in the element type)
+/// and the float64 squares of columns 0-7 and 8-15 of every chunk.
+#[cfg(target_arch = "x86_64")]
+struct RowAcc<M> {
+    max: M,
+    sq_lo: __m512d,
+    sq_hi: __m512d,
+}
+
+/// A row's element type as the summary reads it: 16 columns at a time.
+#[cfg(target_arch = "x86_64")]
+trait Lanes: Copy {
+    type Max: Copy;
+    unsafe fn start() -> RowAcc<Self::Max>;
+    /// Fold columns `[at, at + 16)` of which the lanes of `load` exist (the others are not
+    /// read), leaving out the lanes of `gold_bit` and any value outside [0, 1]; the lanes
+    /// outside [0, 1] (NaN included).
+    unsafe fn fold16(acc: &mut RowAcc<Self::Max>, at: *const Self, load: u16, gold_bit: u16) -> u16;
+    /// The row's max over 8 float64 lanes, to reduce with the other rows'.
+    unsafe fn max8(max: Self::Max) -> __m512d;
+    fn to_f64(self) -> f64;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for f32 {
+    type Max = __m512;
+    #[inline(always)]
+    unsafe fn start() -> RowAcc<__m512> {
+        RowAcc { max: _mm512_setzero_ps(), sq_lo: _mm512_setzero_pd(), sq_hi: _mm512_setzero_pd() }
+    }
+    #[inline(always)]
+    unsafe fn fold16(acc: &mut RowAcc<__m512>, at: *const f32, load: u16, gold_bit: u16) -> u16 {
+        let v = _mm512_maskz_loadu_ps(load, at);
+        let ge = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(load, v, _mm512_setzero_ps());
+        let ok = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(ge, v, _mm512_set1_ps(1.0));
+        let keep = ok & !gold_bit;
+        acc.max = _mm512_mask_max_ps(acc.max, keep, acc.max, v);
+        // float32 -> float64 is exact, and so is the square of a float32 in float64
+        let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
+        acc.sq_lo = _mm512_mask3_fmadd_pd(lo, lo, acc.sq_lo, keep as u8);
+        acc.sq_hi = _mm512_mask3_fmadd_pd(hi, hi, acc.sq_hi, (keep >> 8) as u8);
+        load & !ok
+    }
+    #[inline(always)]
+    unsafe fn max8(max: __m512) -> __m512d {
+        let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(max)));
+        _mm512_cvtps_pd(_mm256_max_ps(_mm512_castps512_ps256(max), high))
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for f64 {
+    type Max = __m512d;
+    #[inline(always)]
+    unsafe fn start() -> RowAcc<__m512d> {
+        RowAcc { max: _mm512_setzero_pd(), sq_lo: _mm512_setzero_pd(), sq_hi: _mm512_setzero_pd() }
+    }
+    #[inline(always)]
+    unsafe fn fold16(acc: &mut RowAcc<__m512d>, at: *const f64, load: u16, gold_bit: u16) -> u16 {
+        let (load_lo, load_hi) = (load as u8, (load >> 8) as u8);
+        let lo = _mm512_maskz_loadu_pd(load_lo, at);
+        let hi = _mm512_maskz_loadu_pd(load_hi, at.add(8));
+        let (zero, one) = (_mm512_setzero_pd(), _mm512_set1_pd(1.0));
+        let ok_lo = _mm512_mask_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_mask_cmp_pd_mask::<_CMP_GE_OQ>(load_lo, lo, zero), lo, one);
+        let ok_hi = _mm512_mask_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_mask_cmp_pd_mask::<_CMP_GE_OQ>(load_hi, hi, zero), hi, one);
+        let ok = ok_lo as u16 | (ok_hi as u16) << 8;
+        let keep = ok & !gold_bit;
+        let (keep_lo, keep_hi) = (keep as u8, (keep >> 8) as u8);
+        // one max over both halves, as the float32 version keeps one 16-lane max
+        acc.max = _mm512_mask_max_pd(acc.max, keep_lo, acc.max, lo);
+        acc.max = _mm512_mask_max_pd(acc.max, keep_hi, acc.max, hi);
+        acc.sq_lo = _mm512_mask3_fmadd_pd(lo, lo, acc.sq_lo, keep_lo);
+        acc.sq_hi = _mm512_mask3_fmadd_pd(hi, hi, acc.sq_hi, keep_hi);
+        load & !ok
+    }
+    #[inline(always)]
+    unsafe fn max8(max: __m512d) -> __m512d {
+        max
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+/// Eight vectors in, one out whose lane `r` is `$op` over the eight lanes of `$rows[r]`, in the
+/// fixed order ((0 1) (2 3)) ((4 5) (6 7)). A macro, not a function taking the operation: a
+/// closure would not take on the caller's instruction set.
+#[cfg(target_arch = "x86_64")]
+macro_rules! transpose_reduce {
+    ($rows:expr, $op:ident) => {{
+        let rows = $rows;
+        // block j of pair(x, y) = [x[2j] op x[2j+1], y[2j] op y[2j+1]] (blocks of 128 bits)
+        macro_rules! pair {
+            ($x:expr, $y:expr) => {
+                $op(_mm512_unpacklo_pd($x, $y), _mm512_unpackhi_pd($x, $y))
+            };
+        }
+        // blocks [x0 op x1, x2 op x3, y0 op y1, y2 op y3]
+        macro_rules! quad {
+            ($x:expr, $y:expr) => {
+                $op(_mm512_shuffle_f64x2::<0b10_00_10_00>($x, $y), _mm512_shuffle_f64x2::<0b11_01_11_01>($x, $y))
+            };
+        }
+        let (r01, r23, r45, r67) = (pair!(rows[0], rows[1]), pair!(rows[2], rows[3]), pair!(rows[4], rows[5]), pair!(rows[6], rows[7]));
+        quad!(quad!(r01, r23), quad!(r45, r67))
+    }};
+}
+
+/// [`summarize_f32`] for either element type: rows of `CHUNKS` 16-column chunks (a constant,
+/// so the common widths unroll), or any number when `CHUNKS` is 0.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn summarize<T: Lanes>(values: &[T], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
+    match row_len.div_ceil(16) {
+        1 => summarize_chunks::<T, 1>(values, row_len, classes, p_gold, other, others_sq),
+        2 => summarize_chunks::<T, 2>(values, row_len, classes, p_gold, other, others_sq),
+        3 => summarize_chunks::<T, 3>(values, row_len, classes, p_gold, other, others_sq),
+        4 => summarize_chunks::<T, 4>(values, row_len, classes, p_gold, other, others_sq),
+        _ => summarize_chunks::<T, 0>(values, row_len, classes, p_gold, other, others_sq),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn summarize_chunks<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
+    let n = classes.len();
+    let last_load: u16 = if row_len.is_multiple_of(16) { u16::MAX } else { (1u16 << (row_len % 16)) - 1 };
+    // lanes that ever held a value outside [0, 1]
+    let mut bad: u16 = 0;
+    let mut i = 0;
+    // full groups, each row's vectors in named locals (an array indexed in a loop went through
+    // the stack), then the rest of the rows
+    while i + GROUP <= n {
+        macro_rules! row {
+            ($r:expr) => {
+                row_vectors::<T, CHUNKS>(values, row_len, i + $r, classes, p_gold, last_load, &mut bad)
+            };
+        }
+        let (r0, r1, r2, r3, r4, r5, r6, r7) = (row!(0), row!(1), row!(2), row!(3), row!(4), row!(5), row!(6), row!(7));
+        let max = transpose_reduce!([r0.0, r1.0, r2.0, r3.0, r4.0, r5.0, r6.0, r7.0], _mm512_max_pd);
+        let sum = transpose_reduce!([r0.1, r1.1, r2.1, r3.1, r4.1, r5.1, r6.1, r7.1], _mm512_add_pd);
+        _mm512_storeu_pd(other.as_mut_ptr().add(i), max);
+        _mm512_storeu_pd(others_sq.as_mut_ptr().add(i), sum);
+        i += GROUP;
+    }
+    if i < n {
+        let rows = n - i;
+        let mut maxima = [_mm512_setzero_pd(); GROUP];
+        let mut squares = [_mm512_setzero_pd(); GROUP];
+        for r in 0..rows {
+            (maxima[r], squares[r]) = row_vectors::<T, CHUNKS>(values, row_len, i + r, classes, p_gold, last_load, &mut bad);
+        }
+        let store: u8 = (1u8 << rows) - 1;
+        _mm512_mask_storeu_pd(other.as_mut_ptr().add(i), store, transpose_reduce!(maxima, _mm512_max_pd));
+        _mm512_mask_storeu_pd(others_sq.as_mut_ptr().add(i), store, transpose_reduce!(squares, _mm512_add_pd));
+    }
+    bad == 0
+}
+
+/// Row `i`'s max (over 8 float64 lanes) and float64 squares (8 lanes) of the columns other
+/// than gold; its gold probability goes to `p_gold[i]`, its lanes outside [0, 1] into `bad`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn row_vectors<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16, bad: &mut u16) -> (__m512d, __m512d) {
+    let chunks = if CHUNKS > 0 { CHUNKS } else { row_len.div_ceil(16) };
+    let row = values.as_ptr().add(i * row_len);
+    // the row `AHEAD` bytes on: a block's chunk is a few pages of one epoch, and the hardware
+    // prefetcher stops at every page boundary. Rows of up to 128 bytes: their first and last
+    // lines; wider rows: line by line.
+    let row_bytes = row_len * std::mem::size_of::<T>();
+    let ahead = row.cast::<i8>().wrapping_add(AHEAD);
+    if CHUNKS > 0 && CHUNKS * 16 * std::mem::size_of::<T>() <= 128 {
+        _mm_prefetch::<_MM_HINT_T0>(ahead);
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(row_bytes - 1));
+    } else {
+        let mut line = 0;
+        while line < row_bytes {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+            line += 64;
+        }
+    }
+    let gold = classes[i] as usize;
+    p_gold[i] = (*row.add(gold)).to_f64();
+    // up to 4 chunks, the gold column's bit in a 64-bit mask, shifted per chunk
+    let gold_bits: u64 = if CHUNKS > 0 { 1u64 << gold } else { 0 };
+    let mut acc = T::start();
+    for c in 0..chunks {
+        let load = if c + 1 == chunks { last_load } else { u16::MAX };
+        let gold_bit = if CHUNKS > 0 {
+            (gold_bits >> (16 * c)) as u16
+        } else {
+            let offset = gold.wrapping_sub(16 * c);
+            if offset < 16 {
+                1 << offset
+            } else {
+                0
+            }
+        };
+        // the gold column and any value outside [0, 1] take no part (all others are >= 0)
+        *bad |= T::fold16(&mut acc, row.add(16 * c), load, gold_bit);
+    }
+    (T::max8(acc.max), _mm512_add_pd(acc.sq_lo, acc.sq_hi))
+}
