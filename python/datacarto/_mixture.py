@@ -20,8 +20,8 @@ Example:
     >>> import numpy as np
     >>> from datacarto._mixture import checkpoint_weights
     >>> gold = np.array([[0.2, 0.3, 0.1, 0.25], [0.8, 0.9, 0.7, 0.2], [0.85, 0.9, 0.75, 0.2]])
-    >>> checkpoint_weights(gold).round(2).tolist()   # the first (poor) epoch gets no weight
-    [0.0, 0.43, 0.57]
+    >>> checkpoint_weights(gold).round(2).tolist()   # the last epoch predicts every label best
+    [0.0, 0.0, 1.0]
 """
 
 from __future__ import annotations

@@ -971,6 +971,9 @@ def _suspicion_column(frame: pl.DataFrame, multilabel: bool, name: Optional[str]
     if name is None:
         name = default_score(frame.columns)
     needs = SCORES[name].needs
+    missing = [c for c in needs if c not in frame.columns]
+    if missing:
+        raise DatacartoError(f"score {name!r}: needs the column(s) {', '.join(missing)} (mixture: a cross-validated map from dc.sklearn.record(..., cv=K))")
     if not multilabel:
         values = _score(name, {c: frame[c].to_numpy() for c in needs})
     else:
