@@ -190,3 +190,39 @@ def test_torch_recorder_warns_about_a_memorised_map(tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("error", RecordingWarning)
             recorder.compute(y, warn=False)
+
+
+def test_cv_map_ranks_by_the_epoch_mixture(data, tmp_path):
+    """record(cv=) keeps the maximum-likelihood mixture of its epochs' out-of-fold predictions
+    (fitted on the recorded labels, read back here from the dynamics file) and the map ranks
+    suspects by it; the column and the default survive a round trip through a file."""
+    from datacarto._mixture import checkpoint_weights
+
+    X, y = data
+    flips = dc.noise.flip_labels(y, 0.1, seed=4)
+    path = tmp_path / "cv.npy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RecordingWarning)
+        stats = dc.sklearn.record(SGDClassifier(loss="log_loss", alpha=1e-6, random_state=0), X, flips.labels, epochs=6, random_state=1, cv=4, path=path)
+    gold = np.load(path)[:, np.arange(y.size), stats.labels].astype(np.float64)
+    weights = stats.extra["epoch_weights"]
+    np.testing.assert_allclose(weights, checkpoint_weights(gold), atol=1e-6)
+    np.testing.assert_allclose(stats.extra["mixture_confidence"], weights @ gold, atol=1e-6)
+    dm = dc.DataMap(stats)
+    assert dm.default_score == "mixture"
+    np.testing.assert_allclose(dm.frame["suspicion"].to_numpy(), 1.0 - stats.extra["mixture_confidence"])
+    order = np.lexsort((np.arange(y.size), stats.margin, -(1.0 - stats.extra["mixture_confidence"])))
+    assert dm.suspects(None)["example"].to_list() == order.tolist()
+    # the other scores stay selectable; the plain mean is one of them
+    np.testing.assert_allclose(dm.suspects(None, score="confidence").sort("example")["suspicion"].to_numpy(), 1.0 - stats.confidence)
+    report = dc.noise.evaluate(dm, flips.flipped)
+    assert list(report.scores)[0] == "mixture" and report.default == "mixture" and "mixture" in str(report).split("(default)")[0].splitlines()[-1]
+    dm.write(tmp_path / "cv.parquet")
+    back = dc.DataMap.read(tmp_path / "cv.parquet")
+    assert back.default_score == "mixture"
+    assert back.suspects(20)["example"].to_list() == dm.suspects(20)["example"].to_list()
+    # an in-sample map has no out-of-fold predictions to weigh
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RecordingWarning)
+        plain = dc.sklearn.record(SGDClassifier(loss="log_loss", random_state=0), X, flips.labels, epochs=3, random_state=1)
+    assert "epoch_weights" not in plain.extra and dc.DataMap(plain).default_score == "confidence"

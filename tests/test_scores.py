@@ -53,11 +53,13 @@ def _expected(name, stats):
 
 
 def test_every_score_is_tested():
-    assert set(SCORES) == {"confidence", "margin", "el2n", "relative_confidence", "rank_average"}
+    assert set(SCORES) == {"confidence", "mixture", "margin", "el2n", "relative_confidence", "rank_average"}
     assert DEFAULT_SCORE == next(iter(SCORES)) == "confidence"
+    # "mixture" needs a cross-validated map's column (tested below and in test_cv.py)
+    assert dc.noise.SCORE_NAMES == tuple(name for name in SCORES if name != "mixture")
 
 
-@pytest.mark.parametrize("name", list(SCORES))
+@pytest.mark.parametrize("name", list(dc.noise.SCORE_NAMES))
 def test_suspects_rank_by_each_score(multiclass, name):
     _, labels, stats = multiclass
     dm = dc.DataMap(stats)
@@ -81,7 +83,7 @@ def test_suspects_default_is_the_suspicion_column(multiclass):
 
 def test_unknown_score_is_refused(multiclass):
     dm = dc.DataMap(multiclass[2])
-    with pytest.raises(dc.DatacartoError, match="score: expected one of confidence, margin, el2n, relative_confidence, rank_average, found 'aum'"):
+    with pytest.raises(dc.DatacartoError, match="score: expected one of confidence, mixture, margin, el2n, relative_confidence, rank_average, found 'aum'"):
         dm.suspects(score="aum")
 
 
@@ -279,3 +281,76 @@ def test_core_class_means_match_numpy(dtype, task, n_epochs, n, n_labels, seed, 
     from datacarto import reference
 
     np.testing.assert_allclose(reference.compute(probs, labels, task=task, epochs=window, class_means=True).class_means, expected, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- the cross-validated map's mixture
+
+
+def _gold_probs(rng, flipped, n_epochs, informative):
+    """[E, N] out-of-fold probabilities of the recorded label: a flipped example's is lower on
+    the epochs in ``informative``; the other epochs are noise (an unconverged model)."""
+    n = flipped.size
+    gold = rng.uniform(0.05, 0.95, size=(n_epochs, n))
+    for e in informative:
+        gold[e] = np.where(flipped, rng.beta(2, 5, n), rng.beta(5, 2, n))
+    return gold
+
+
+def test_checkpoint_weights_maximise_the_held_out_likelihood():
+    from datacarto._mixture import checkpoint_weights
+
+    rng = np.random.default_rng(3)
+    gold = rng.uniform(0.01, 1.0, size=(5, 400)) ** np.array([[3.0], [1.0], [0.5], [0.7], [2.0]])
+    w = checkpoint_weights(gold)
+    assert w.shape == (5,) and np.all(w >= 0) and w.sum() == pytest.approx(1.0)
+    # the optimality (KKT) conditions of max mean log(w @ p) on the simplex: the gradient
+    # mean_i p[e, i] / mix_i is 1 where w_e > 0 and at most 1 where w_e = 0
+    gradient = (gold / (w @ gold)).mean(axis=1)
+    assert np.all(gradient <= 1.0 + 1e-4)
+    np.testing.assert_allclose(gradient[w > 1e-3], 1.0, atol=1e-4)
+    # and no random point of the simplex does better
+    best = np.log(w @ gold).mean()
+    for other in rng.dirichlet(np.ones(5), size=200):
+        assert np.log(other @ gold).mean() <= best + 1e-9
+    # identical epochs: equal weights; a zero probability does not make an epoch -inf
+    np.testing.assert_allclose(checkpoint_weights(np.tile(gold[1], (4, 1))), 0.25)
+    zeroed = gold[:2].copy()
+    zeroed[0, 0] = 0.0
+    assert np.isfinite(checkpoint_weights(zeroed)).all()
+
+
+def test_checkpoint_weights_refuse_bad_input():
+    from datacarto._mixture import checkpoint_weights
+
+    with pytest.raises(dc.DatacartoError, match=r"gold_probs: expected \[epochs, examples\]"):
+        checkpoint_weights(np.ones(3))
+    with pytest.raises(dc.DatacartoError, match="gold_probs: found NaN"):
+        checkpoint_weights(np.array([[0.5, np.nan]]))
+
+
+def test_mixture_ranks_flips_above_the_plain_mean_when_early_epochs_are_noise():
+    """The GoEmotions case: a model far from converged in its first epochs. The mixture puts
+    (almost) no weight on them and finds the flips better than the equal-weight mean; when
+    every epoch is informative it keeps them all and is as good as the mean."""
+    from datacarto._mixture import checkpoint_weights
+    from datacarto.noise import auprc
+
+    rng = np.random.default_rng(5)
+    flipped = rng.random(2000) < 0.1
+    gold = _gold_probs(rng, flipped, 8, informative=range(4, 8))
+    w = checkpoint_weights(gold)
+    assert w[:4].sum() < 0.05
+    mixture, mean = auprc(1.0 - w @ gold, flipped), auprc(1.0 - gold.mean(axis=0), flipped)
+    assert mixture > mean + 0.1
+    every = _gold_probs(rng, flipped, 8, informative=range(8))
+    w = checkpoint_weights(every)
+    assert w.max() < 0.5  # spread over the epochs, not one picked
+    assert auprc(1.0 - w @ every, flipped) >= auprc(1.0 - every.mean(axis=0), flipped) - 0.01
+
+
+def test_mixture_needs_a_cross_validated_map(multiclass):
+    _, _, stats = multiclass
+    dm = dc.DataMap(stats)
+    assert dm.default_score == "confidence" and "mixture_confidence" not in dm.frame.columns
+    with pytest.raises(dc.DatacartoError, match="needs the column.*mixture_confidence"):
+        dm.suspects(5, score="mixture")

@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Tuple
+from typing import Callable, Dict, Iterable, Mapping, Tuple
 
 import numpy as np
 
@@ -43,6 +43,10 @@ class Score:
 
 def _confidence(c: Columns) -> np.ndarray:
     return 1.0 - np.asarray(c["confidence"], dtype=np.float64)
+
+
+def _mixture(c: Columns) -> np.ndarray:
+    return 1.0 - np.asarray(c["mixture_confidence"], dtype=np.float64)
 
 
 def _margin(c: Columns) -> np.ndarray:
@@ -109,6 +113,7 @@ SCORES: Dict[str, Score] = {
     s.name: s
     for s in (
         Score("confidence", ("confidence",), _confidence, "1 − confidence: one minus the gold label's mean probability over epochs"),
+        Score("mixture", ("mixture_confidence",), _mixture, "1 − the gold label's probability under the cross-validated map's maximum-likelihood mixture of epochs (cv maps only)"),
         Score("margin", ("margin",), _margin, "−margin: how far the strongest other label led the gold one, on average (AUM)"),
         Score("el2n", ("el2n",), _el2n, "EL2N: mean distance between the prediction and the one-hot gold label"),
         Score("relative_confidence", ("confidence", "gold"), _relative_confidence, "1 − confidence / t_gold, t_j the mean confidence of the examples labelled j (class-aware)"),
@@ -117,6 +122,27 @@ SCORES: Dict[str, Score] = {
 }
 #: The score :meth:`DataMap.suspects` and the ``suspicion`` column use unless told otherwise.
 DEFAULT_SCORE = "confidence"
+#: The default of a cross-validated map (one with a ``mixture_confidence`` column).
+CV_DEFAULT_SCORE = "mixture"
+
+
+def default_score(columns: Iterable[str]) -> str:
+    """The default score of a map with these columns: ``"mixture"`` for a cross-validated map
+    recorded with its epoch weights, else ``"confidence"``.
+
+    Example:
+        >>> default_score(["confidence", "margin"]), default_score(["confidence", "mixture_confidence"])
+        ('confidence', 'mixture')
+    """
+    return CV_DEFAULT_SCORE if "mixture_confidence" in set(columns) else DEFAULT_SCORE
+
+
+def available(columns: Iterable[str]) -> Tuple[str, ...]:
+    """The scores computable from these columns, the map's default first."""
+    present = set(columns)
+    names = [name for name, s in SCORES.items() if all(c in present for c in s.needs)]
+    first = default_score(present)
+    return tuple([first] + [name for name in names if name != first]) if first in names else tuple(names)
 
 
 def check_name(name: object, argument: str = "score") -> str:
@@ -139,8 +165,9 @@ def score(name: str, columns: Columns) -> np.ndarray:
 
 
 def all_scores(columns: Columns) -> Dict[str, np.ndarray]:
-    """Every score of :data:`SCORES` over ``columns``."""
-    return {name: score(name, columns) for name in SCORES}
+    """Every score of :data:`SCORES` computable from ``columns`` (``mixture`` needs a
+    cross-validated map's ``mixture_confidence``), the map's default first."""
+    return {name: score(name, columns) for name in available(columns)}
 
 
-__all__ = ["DEFAULT_SCORE", "SCORES", "Score", "all_scores", "check_name", "percentile_ranks", "score"]
+__all__ = ["CV_DEFAULT_SCORE", "DEFAULT_SCORE", "SCORES", "Score", "all_scores", "available", "check_name", "default_score", "percentile_ranks", "score"]

@@ -32,7 +32,7 @@ import polars as pl
 
 from datacarto._core import DatacartoError
 from datacarto._epochwise import gold_probabilities, right_epochs
-from datacarto._scores import DEFAULT_SCORE, SCORES, check_name
+from datacarto._scores import SCORES, check_name, default_score
 from datacarto._scores import score as _score
 from datacarto._stats import STATISTICS, Statistics, compute
 
@@ -67,6 +67,7 @@ _STAT_DTYPES: Dict[str, Any] = {
     "margin": pl.Float64,
     "aleatoric": pl.Float64,
     "el2n": pl.Float64,
+    "mixture_confidence": pl.Float64,
     "suspicion": pl.Float64,
     "gold_name": pl.String,
     "label_name": pl.String,
@@ -195,6 +196,9 @@ class DataMap:
             dynamics = os.fspath(dynamics)
         frame = stats.to_polars()
         multilabel = stats.task == "multilabel"
+        mixture = stats.extra.get("mixture_confidence")
+        if mixture is not None and not multilabel:  # a cross-validated map's epoch mixture (datacarto._mixture)
+            frame = frame.with_columns(pl.Series("mixture_confidence", np.asarray(mixture, dtype=np.float64)))
         frame = frame.with_columns(_suspicion_column(frame, multilabel))
         if names is not None:
             column = "label_name" if multilabel else "gold_name"
@@ -569,12 +573,21 @@ class DataMap:
         ids = [c for c in ids if c not in columns]
         return _sorted_rows(rows, columns + ids, [desc] * len(columns) + [False] * len(ids), n)
 
+    @property
+    def default_score(self) -> str:
+        """The score of the ``suspicion`` column: ``"mixture"`` on a cross-validated map
+        recorded with its epoch weights (``dc.sklearn.record(..., cv=K)``), else ``"confidence"``."""
+        return default_score(self._frame.columns)
+
     def suspects(self, n: Optional[int] = 50, *, label: Union[int, str, None] = None, score: Optional[str] = None) -> pl.DataFrame:
         """The rows most likely to carry a wrong label, for a person to re-check.
 
         Ranked by a suspicion score, highest first (ties: margin ascending, then example index). The default score,
         ``"confidence"``, is ``1 − confidence``: one minus the gold label's mean probability
-        over the epochs, the map's ``suspicion`` column. It had the best mean AUPRC at finding
+        over the epochs, the map's ``suspicion`` column. On a cross-validated map from
+        ``dc.sklearn.record(..., cv=K)`` it is ``"mixture"``: one minus the gold label's
+        probability under the mixture of the epochs' out-of-fold predictions that best predicts
+        the held-out labels (:attr:`default_score`). They had the best AUPRC at finding
         flipped labels in datacarto's noise benchmark (``docs/label-errors.md``); run
         :func:`datacarto.noise.benchmark` on your own data to see which score to trust there.
         ``score`` picks another one by name (:data:`datacarto.noise.SCORE_NAMES`):
@@ -597,7 +610,7 @@ class DataMap:
         """
         n = _count("n", n)
         rows = self._frame
-        if score is not None and check_name(score) != DEFAULT_SCORE:
+        if score is not None and check_name(score) != self.default_score:
             rows = rows.with_columns(_suspicion_column(rows, self.task == "multilabel", score))
         rows = self._rows_for_label(rows, label)
         ids = ["example"] + (["label"] if self.task == "multilabel" else [])
@@ -882,7 +895,7 @@ class DataMap:
         keys = ["example", "label"] if multilabel else ["example"]
         frame = frame.sort(keys)
         if "suspicion" not in frame.columns:  # a file from before the column, or another tool
-            frame = frame.insert_column(frame.columns.index("el2n") + 1, _suspicion_column(frame, multilabel))
+            frame = frame.insert_column(frame.columns.index("el2n") + 1, _suspicion_column(frame, multilabel, default_score(frame.columns)))
         rows = info.n_examples * (info.n_labels if multilabel else 1)
         expected_example = np.repeat(np.arange(info.n_examples), info.n_labels) if multilabel else np.arange(info.n_examples)
         if frame.height != rows or not np.array_equal(frame["example"].to_numpy(), expected_example) or (
@@ -952,10 +965,15 @@ def _metadata_frame(metadata: Any, n_examples: int) -> Optional[pl.DataFrame]:
     return frame
 
 
-def _suspicion_column(frame: pl.DataFrame, multilabel: bool, name: str = DEFAULT_SCORE) -> pl.Series:
-    """The score ``name`` of every row (per label for multilabel: class-aware scores compare
+def _suspicion_column(frame: pl.DataFrame, multilabel: bool, name: Optional[str] = None) -> pl.Series:
+    """The score ``name`` (default: the map's default, :func:`datacarto._scores.default_score`) of every row (per label for multilabel: class-aware scores compare
     a label's rows with each other) as the ``suspicion`` column."""
+    if name is None:
+        name = default_score(frame.columns)
     needs = SCORES[name].needs
+    missing = [c for c in needs if c not in frame.columns]
+    if missing:
+        raise DatacartoError(f"score {name!r}: needs the column(s) {', '.join(missing)} (mixture: a cross-validated map from dc.sklearn.record(..., cv=K))")
     if not multilabel:
         values = _score(name, {c: frame[c].to_numpy() for c in needs})
     else:

@@ -27,10 +27,12 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from datacarto._core import DatacartoError
-from datacarto._scores import DEFAULT_SCORE, SCORES, percentile_ranks
+from datacarto._scores import CV_DEFAULT_SCORE, DEFAULT_SCORE, SCORES, percentile_ranks
 
-#: Every suspicion score by name (the default first): what ``DataMap.suspects(score=...)`` takes.
-SCORE_NAMES = tuple(SCORES)
+#: The suspicion scores every map has, by name (the default first): what
+#: ``DataMap.suspects(score=...)`` takes. A cross-validated map from ``dc.sklearn.record(cv=K)``
+#: also has ``"mixture"`` (its default).
+SCORE_NAMES = tuple(name for name in SCORES if name != CV_DEFAULT_SCORE)
 #: The kinds of label noise :func:`flip_labels` injects.
 NOISE_KINDS = ("uniform", "pairs", "confusion")
 
@@ -221,6 +223,8 @@ class NoiseReport:
     label_issues: Dict[str, float] = field(default_factory=dict)
     #: what was run (kind, fraction, epochs, cv, seconds, ...)
     settings: Dict[str, Any] = field(default_factory=dict)
+    #: the map's default score (marked in the printed report)
+    default: str = DEFAULT_SCORE
 
     @property
     def best(self) -> str:
@@ -237,7 +241,7 @@ class NoiseReport:
         lines = [f"{self.n_flipped} of {self.n_examples} labels flipped; precision at k = {self.k}"]
         lines.append(f"  {'score':<20} {'AUROC':>7} {'AUPRC':>7} {'P@k':>7}")
         for name, values in self.scores.items():
-            mark = " (default)" if name == DEFAULT_SCORE else ""
+            mark = " (default)" if name == self.default else ""
             lines.append(f"  {name:<20} {values['auroc']:7.4f} {values['auprc']:7.4f} {values['precision_at_k']:7.4f}{mark}")
         if self.label_issues:
             li = self.label_issues
@@ -250,7 +254,8 @@ def evaluate(source: Any, flipped: Any, *, k: Optional[int] = None) -> NoiseRepo
 
     Args:
         source: a :class:`~datacarto.DataMap` (multiclass or binary), or a mapping
-            ``{name: scores [N]}``. For a map every score of :data:`SCORE_NAMES` is computed,
+            ``{name: scores [N]}``. For a map every score of :data:`SCORE_NAMES` is computed
+            (and ``"mixture"``, first, on a cross-validated map),
             and :meth:`~datacarto.DataMap.label_issues` is checked too when the map has its
             dynamics (or class means).
         flipped: indices of the flipped examples, or a bool mask ``[N]``.
@@ -267,7 +272,7 @@ def evaluate(source: Any, flipped: Any, *, k: Optional[int] = None) -> NoiseRepo
     if isinstance(source, DataMap):
         if source.task == "multilabel":
             raise DatacartoError("source: the noise benchmark flips class labels; a multilabel map has none")
-        columns = {c: source.frame[c].to_numpy() for c in ("confidence", "margin", "el2n", "gold")}
+        columns = {c: source.frame[c].to_numpy() for c in ("confidence", "margin", "el2n", "gold", "mixture_confidence") if c in source.frame.columns}
         from datacarto._scores import all_scores
 
         score_arrays = all_scores(columns)
@@ -281,7 +286,7 @@ def evaluate(source: Any, flipped: Any, *, k: Optional[int] = None) -> NoiseRepo
     n_flipped = int(mask.sum())
     k = n_flipped if k is None else int(k)
     scores = {name: {"auroc": auroc(values, mask), "auprc": auprc(values, mask), "precision_at_k": precision_at_k(values, mask, k)} for name, values in score_arrays.items()}
-    report = NoiseReport(n, n_flipped, k, scores)
+    report = NoiseReport(n, n_flipped, k, scores, default=source.default_score if isinstance(source, DataMap) else DEFAULT_SCORE)
     if isinstance(source, DataMap) and (source.dynamics is not None or (source._stats is not None and source._stats.class_means is not None)):
         issues = source.label_issues()
         found = int((issues.flags & mask).sum())

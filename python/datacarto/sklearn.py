@@ -217,7 +217,12 @@ def record(
             a template and stays untrained. Use it when the model memorises its training
             labels (an in-sample map then hides wrong ones; :func:`record` warns when it sees
             that). ``stats.extra["folds"]`` holds each example's fold and
-            ``stats.extra["fold_models"]`` the trained fold models.
+            ``stats.extra["fold_models"]`` the trained fold models. For class labels it also
+            keeps ``stats.extra["epoch_weights"]``, the mixture of the epochs' out-of-fold
+            predictions that best predicts the held-out labels (:mod:`datacarto._mixture`),
+            and ``stats.extra["mixture_confidence"]``, the label's probability under it: a
+            :class:`~datacarto.DataMap` of these statistics ranks suspects by it by default
+            (score ``"mixture"``).
         warn: warn (:class:`datacarto.sklearn.RecordingWarning`) when the in-sample map looks
             memorised (right about at least 99% of the training labels at the last epoch:
             pass ``cv=``) or the dynamics degenerate (median variability <= 2e-3 over 3 or more
@@ -290,6 +295,10 @@ def record(
     temporary = tempfile.TemporaryDirectory(prefix="datacarto-") if path is None else None
     file = os.path.join(temporary.name, "dynamics.npy") if temporary is not None else os.fspath(path)  # type: ignore[arg-type]
     last_epoch: Optional[np.ndarray] = None
+    # cross-validated multiclass maps: each epoch's out-of-fold probability of the recorded
+    # label ([E, N] float64, an L-th of the file), for the epoch weights (datacarto._mixture)
+    gold_index = None if folds is None or task == "multilabel" else np.searchsorted(class_values, targets)
+    gold_probs = None if gold_index is None else np.empty((int(epochs), n))
     try:
         epoch_iter: Any = range(int(epochs))
         if progress:
@@ -307,7 +316,7 @@ def record(
                     if test is None:
                         last_epoch = _predict_epoch(model, X, writer, n, n_labels, predict_batch_size, keep=warn and epoch == epochs - 1)
                     else:
-                        _predict_rows(model, X, test, writer, n_labels, predict_batch_size)
+                        _predict_rows(model, X, test, writer, n_labels, predict_batch_size, gold_index, None if gold_probs is None else gold_probs[epoch])
                 if folds is not None:
                     writer.commit_epoch()
                 if callback is not None:
@@ -320,6 +329,8 @@ def record(
             labels = np.searchsorted(class_values, targets).astype(np.int64)
         compute_kwargs.setdefault("task", "multilabel" if task == "multilabel" else "multiclass")
         stats = compute(file, labels, epochs=window, **compute_kwargs)
+        if gold_probs is not None:
+            _add_mixture(stats, gold_probs)
     finally:
         for undo in restore:
             undo()
@@ -385,9 +396,26 @@ def _predict_epoch(estimator: Any, X: Any, writer: DynamicsWriter, n: int, n_lab
     return kept
 
 
-def _predict_rows(estimator: Any, X: Any, rows: np.ndarray, writer: DynamicsWriter, n_labels: int, chunk: Optional[int]) -> None:
-    """Write the predictions of ``rows`` (a fold's held-out examples) into the open epoch."""
+def _predict_rows(estimator: Any, X: Any, rows: np.ndarray, writer: DynamicsWriter, n_labels: int, chunk: Optional[int], gold_index: Optional[np.ndarray] = None, gold_out: Optional[np.ndarray] = None) -> None:
+    """Write the predictions of ``rows`` (a fold's held-out examples) into the open epoch;
+    with ``gold_out``, also keep their probability of class ``gold_index`` there."""
     step = rows.size if chunk is None else chunk
     for start in range(0, rows.size, step):
         index = rows[start:start + step]
-        writer.write_batch(index, _columns(estimator.predict_proba(_rows(X, index)), index.size, n_labels))
+        proba = _columns(estimator.predict_proba(_rows(X, index)), index.size, n_labels)
+        writer.write_batch(index, proba)
+        if gold_out is not None and gold_index is not None:
+            gold_out[index] = proba[np.arange(index.size), gold_index[index]]
+
+
+def _add_mixture(stats: Statistics, gold_probs: np.ndarray) -> None:
+    """A cross-validated map's epoch weights, ``extra["epoch_weights"]`` (the maximum-likelihood
+    checkpoint mixture of its out-of-fold predictions over the statistics' epoch window,
+    :mod:`datacarto._mixture`), and the weighted probability of the recorded label,
+    ``extra["mixture_confidence"]``: the default suspicion score's input on such a map."""
+    from datacarto._mixture import checkpoint_weights
+
+    start, stop = stats.epochs
+    weights = checkpoint_weights(gold_probs[start:stop])
+    stats.extra["epoch_weights"] = weights
+    stats.extra["mixture_confidence"] = weights @ gold_probs[start:stop]
