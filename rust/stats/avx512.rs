@@ -13,6 +13,9 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::kernels::{clamp_f16, f16_to_f32, F16_TOLERANCE};
+
 /// Rows reduced together: one float64 lane each.
 const GROUP: usize = 8;
 /// How far ahead of the row being read the cache is asked to fetch.
@@ -23,7 +26,7 @@ const AHEAD: usize = 2048;
 pub(super) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vl")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -62,6 +65,21 @@ pub(super) fn summarize_f64(values: &[f64], row_len: usize, classes: &[i64], p_g
     unreachable!()
 }
 
+/// [`summarize_f32`] for float16 rows, widened in registers and clamped within float16's
+/// tolerance exactly as [`super::kernels::widen_f16`] does (the same results as the float32
+/// summary of the widened rows).
+pub(super) fn summarize_f16(values: &[half::f16], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
+    assert!(available() && values.len() == classes.len() * row_len && p_gold.len() == classes.len() && other.len() == classes.len() && others_sq.len() == classes.len());
+    assert!(classes.iter().all(|&c| (c as u64) < row_len as u64));
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `summarize_f32`.
+    unsafe {
+        summarize::<half::f16>(values, row_len, classes, p_gold, other, others_sq)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!()
+}
+
 /// A row's running summary over its chunks: the max of the kept lanes (in the element type)
 /// and the float64 squares of columns 0-7 and 8-15 of every chunk.
 #[cfg(target_arch = "x86_64")]
@@ -94,17 +112,7 @@ impl Lanes for f32 {
     }
     #[inline(always)]
     unsafe fn fold16(acc: &mut RowAcc<__m512>, at: *const f32, load: u16, gold_bit: u16) -> u16 {
-        let v = _mm512_maskz_loadu_ps(load, at);
-        let ge = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(load, v, _mm512_setzero_ps());
-        let ok = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(ge, v, _mm512_set1_ps(1.0));
-        let keep = ok & !gold_bit;
-        acc.max = _mm512_mask_max_ps(acc.max, keep, acc.max, v);
-        // float32 -> float64 is exact, and so is the square of a float32 in float64
-        let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-        let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
-        acc.sq_lo = _mm512_mask3_fmadd_pd(lo, lo, acc.sq_lo, keep as u8);
-        acc.sq_hi = _mm512_mask3_fmadd_pd(hi, hi, acc.sq_hi, (keep >> 8) as u8);
-        load & !ok
+        fold_f32_lanes(acc, _mm512_maskz_loadu_ps(load, at), load, gold_bit)
     }
     #[inline(always)]
     unsafe fn max8(max: __m512) -> __m512d {
@@ -115,6 +123,50 @@ impl Lanes for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for half::f16 {
+    type Max = __m512;
+    #[inline(always)]
+    unsafe fn start() -> RowAcc<__m512> {
+        f32::start()
+    }
+    #[inline(always)]
+    unsafe fn fold16(acc: &mut RowAcc<__m512>, at: *const half::f16, load: u16, gold_bit: u16) -> u16 {
+        let v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(load, at.cast::<i16>()));
+        // rounding within float16's tolerance clamped into [0, 1]; anything further out is
+        // left for the range check to refuse (`clamp_f16`, lane by lane)
+        let (zero, one, tolerance) = (_mm512_setzero_ps(), _mm512_set1_ps(1.0), _mm512_set1_ps(F16_TOLERANCE));
+        let below = _mm512_mask_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, _mm512_sub_ps(zero, tolerance)), v, zero);
+        let above = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, one), v, _mm512_add_ps(one, tolerance));
+        let v = _mm512_mask_mov_ps(_mm512_mask_mov_ps(v, below, zero), above, one);
+        fold_f32_lanes(acc, v, load, gold_bit)
+    }
+    #[inline(always)]
+    unsafe fn max8(max: __m512) -> __m512d {
+        f32::max8(max)
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        clamp_f16(f16_to_f32(self.to_bits())) as f64
+    }
+}
+
+/// Fold 16 float32 lanes (`v`, zero where `load` has no lane) into a row's summary.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn fold_f32_lanes(acc: &mut RowAcc<__m512>, v: __m512, load: u16, gold_bit: u16) -> u16 {
+    let ge = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(load, v, _mm512_setzero_ps());
+    let ok = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(ge, v, _mm512_set1_ps(1.0));
+    let keep = ok & !gold_bit;
+    acc.max = _mm512_mask_max_ps(acc.max, keep, acc.max, v);
+    // float32 -> float64 is exact, and so is the square of a float32 in float64
+    let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
+    acc.sq_lo = _mm512_mask3_fmadd_pd(lo, lo, acc.sq_lo, keep as u8);
+    acc.sq_hi = _mm512_mask3_fmadd_pd(hi, hi, acc.sq_hi, (keep >> 8) as u8);
+    load & !ok
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -191,7 +243,7 @@ unsafe fn summarize<T: Lanes>(values: &[T], row_len: usize, classes: &[i64], p_g
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn summarize_chunks<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
     let n = classes.len();
     let last_load: u16 = if row_len.is_multiple_of(16) { u16::MAX } else { (1u16 << (row_len % 16)) - 1 };

@@ -4,7 +4,7 @@ use multiversion::multiversion;
 
 use super::avx512;
 use super::output::{OutBlock, TileOut};
-use super::state::{AccSlices, Accumulators, Rule, Stream, TileAcc, UnitState};
+use super::state::{AccSlices, Accumulators, RowSummaries, Rule, Stream, TileAcc, UnitState};
 
 /// Units per tile of the tiled kernels: one AVX-512 register of float64 per accumulator, so a
 /// tile's whole state lives in registers while it walks the epochs.
@@ -264,7 +264,7 @@ pub(super) fn multiclass<F: Float>(values: &[F], row_len: usize, classes: &[i64]
     // accumulator updates, a plain loop over arrays that vectorizes.
     let (mut slices, rows) = acc.slices_and_rows(n);
     let summaries = Summaries { p_gold: &mut rows.p_gold[..n], other: &mut rows.other[..n], others_sq: &mut rows.others_sq[..n], gold_first: &mut rows.gold_first[..n] };
-    let valid = if row_len >= AVX512_MIN_LEN && avx512::available() {
+    let valid = if avx512_rows(row_len) {
         let valid = F::summarize_avx512(values, row_len, classes, summaries.p_gold, summaries.other, summaries.others_sq);
         if rule.first_index {
             for (i, row) in values.chunks_exact(row_len).enumerate() {
@@ -277,6 +277,41 @@ pub(super) fn multiclass<F: Float>(values: &[F], row_len: usize, classes: &[i64]
     } else if row_len > ROW_GROUP_MAX_LEN {
         summarize_wide_rows(values, row_len, classes, rule.first_index, summaries)
     } else if rule.first_index { summarize_rows::<F, true>(values, row_len, classes, summaries) } else { summarize_rows::<F, false>(values, row_len, classes, summaries) };
+    fold_summaries(&mut slices, rows, n, k, rule);
+    valid
+}
+
+/// [`multiclass`] for float16 rows, read as they are by the AVX-512 summary (widened and
+/// clamped within float16's tolerance in registers, as [`widen_f16`] would): no widened copy.
+/// Only where [`avx512::available`] and for rows of at least [`AVX512_MIN_LEN`] columns.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+pub(super) fn multiclass_f16(values: &[half::f16], row_len: usize, classes: &[i64], k: u32, rule: Rule, acc: &mut Accumulators) -> bool {
+    let n = values.len() / row_len;
+    let classes = &classes[..n];
+    let (mut slices, rows) = acc.slices_and_rows(n);
+    let valid = avx512::summarize_f16(values, row_len, classes, &mut rows.p_gold[..n], &mut rows.other[..n], &mut rows.others_sq[..n]);
+    if rule.first_index {
+        let widen = |x: half::f16| clamp_f16(f16_to_f32(x.to_bits()));
+        for (i, row) in values.chunks_exact(row_len).enumerate() {
+            let gold = classes[i] as usize;
+            let p = widen(row[gold]);
+            // read only when gold ties the others' max: then no column before gold may hold it
+            rows.gold_first[i] = p as f64 != rows.other[i] || !row[..gold].iter().any(|&x| widen(x) == p);
+        }
+    }
+    fold_summaries(&mut slices, rows, n, k, rule);
+    valid
+}
+
+/// Which multiclass rows the AVX-512 summary takes on this machine.
+pub(super) fn avx512_rows(row_len: usize) -> bool {
+    row_len >= AVX512_MIN_LEN && avx512::available()
+}
+
+/// Pass 2 of the multiclass kernels, down the block: verdicts, margins, square roots and
+/// accumulator updates from pass 1's per-row summaries, a plain loop over arrays that vectorizes.
+#[inline(always)]
+fn fold_summaries(slices: &mut AccSlices<'_>, rows: &RowSummaries, n: usize, k: u32, rule: Rule) {
     let (p_gold, other, others_sq, gold_first) = (&rows.p_gold[..n], &rows.other[..n], &rows.others_sq[..n], &rows.gold_first[..n]);
     for i in 0..n {
         let (p, q) = (p_gold[i], other[i]);
@@ -287,7 +322,6 @@ pub(super) fn multiclass<F: Float>(values: &[F], row_len: usize, classes: &[i64]
         slices.el2n_sum[i] += (others_sq[i] + miss * miss).sqrt();
         slices.update(i, k, p, right);
     }
-    valid
 }
 
 /// Pass 1's outputs, one entry per row.
@@ -507,7 +541,7 @@ float_impl!(f64, avx512::summarize_f64);
 /// float16 bits to float32, exactly, in branch-free integer steps that vectorize (`half`'s
 /// slice conversion dispatched at run time and did not inline into the kernels' instruction sets).
 #[inline(always)]
-fn f16_to_f32(h: u16) -> f32 {
+pub(super) fn f16_to_f32(h: u16) -> f32 {
     let h = h as u32;
     let sign = (h & 0x8000) << 16;
     let magnitude = h & 0x7fff;
@@ -529,7 +563,7 @@ fn f16_to_f32(h: u16) -> f32 {
 
 /// One widened float16 value clamped within float16's tolerance (see [`widen_f16`]).
 #[inline(always)]
-fn clamp_f16(v: f32) -> f32 {
+pub(super) fn clamp_f16(v: f32) -> f32 {
     let low = if (-F16_TOLERANCE..0.0).contains(&v) { 0.0 } else { v };
     if low > 1.0 && low <= 1.0 + F16_TOLERANCE {
         1.0

@@ -231,6 +231,10 @@ impl<'a> Plan<'a> {
                     let values = repaired(&data[chunk], repair, &mut repaired64);
                     self.fold_epoch(values, classes, gold_bits, k as u32, rule, acc)
                 }
+                Probs::F16(data) if self.task == Task::Multiclass && kernels::avx512_rows(self.row_len) => {
+                    // read as float16 and widened in registers, clamped as below
+                    kernels::multiclass_f16(&data[chunk], self.row_len, classes, k as u32, rule, acc)
+                }
                 Probs::F16(data) => {
                     // float16 rounding is wider than float32's: clamped while widened, always
                     kernels::widen_f16(&data[chunk], &mut widened);
