@@ -24,7 +24,7 @@ use memmap2::Mmap;
 use crate::mapguard::{self, GuardError, Guarded};
 
 /// How long an unused mapping is kept.
-pub const KEEP: Duration = Duration::from_secs(2);
+pub const KEEP: Duration = Duration::from_secs(5);
 
 /// A guarded read-only mapping of a file.
 pub struct Region {
