@@ -1,7 +1,7 @@
 """Type stubs for the compiled Rust core (``datacarto._core``). Private: use :mod:`datacarto`."""
 
 import os
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -84,3 +84,8 @@ def partial(
 
 def concat(arrays: list[np.ndarray]) -> np.ndarray:
     """Join 1-D float64, int32 or bool arrays of one dtype (allocated by the core, which reuses freed pages)."""
+
+def _recycled_blocks() -> Tuple[int, int, int]:
+    """(blocks kept for reuse, large allocations served from them, large allocations passed on
+    to the allocator) since the module was loaded; for tests of the output-recycling layer."""
+    ...
