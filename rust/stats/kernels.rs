@@ -566,3 +566,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "avx512_tests.rs"]
+mod avx512_tests;
