@@ -97,6 +97,8 @@ pub fn region<E>(key: Key, map: impl FnOnce() -> Result<Region, E>, guard_error:
     });
     if let Some(region) = reused {
         mapguard::ensure_first().map_err(guard_error)?;
+        // in a forked child the kept mapping is the parent's and no thread runs to let go of it
+        start_releaser();
         return Ok(region);
     }
     let region = Arc::new(map()?);

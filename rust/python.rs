@@ -4,7 +4,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use half::f16;
@@ -102,6 +102,48 @@ struct Handoff<T> {
     ready: Condvar,
 }
 
+/// The process whose rayon global pool the kernels use: the first to run one.
+static POOL_OWNER: OnceLock<u32> = OnceLock::new();
+/// A forked child's own pool, with the child's pid.
+static CHILD_POOL: Mutex<Option<(u32, &'static rayon::ThreadPool)>> = Mutex::new(None);
+
+/// The pool to run the kernels on: `None` for rayon's global pool, in the process that started
+/// it; in a process forked from it (a DataLoader or multiprocessing worker), a pool of its own,
+/// built on its first call: the parent's workers do not exist in the child, and work handed
+/// to them would wait forever. The parent's pools are never dropped in the child (their
+/// threads are not there to stop).
+fn process_pool() -> PyResult<Option<&'static rayon::ThreadPool>> {
+    let pid = std::process::id();
+    if *POOL_OWNER.get_or_init(|| pid) == pid {
+        return Ok(None);
+    }
+    let lock = || CHILD_POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((owner, pool)) = *lock() {
+        if owner == pid {
+            return Ok(Some(pool));
+        }
+    }
+    // built outside the lock: a fork while another thread holds it would leave it held
+    let pool = rayon::ThreadPoolBuilder::new().build().map_err(|e| DatacartoError::new_err(format!("threads: could not start the worker threads: {e}")))?;
+    let mut slot = lock();
+    match *slot {
+        Some((owner, kept)) if owner == pid => Ok(Some(kept)), // another thread was first; ours is dropped
+        _ => {
+            let pool: &'static rayon::ThreadPool = Box::leak(Box::new(pool));
+            *slot = Some((pid, pool));
+            Ok(Some(pool))
+        }
+    }
+}
+
+/// `rayon::in_place_scope` on `pool` (`None`: the global pool).
+fn in_place_scope<'scope, R>(pool: Option<&rayon::ThreadPool>, op: impl FnOnce(&rayon::Scope<'scope>) -> R) -> R {
+    match pool {
+        Some(pool) => pool.in_place_scope(op),
+        None => rayon::in_place_scope(op),
+    }
+}
+
 /// Run `work` (the kernel) on the rayon pool without the GIL while the calling thread waits.
 ///
 /// The calling thread wakes every [`POLL`] to re-attach to Python and run `check_signals`
@@ -118,7 +160,7 @@ where
     let done = AtomicUsize::new(0);
     let handoff = Handoff { outcome: Mutex::new(None), ready: Condvar::new() };
     let mut python_error: Option<PyErr> = None;
-    let outcome = rayon::in_place_scope(|scope| {
+    let outcome = in_place_scope(process_pool()?, |scope| {
         let (cancel, done, handoff) = (&cancel, &done, &handoff);
         scope.spawn(move |_| {
             let hook = |examples_done: usize, _total: usize| {

@@ -600,3 +600,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "avx512_tests.rs"]
+mod avx512_tests;
