@@ -26,7 +26,7 @@ const AHEAD: usize = 2048;
 pub(super) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vl")
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vl") && std::arch::is_x86_feature_detected!("f16c")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -101,6 +101,11 @@ trait Lanes: Copy {
     /// The row's max over 8 float64 lanes, to reduce with the other rows'.
     unsafe fn max8(max: Self::Max) -> __m512d;
     fn to_f64(self) -> f64;
+    /// The value at `at` as the lanes see it, in float64 (the gold probability).
+    #[inline(always)]
+    unsafe fn gold(at: *const Self) -> f64 {
+        (*at).to_f64()
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -112,7 +117,10 @@ impl Lanes for f32 {
     }
     #[inline(always)]
     unsafe fn fold16(acc: &mut RowAcc<__m512>, at: *const f32, load: u16, gold_bit: u16) -> u16 {
-        fold_f32_lanes(acc, _mm512_maskz_loadu_ps(load, at), load, gold_bit)
+        let v = _mm512_maskz_loadu_ps(load, at);
+        let ge = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(load, v, _mm512_setzero_ps());
+        let ok = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(ge, v, _mm512_set1_ps(1.0));
+        fold_f32_lanes(acc, v, ok, load, gold_bit)
     }
     #[inline(always)]
     unsafe fn max8(max: __m512) -> __m512d {
@@ -135,13 +143,14 @@ impl Lanes for half::f16 {
     #[inline(always)]
     unsafe fn fold16(acc: &mut RowAcc<__m512>, at: *const half::f16, load: u16, gold_bit: u16) -> u16 {
         let v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(load, at.cast::<i16>()));
-        // rounding within float16's tolerance clamped into [0, 1]; anything further out is
-        // left for the range check to refuse (`clamp_f16`, lane by lane)
-        let (zero, one, tolerance) = (_mm512_setzero_ps(), _mm512_set1_ps(1.0), _mm512_set1_ps(F16_TOLERANCE));
-        let below = _mm512_mask_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, _mm512_sub_ps(zero, tolerance)), v, zero);
-        let above = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, one), v, _mm512_add_ps(one, tolerance));
-        let v = _mm512_mask_mov_ps(_mm512_mask_mov_ps(v, below, zero), above, one);
-        fold_f32_lanes(acc, v, load, gold_bit)
+        // taken when within float16's rounding tolerance of [0, 1], then clamped into it
+        // (`clamp_f16`, lane by lane: `max(0, v)` keeps a -0.0, as the scalar clamp does)
+        let tolerance = _mm512_set1_ps(F16_TOLERANCE);
+        let (zero, one) = (_mm512_setzero_ps(), _mm512_set1_ps(1.0));
+        let above_low = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(load, v, _mm512_sub_ps(zero, tolerance));
+        let ok = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(above_low, v, _mm512_add_ps(one, tolerance));
+        let v = _mm512_min_ps(one, _mm512_max_ps(zero, v));
+        fold_f32_lanes(acc, v, ok, load, gold_bit)
     }
     #[inline(always)]
     unsafe fn max8(max: __m512) -> __m512d {
@@ -151,14 +160,19 @@ impl Lanes for half::f16 {
     fn to_f64(self) -> f64 {
         clamp_f16(f16_to_f32(self.to_bits())) as f64
     }
+    #[inline(always)]
+    unsafe fn gold(at: *const half::f16) -> f64 {
+        // F16C, clamped as the lanes are (a value beyond the tolerance fails the row anyway)
+        let v = _mm_cvtph_ps(_mm_cvtsi32_si128((*at).to_bits() as i32));
+        _mm_cvtss_f32(_mm_min_ss(_mm_set_ss(1.0), _mm_max_ss(_mm_setzero_ps(), v))) as f64
+    }
 }
 
-/// Fold 16 float32 lanes (`v`, zero where `load` has no lane) into a row's summary.
+/// Fold 16 float32 lanes (`v`, zero where `load` has no lane; `ok`: the lanes that are
+/// probabilities) into a row's summary; the lanes that are not.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn fold_f32_lanes(acc: &mut RowAcc<__m512>, v: __m512, load: u16, gold_bit: u16) -> u16 {
-    let ge = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(load, v, _mm512_setzero_ps());
-    let ok = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(ge, v, _mm512_set1_ps(1.0));
+unsafe fn fold_f32_lanes(acc: &mut RowAcc<__m512>, v: __m512, ok: u16, load: u16, gold_bit: u16) -> u16 {
     let keep = ok & !gold_bit;
     acc.max = _mm512_mask_max_ps(acc.max, keep, acc.max, v);
     // float32 -> float64 is exact, and so is the square of a float32 in float64
@@ -243,7 +257,7 @@ unsafe fn summarize<T: Lanes>(values: &[T], row_len: usize, classes: &[i64], p_g
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
 unsafe fn summarize_chunks<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
     let n = classes.len();
     let last_load: u16 = if row_len.is_multiple_of(16) { u16::MAX } else { (1u16 << (row_len % 16)) - 1 };
@@ -302,7 +316,7 @@ unsafe fn row_vectors<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usiz
         }
     }
     let gold = classes[i] as usize;
-    p_gold[i] = (*row.add(gold)).to_f64();
+    p_gold[i] = T::gold(row.add(gold));
     // up to 4 chunks, the gold column's bit in a 64-bit mask, shifted per chunk
     let gold_bits: u64 = if CHUNKS > 0 { 1u64 << gold } else { 0 };
     let mut acc = T::start();
