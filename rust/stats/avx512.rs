@@ -41,43 +41,34 @@ pub(super) fn available() -> bool {
 /// Panics unless [`available`] and the slices agree in length; class indices must lie in
 /// `[0, row_len)` (checked by the plan).
 pub(super) fn summarize_f32(values: &[f32], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
-    assert!(available() && values.len() == classes.len() * row_len && p_gold.len() == classes.len() && other.len() == classes.len() && others_sq.len() == classes.len());
-    assert!(classes.iter().all(|&c| (c as u64) < row_len as u64));
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is present (asserted), and the lengths and class range were asserted above.
-    unsafe {
-        summarize::<f32>(values, row_len, classes, p_gold, other, others_sq)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!()
+    checked(values, row_len, classes, p_gold, other, others_sq)
 }
 
 /// [`summarize_f32`] for float64 rows (the same lanes and order: the same results).
 pub(super) fn summarize_f64(values: &[f64], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
-    assert!(available() && values.len() == classes.len() * row_len && p_gold.len() == classes.len() && other.len() == classes.len() && others_sq.len() == classes.len());
-    assert!(classes.iter().all(|&c| (c as u64) < row_len as u64));
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: as in `summarize_f32`.
-    unsafe {
-        summarize::<f64>(values, row_len, classes, p_gold, other, others_sq)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!()
+    checked(values, row_len, classes, p_gold, other, others_sq)
 }
 
 /// [`summarize_f32`] for float16 rows, widened in registers and clamped within float16's
 /// tolerance exactly as [`super::kernels::widen_f16`] does (the same results as the float32
 /// summary of the widened rows).
 pub(super) fn summarize_f16(values: &[half::f16], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
-    assert!(available() && values.len() == classes.len() * row_len && p_gold.len() == classes.len() && other.len() == classes.len() && others_sq.len() == classes.len());
+    checked(values, row_len, classes, p_gold, other, others_sq)
+}
+
+/// The checks the summary's memory safety rests on, then the summary.
+#[cfg(target_arch = "x86_64")]
+fn checked<T: Lanes>(values: &[T], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
+    let n = classes.len();
+    assert!(available() && values.len() == n * row_len && p_gold.len() == n && other.len() == n && others_sq.len() == n);
     assert!(classes.iter().all(|&c| (c as u64) < row_len as u64));
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: as in `summarize_f32`.
-    unsafe {
-        summarize::<half::f16>(values, row_len, classes, p_gold, other, others_sq)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!()
+    // SAFETY: AVX-512 is present, and the lengths and class range were asserted above.
+    unsafe { summarize::<T>(values, row_len, classes, p_gold, other, others_sq) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn checked<T>(_: &[T], _: usize, _: &[i64], _: &mut [f64], _: &mut [f64], _: &mut [f64]) -> bool {
+    unreachable!("the AVX-512 summary is only called where `available()`")
 }
 
 /// A row's running summary over its chunks: the max of the kept lanes (in the element type)
