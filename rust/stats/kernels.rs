@@ -164,7 +164,7 @@ fn tile<F: Float, const W: usize, R: Rows<F>>(
     let gold: [R::Gold; W] = std::array::from_fn(|j| rows.gold(t + j));
     let mut valid = true;
     for (k, e) in stream.epochs.clone().enumerate() {
-        let at = e * stream.epoch_len + (start + t) * R::ROW_LEN;
+        let at = e * stream.epoch_len + (start - stream.first_unit + t) * R::ROW_LEN;
         let tile_rows = &data[at..at + W * R::ROW_LEN];
         prefetch(tile_rows.as_ptr(), PREFETCH_BYTES);
         for (j, row) in tile_rows.chunks_exact(R::ROW_LEN).enumerate() {

@@ -17,6 +17,10 @@ use crate::error::{Error, Result};
 const CHUNK_BYTES: usize = 32 * 1024;
 /// Cap on units per block, so the accumulators (~56 bytes a unit) stay within L2.
 const MAX_BLOCK_UNITS: usize = 2048;
+/// Most values of a block's float16 copy (every epoch of the window; 4 MiB of float32): a
+/// longer window goes epoch by epoch instead, so memory stays bounded whatever E is. Tiny under
+/// `cargo test`, so that the tests' small files take both float16 paths.
+const MAX_WIDENED: usize = if cfg!(test) { 64 } else { 1 << 20 };
 /// Floor on units per block: wide rows (hundreds of columns) would otherwise make blocks of a
 /// handful of units, each paying a block's fixed costs (its task, its gold labels, a partial
 /// row group); a chunk is then more than `CHUNK_BYTES`, still one sequential stream.
@@ -186,9 +190,22 @@ impl<'a> Plan<'a> {
         let rule = Rule::new(self.correctness);
         if self.row_len <= 2 {
             let tiled = match self.view.probs {
-                Probs::F32(data) => Some(self.fold_tiled(data, classes, &gold_bits, rule, out)),
-                Probs::F64(data) => Some(self.fold_tiled(data, classes, &gold_bits, rule, out)),
-                // float16 is widened a whole epoch chunk at a time, on the epoch-major path below
+                Probs::F32(data) => Some(self.fold_tiled(data, false, classes, &gold_bits, rule, out)),
+                Probs::F64(data) => Some(self.fold_tiled(data, false, classes, &gold_bits, rule, out)),
+                // float16: the block's rows of every epoch widened (and clamped) into a copy
+                // first, when the copy is small (else epoch by epoch, on the path below)
+                Probs::F16(data) if self.epochs.len() * range.len() * self.row_len <= MAX_WIDENED => {
+                    let mut widened = std::mem::take(&mut acc.widened);
+                    widened.clear();
+                    let mut epoch: Vec<f32> = Vec::new();
+                    for e in self.epochs.clone() {
+                        kernels::widen_f16(&data[self.chunk_range(e, &range)], &mut epoch);
+                        widened.extend_from_slice(&epoch);
+                    }
+                    let tiled = self.fold_tiled(&widened, true, classes, &gold_bits, rule, out);
+                    acc.widened = widened;
+                    Some(tiled)
+                }
                 Probs::F16(_) => None,
             };
             if tiled == Some(true) {
@@ -284,8 +301,14 @@ impl<'a> Plan<'a> {
 
     /// The whole window for one block of one- or two-column rows, each tile of units walking
     /// every epoch with its accumulators in registers; false when some value is not a probability.
-    fn fold_tiled<F: Float>(&self, data: &[F], classes: &[i64], gold_bits: &[u8], rule: Rule, out: &mut OutBlock<'_>) -> bool {
-        let stream = Stream { epoch_len: self.units * self.row_len, epochs: self.epochs.clone() };
+    /// `data` is the file's data (`copy` false), or a copy of the block's rows of every epoch
+    /// of the window, one stretch per epoch (`copy` true).
+    fn fold_tiled<F: Float>(&self, data: &[F], copy: bool, classes: &[i64], gold_bits: &[u8], rule: Rule, out: &mut OutBlock<'_>) -> bool {
+        let stream = if copy {
+            Stream { epoch_len: out.len() * self.row_len, epochs: 0..self.epochs.len(), first_unit: out.start }
+        } else {
+            Stream { epoch_len: self.units * self.row_len, epochs: self.epochs.clone(), first_unit: 0 }
+        };
         let n = stream.epochs.len() as f64;
         let divisor = n - self.ddof as f64;
         match self.task {

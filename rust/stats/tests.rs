@@ -153,6 +153,9 @@ proptest! {
         let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
         let half: Vec<f16> = narrow.iter().map(|&x| f16::from_f32(x)).collect();
         let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
+        // float16 goes epoch by epoch (or, for blocks of at most 64 values over the window,
+        // through the tiled kernel on a widened copy): either way it must agree with the tiled
+        // kernel reading float32 and float64 in place
         let epoch_major = run(Probs::F16(&half));
         prop_assert_eq!(&run(Probs::F32(&narrow)), &epoch_major);
         prop_assert_eq!(&run(Probs::F64(&wide)), &epoch_major);
