@@ -19,6 +19,8 @@
 //! - [`state`]: the per-unit running state (accumulators, a tile's registers) and the rule
 //!   deciding an epoch's verdict;
 //! - [`kernels`]: the per-epoch loops over rows, compiled for several instruction sets;
+//! - [`avx512`]: the multiclass row summary in AVX-512 intrinsics (rows of 3 columns and more,
+//!   float16 widened in registers), where the machine has it;
 //! - [`output`]: the result arrays and each block's slices of them;
 //! - [`partial`]: the mergeable per-unit state of a piece (some epochs, some examples).
 //!
