@@ -152,6 +152,19 @@ def test_torch_fold_recorder_trains_a_real_model(tmp_path):
             expected = torch.softmax(model(torch.tensor(X[rows], dtype=torch.float32)).double(), dim=1).numpy()
         np.testing.assert_allclose(last[rows], expected, atol=1e-6)
     assert dc.noise.auroc(1 - stats.confidence, flips.mask) > 0.8
+    # like record(cv=), the fold recorder's map ranks by the epochs' maximum-likelihood mixture,
+    # fitted on the recorded labels' out-of-fold probabilities (read back here independently)
+    from datacarto._mixture import checkpoint_weights
+
+    gold = np.load(path)[:, np.arange(240), flips.labels].astype(np.float64)
+    weights = stats.extra["epoch_weights"]
+    assert weights.shape == (5,) and np.all(weights >= 0) and weights.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(weights, checkpoint_weights(gold), atol=1e-9)
+    np.testing.assert_allclose(stats.extra["mixture_confidence"], weights @ gold, atol=1e-9)
+    assert dc.DataMap(stats).default_score == "mixture"
+    # an epoch window weighs only its own epochs
+    window = recorder.compute(flips.labels, epochs=(2, 5))
+    np.testing.assert_allclose(window.extra["epoch_weights"], checkpoint_weights(gold[2:5]), atol=1e-9)
 
 
 def test_torch_fold_recorder_arguments(tmp_path):

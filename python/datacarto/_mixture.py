@@ -64,4 +64,27 @@ def checkpoint_weights(gold_probs: Any, *, max_iterations: int = 1000, tolerance
     return weights
 
 
-__all__ = ["PROBABILITY_FLOOR", "checkpoint_weights"]
+def add_mixture(stats: Any, gold_probs: np.ndarray) -> None:
+    """A cross-validated map's epoch weights, ``extra["epoch_weights"]`` (the maximum-likelihood
+    mixture of its out-of-fold predictions over the statistics' epoch window), and the weighted
+    probability of the recorded label, ``extra["mixture_confidence"]``: the default suspicion
+    score's input on such a map. ``gold_probs`` is ``[E, N]`` over every recorded epoch."""
+    start, stop = stats.epochs
+    weights = checkpoint_weights(gold_probs[start:stop])
+    stats.extra["epoch_weights"] = weights
+    stats.extra["mixture_confidence"] = weights @ gold_probs[start:stop]
+
+
+def gold_probabilities(path: Any, labels: np.ndarray) -> np.ndarray:
+    """Each epoch's probability of each example's label, ``[E, N]`` float64, read from a
+    multiclass dynamics file one epoch at a time (for recorders that did not keep it while
+    recording). One full read of the file."""
+    probs = np.load(path, mmap_mode="r")
+    gold = np.asarray(labels, dtype=np.int64)[:, None]
+    out = np.empty(probs.shape[:2])
+    for epoch in range(probs.shape[0]):
+        out[epoch] = np.take_along_axis(np.asarray(probs[epoch]), gold, axis=1)[:, 0]
+    return out
+
+
+__all__ = ["PROBABILITY_FLOOR", "add_mixture", "checkpoint_weights", "gold_probabilities"]

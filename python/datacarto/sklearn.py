@@ -330,7 +330,9 @@ def record(
         compute_kwargs.setdefault("task", "multilabel" if task == "multilabel" else "multiclass")
         stats = compute(file, labels, epochs=window, **compute_kwargs)
         if gold_probs is not None:
-            _add_mixture(stats, gold_probs)
+            from datacarto._mixture import add_mixture
+
+            add_mixture(stats, gold_probs)
     finally:
         for undo in restore:
             undo()
@@ -406,16 +408,3 @@ def _predict_rows(estimator: Any, X: Any, rows: np.ndarray, writer: DynamicsWrit
         writer.write_batch(index, proba)
         if gold_out is not None and gold_index is not None:
             gold_out[index] = proba[np.arange(index.size), gold_index[index]]
-
-
-def _add_mixture(stats: Statistics, gold_probs: np.ndarray) -> None:
-    """A cross-validated map's epoch weights, ``extra["epoch_weights"]`` (the maximum-likelihood
-    checkpoint mixture of its out-of-fold predictions over the statistics' epoch window,
-    :mod:`datacarto._mixture`), and the weighted probability of the recorded label,
-    ``extra["mixture_confidence"]``: the default suspicion score's input on such a map."""
-    from datacarto._mixture import checkpoint_weights
-
-    start, stop = stats.epochs
-    weights = checkpoint_weights(gold_probs[start:stop])
-    stats.extra["epoch_weights"] = weights
-    stats.extra["mixture_confidence"] = weights @ gold_probs[start:stop]

@@ -575,5 +575,24 @@ class FoldRecorder(Recorder):
     def _folds_for_checks(self) -> Optional[int]:
         return self.n_folds  # out-of-fold probabilities: nothing to memorise
 
+    def compute(self, labels: Any, *, warn: bool = True, **kwargs: Any) -> Any:
+        """As :meth:`Recorder.compute`; for class labels (not multilabel) the result also keeps
+        ``extra["epoch_weights"]`` and ``extra["mixture_confidence"]``, the mixture of the
+        epochs' out-of-fold predictions that best predicts the held-out labels (as
+        ``datacarto.sklearn.record(cv=K)`` does; one more read of the file), which a
+        :class:`~datacarto.DataMap` ranks suspects by by default (score ``"mixture"``)."""
+        stats = super().compute(labels, warn=warn, **kwargs)
+        if stats.task != "multilabel":
+            from datacarto._mixture import add_mixture, gold_probabilities
+
+            # a one-column binary file holds P(class 1): the gold label's probability is x or 1 - x
+            if np.load(self.path, mmap_mode="r").shape[2] == 1:
+                x = np.asarray(np.load(self.path, mmap_mode="r")[:, :, 0], dtype=np.float64)
+                gold = np.where(np.asarray(stats.labels) == 1, x, 1.0 - x)
+            else:
+                gold = gold_probabilities(self.path, stats.labels)
+            add_mixture(stats, gold)
+        return stats
+
     def __repr__(self) -> str:
         return super().__repr__().replace("Recorder(", "FoldRecorder(", 1)[:-1] + f", n_folds={self.n_folds})"
