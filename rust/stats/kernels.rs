@@ -166,7 +166,12 @@ fn tile<F: Float, const W: usize, R: Rows<F>>(
     for (k, e) in stream.epochs.clone().enumerate() {
         let at = e * stream.epoch_len + (start - stream.first_unit + t) * R::ROW_LEN;
         let tile_rows = &data[at..at + W * R::ROW_LEN];
-        prefetch(tile_rows.as_ptr(), PREFETCH_BYTES);
+        // every line of the tile's rows `PREFETCH_BYTES` on (two for float64 pairs)
+        let mut line = 0;
+        while line < std::mem::size_of_val(tile_rows) {
+            prefetch(tile_rows.as_ptr().cast::<u8>().wrapping_add(line), PREFETCH_BYTES);
+            line += 64;
+        }
         for (j, row) in tile_rows.chunks_exact(R::ROW_LEN).enumerate() {
             valid &= rows.fold(row, gold[j], k as u32, &mut acc, j);
         }
