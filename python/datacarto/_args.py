@@ -209,7 +209,9 @@ def resolve(
     if resolved_task == "multilabel":
         if labels_array.shape != (n_examples, n_labels):
             raise DatacartoError(f"{label_name}: expected a 0/1 array of shape ({n_examples}, {n_labels}) to match {source_name}, found shape {labels_array.shape}")
-        if labels_array.size and not np.isin(labels_array, (0, 1)).all():
+        # integers: two vectorized reductions, no temporaries (np.isin allocates N * L booleans)
+        exact = labels_array.dtype.kind in "biu"
+        if labels_array.size and not (labels_array.min() >= 0 and labels_array.max() <= 1 if exact else np.isin(labels_array, (0, 1)).all()):
             bad = np.argwhere(~np.isin(labels_array, (0, 1)))[0]
             raise DatacartoError(f"{label_name}: expected only 0 and 1 for multilabel, found {labels_array[tuple(bad)].item()!r} at {tuple(int(b) for b in bad)}")
         return Resolved(resolved_task, correctness, threshold, start, stop, int(ddof), None, np.ascontiguousarray(labels_array, dtype=np.uint8), label_name)  # type: ignore[arg-type]
