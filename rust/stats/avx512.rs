@@ -39,7 +39,8 @@ pub(super) fn available() -> bool {
 /// and the summaries are then meaningless.
 ///
 /// Panics unless [`available`] and the slices agree in length; class indices must lie in
-/// `[0, row_len)` (checked by the plan).
+/// `[0, row_len)` (checked by the plan; an index outside is clamped into the row, never read
+/// past it).
 pub(super) fn summarize_f32(values: &[f32], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
     checked(values, row_len, classes, p_gold, other, others_sq)
 }
@@ -60,9 +61,9 @@ pub(super) fn summarize_f16(values: &[half::f16], row_len: usize, classes: &[i64
 #[cfg(target_arch = "x86_64")]
 fn checked<T: Lanes>(values: &[T], row_len: usize, classes: &[i64], p_gold: &mut [f64], other: &mut [f64], others_sq: &mut [f64]) -> bool {
     let n = classes.len();
-    assert!(available() && values.len() == n * row_len && p_gold.len() == n && other.len() == n && others_sq.len() == n);
-    assert!(classes.iter().all(|&c| (c as u64) < row_len as u64));
-    // SAFETY: AVX-512 is present, and the lengths and class range were asserted above.
+    assert!(available() && row_len > 0 && values.len() == n * row_len && p_gold.len() == n && other.len() == n && others_sq.len() == n);
+    // SAFETY: AVX-512 is present and the lengths were asserted above; every gold index is
+    // clamped into the row where it is read (`row_vectors`).
     unsafe { summarize::<T>(values, row_len, classes, p_gold, other, others_sq) }
 }
 
@@ -306,7 +307,9 @@ unsafe fn row_vectors<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usiz
             line += 64;
         }
     }
-    let gold = classes[i] as usize;
+    // the plan checked every class index against the row length; clamped all the same (one
+    // instruction), so that no index can read outside the row
+    let gold = (classes[i] as u64).min(row_len as u64 - 1) as usize;
     p_gold[i] = T::gold(row.add(gold));
     // up to 4 chunks, the gold column's bit in a 64-bit mask, shifted per chunk
     let gold_bits: u64 = if CHUNKS > 0 { 1u64 << gold } else { 0 };
