@@ -503,6 +503,24 @@ fn concat<'py>(py: Python<'py>, arrays: Vec<Bound<'py, PyAny>>) -> PyResult<Boun
     Err(pyo3::exceptions::PyTypeError::new_err("arrays: expected 1-D arrays of one dtype: float64, int32 or bool"))
 }
 
+/// A private copy of resolved labels (C-contiguous int64 `[N]` or uint8 `[N, L]`),
+/// taken while the GIL is held, in memory from this module's allocator: a recycled block when a
+/// previous result's labels were freed, where numpy's own copy faults in fresh pages each call.
+#[pyfunction]
+fn _copy_labels<'py>(py: Python<'py>, labels: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let copy = if let Ok(classes) = labels.extract::<PyReadonlyArray1<'py, i64>>() {
+        let slice = classes.as_slice().map_err(|_| DatacartoError::new_err("labels: expected a C-contiguous array"))?;
+        slice.to_vec().into_pyarray(py).into_any()
+    } else if let Ok(targets) = labels.extract::<PyReadonlyArray2<'py, u8>>() {
+        let shape = [targets.shape()[0], targets.shape()[1]];
+        let slice = targets.as_slice().map_err(|_| DatacartoError::new_err("labels: expected a C-contiguous array"))?;
+        numpy::PyArrayMethods::reshape(&slice.to_vec().into_pyarray(py), shape)?.into_any()
+    } else {
+        return Err(pyo3::exceptions::PyTypeError::new_err("labels: expected int64 [N] or uint8 [N, L]"));
+    };
+    Ok(copy)
+}
+
 /// (blocks kept for reuse, large allocations served from them, large allocations passed on
 /// to mimalloc) since the module was loaded: for tests of [`crate::recycle`].
 #[pyfunction]
@@ -524,6 +542,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(partial, m)?)?;
     m.add_function(wrap_pyfunction!(concat, m)?)?;
     m.add_function(wrap_pyfunction!(_recycled_blocks, m)?)?;
+    m.add_function(wrap_pyfunction!(_copy_labels, m)?)?;
     m.add_class::<PartialState>()?;
     Ok(())
 }

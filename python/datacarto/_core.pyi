@@ -89,3 +89,8 @@ def _recycled_blocks() -> Tuple[int, int, int]:
     """(blocks kept for reuse, large allocations served from them, large allocations passed on
     to the allocator) since the module was loaded; for tests of the output-recycling layer."""
     ...
+
+def _copy_labels(labels: np.ndarray) -> np.ndarray:
+    """A private copy of resolved labels (int64 ``[N]`` or uint8 ``[N, L]``) in the core's
+    recycled memory; anything else raises ``TypeError``."""
+    ...

@@ -324,7 +324,12 @@ def _is_path_list(source: object) -> bool:
 def _private_copy(labels: Optional[np.ndarray]) -> Optional[np.ndarray]:
     if labels is None:
         return None
-    copy = np.array(labels, copy=True, order="C")
+    labels = np.ascontiguousarray(labels)
+    if (labels.dtype == np.int64 and labels.ndim == 1) or (labels.dtype == np.uint8 and labels.ndim == 2):
+        # in the core's memory: a freed result's labels block is reused, no fresh pages
+        copy = _core._copy_labels(labels)
+    else:
+        copy = np.array(labels, copy=True, order="C")
     copy.setflags(write=False)
     return copy
 
