@@ -254,3 +254,25 @@ def test_a_forked_child_computes_without_hanging(tmp_path: Path) -> None:
     result = run_child(script)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_labels_are_copied_whatever_their_memory(tmp_path):
+    """The labels' private copy (made by the core when it can) is exact, read-only and not the
+    caller's memory, for aligned, unaligned, strided and multilabel labels alike."""
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(4), size=(3, 50)).astype(np.float32)
+    np.save(tmp_path / "d.npy", probs)
+    classes = rng.integers(0, 4, 50)
+    unaligned = np.frombuffer(b"\x00" + classes.astype(np.int64).tobytes(), dtype=np.int64, offset=1)
+    assert not unaligned.flags.aligned
+    strided = np.repeat(classes, 2)[::2]
+    expected = dc.compute(tmp_path / "d.npy", classes.copy())
+    for labels in (classes, unaligned, strided, classes.astype(np.int32)):
+        stats = dc.compute(tmp_path / "d.npy", labels)
+        assert np.array_equal(stats.labels, classes) and not stats.labels.flags.writeable
+        assert not np.shares_memory(stats.labels, labels)
+        assert_identical(stats, snapshot(expected))
+    targets = (rng.random((50, 4)) < 0.3).astype(np.uint8)
+    multilabel = dc.compute(tmp_path / "d.npy", targets, task="multilabel")
+    assert np.array_equal(multilabel.labels, targets) and not multilabel.labels.flags.writeable
+    assert not np.shares_memory(multilabel.labels, targets)

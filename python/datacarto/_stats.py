@@ -325,7 +325,8 @@ def _private_copy(labels: Optional[np.ndarray]) -> Optional[np.ndarray]:
     if labels is None:
         return None
     labels = np.ascontiguousarray(labels)
-    if (labels.dtype == np.int64 and labels.ndim == 1) or (labels.dtype == np.uint8 and labels.ndim == 2):
+    typed = (labels.dtype == np.int64 and labels.ndim == 1) or (labels.dtype == np.uint8 and labels.ndim == 2)
+    if typed and labels.flags.aligned:  # an unaligned buffer (a view into bytes) is numpy's to copy
         # in the core's memory: a freed result's labels block is reused, no fresh pages
         copy = _core._copy_labels(labels)
     else:
