@@ -586,8 +586,9 @@ class FoldRecorder(Recorder):
             from datacarto._mixture import add_mixture, gold_probabilities
 
             # a one-column binary file holds P(class 1): the gold label's probability is x or 1 - x
-            if np.load(self.path, mmap_mode="r").shape[2] == 1:
-                x = np.asarray(np.load(self.path, mmap_mode="r")[:, :, 0], dtype=np.float64)
+            probs = np.load(self.path, mmap_mode="r")
+            if probs.shape[2] == 1:
+                x = np.asarray(probs[:, :, 0], dtype=np.float64)
                 gold = np.where(np.asarray(stats.labels) == 1, x, 1.0 - x)
             else:
                 gold = gold_probabilities(self.path, stats.labels)

@@ -272,11 +272,7 @@ pub(super) fn multiclass<F: Float>(values: &[F], row_len: usize, classes: &[i64]
     let valid = if avx512_rows(row_len) {
         let valid = F::summarize_avx512(values, row_len, classes, summaries.p_gold, summaries.other, summaries.others_sq);
         if rule.first_index {
-            for (i, row) in values.chunks_exact(row_len).enumerate() {
-                let p = row[classes[i] as usize];
-                // read only when gold ties the others' max: then no column before gold may hold it
-                summaries.gold_first[i] = p.to_f64() != summaries.other[i] || !row[..classes[i] as usize].contains(&p);
-            }
+            gold_first_flags(values, row_len, classes, summaries.other, summaries.gold_first, F::to_f64);
         }
         valid
     } else if row_len > ROW_GROUP_MAX_LEN {
@@ -296,16 +292,22 @@ pub(super) fn multiclass_f16(values: &[half::f16], row_len: usize, classes: &[i6
     let (mut slices, rows) = acc.slices_and_rows(n);
     let valid = avx512::summarize_f16(values, row_len, classes, &mut rows.p_gold[..n], &mut rows.other[..n], &mut rows.others_sq[..n]);
     if rule.first_index {
-        let widen = |x: half::f16| clamp_f16(f16_to_f32(x.to_bits()));
-        for (i, row) in values.chunks_exact(row_len).enumerate() {
-            let gold = classes[i] as usize;
-            let p = widen(row[gold]);
-            // read only when gold ties the others' max: then no column before gold may hold it
-            rows.gold_first[i] = p as f64 != rows.other[i] || !row[..gold].iter().any(|&x| widen(x) == p);
-        }
+        gold_first_flags(values, row_len, classes, &rows.other[..n], &mut rows.gold_first[..n], |x| clamp_f16(f16_to_f32(x.to_bits())) as f64);
     }
     fold_summaries(&mut slices, rows, n, k, rule);
     valid
+}
+
+/// Under the first-index rule, per row: whether no column before gold holds gold's value (as
+/// `value` reads it), so that a tie at the top goes to gold. Only looked at when gold ties the
+/// others' max (`other`), so the columns are only scanned then.
+#[inline(always)]
+fn gold_first_flags<T: Copy>(values: &[T], row_len: usize, classes: &[i64], other: &[f64], gold_first: &mut [bool], value: impl Fn(T) -> f64) {
+    for (i, row) in values.chunks_exact(row_len).enumerate() {
+        let gold = classes[i] as usize;
+        let p = value(row[gold]);
+        gold_first[i] = p != other[i] || !row[..gold].iter().any(|&x| value(x) == p);
+    }
 }
 
 /// Which multiclass rows the AVX-512 summary takes on this machine.
@@ -585,9 +587,15 @@ pub(super) fn all_probabilities<F: Float>(values: &[F]) -> bool {
 /// Widen float16 values into `widened` (resized to fit), clamping those within float16's
 /// tolerance into [0, 1] (values beyond it are left as they are, for the kernels to refuse):
 /// one fused pass that vectorizes.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
 pub(super) fn widen_f16(values: &[half::f16], widened: &mut Vec<f32>) {
     widened.resize(values.len(), 0.0);
+    widen_f16_into(values, widened);
+}
+
+/// [`widen_f16`] into `widened`, exactly as long as `values`.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
+pub(super) fn widen_f16_into(values: &[half::f16], widened: &mut [f32]) {
+    assert_eq!(values.len(), widened.len());
     for (wide, x) in widened.iter_mut().zip(values) {
         *wide = clamp_f16(f16_to_f32(x.to_bits()));
     }

@@ -196,11 +196,10 @@ impl<'a> Plan<'a> {
                 // first, when the copy is small (else epoch by epoch, on the path below)
                 Probs::F16(data) if self.epochs.len() * range.len() * self.row_len <= MAX_WIDENED => {
                     let mut widened = std::mem::take(&mut acc.widened);
-                    widened.clear();
-                    let mut epoch: Vec<f32> = Vec::new();
-                    for e in self.epochs.clone() {
-                        kernels::widen_f16(&data[self.chunk_range(e, &range)], &mut epoch);
-                        widened.extend_from_slice(&epoch);
+                    let stretch = range.len() * self.row_len;
+                    widened.resize(self.epochs.len() * stretch, 0.0);
+                    for (e, into) in self.epochs.clone().zip(widened.chunks_exact_mut(stretch)) {
+                        kernels::widen_f16_into(&data[self.chunk_range(e, &range)], into);
                     }
                     let tiled = self.fold_tiled(&widened, true, classes, &gold_bits, rule, out);
                     acc.widened = widened;
