@@ -165,6 +165,10 @@ def test_torch_fold_recorder_trains_a_real_model(tmp_path):
     # an epoch window weighs only its own epochs
     window = recorder.compute(flips.labels, epochs=(2, 5))
     np.testing.assert_allclose(window.extra["epoch_weights"], checkpoint_weights(gold[2:5]), atol=1e-9)
+    # asked for class means, it also keeps the mixture's (label_issues' input on this map)
+    with_means = recorder.compute(flips.labels, epochs=(2, 5), class_means=True)
+    expected = np.einsum("e,enl->nl", with_means.extra["epoch_weights"], np.load(path)[2:5].astype(np.float64))
+    np.testing.assert_allclose(with_means.extra["mixture_class_means"], expected, atol=1e-9)
 
 
 def test_torch_fold_recorder_arguments(tmp_path):
@@ -239,3 +243,64 @@ def test_cv_map_ranks_by_the_epoch_mixture(data, tmp_path):
         warnings.simplefilter("ignore", RecordingWarning)
         plain = dc.sklearn.record(SGDClassifier(loss="log_loss", random_state=0), X, flips.labels, epochs=3, random_state=1)
     assert "epoch_weights" not in plain.extra and dc.DataMap(plain).default_score == "confidence"
+
+
+def test_cv_map_label_issues_use_the_epoch_mixture(data, tmp_path):
+    """On a cross-validated map label_issues runs confident learning on the class means of
+    the same epoch mixture as the default score: kept by the recorder with class_means=True,
+    computed from the dynamics file otherwise, both equal to Σ_e w_e P[e] read back here."""
+    from datacarto._confident import confident_learning
+
+    X, y = data
+    flips = dc.noise.flip_labels(y, 0.1, seed=2)
+    path = tmp_path / "cv.npy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RecordingWarning)
+        stats = dc.sklearn.record(SGDClassifier(loss="log_loss", alpha=1e-5, random_state=0), X, flips.labels, epochs=6, random_state=3, cv=4, path=path, class_means=True)
+    probs = np.load(path).astype(np.float64)
+    weights = stats.extra["epoch_weights"]
+    assert np.count_nonzero(weights > 1e-3) >= 2, "the test needs a mixture of several epochs"
+    expected = np.einsum("e,enl->nl", weights, probs)
+    np.testing.assert_allclose(stats.extra["mixture_class_means"], expected, atol=1e-9)
+    assert not np.allclose(expected, stats.class_means, atol=1e-3)  # not the plain mean
+    issues = dc.DataMap(stats).label_issues()
+    direct = confident_learning(expected, stats.labels)
+    np.testing.assert_array_equal(issues.flags, direct.flags)
+    assert issues.n_issues == direct.n_issues
+    # without the kept means (class_means not asked for): one weighted read of the file
+    again = dc.sklearn.record(SGDClassifier(loss="log_loss", alpha=1e-5, random_state=0), X, flips.labels, epochs=6, random_state=3, cv=4, path=tmp_path / "again.npy", warn=False)
+    assert "mixture_class_means" not in again.extra
+    np.testing.assert_array_equal(dc.DataMap(again).label_issues().flags, direct.flags)
+    # a window weighs only its own epochs
+    window = dc.compute(path, stats.labels, epochs=(2, 6))
+    window.extra["epoch_weights"] = weights_window = np.array([0.5, 0.0, 0.25, 0.25])
+    mixed = dc.DataMap(window, dynamics=path).label_issues()
+    np.testing.assert_array_equal(mixed.flags, confident_learning(np.einsum("e,enl->nl", weights_window, probs[2:6]), stats.labels).flags)
+
+
+def test_cv_map_label_issues_count_the_flips_of_a_memorising_model(capsys):
+    """digits, 10% flips, a memorising MLP: the in-sample map hides most flips (its count is a
+    fraction of them), the 5-fold map's estimate lands within 25%; precision and recall are
+    reported."""
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    digits = load_digits()
+    X = StandardScaler().fit_transform(digits.data)
+    flips = dc.noise.flip_labels(digits.target, 0.1, seed=5)
+    n_flipped = flips.flipped.size
+    make = lambda: MLPClassifier((256,), alpha=1e-6, learning_rate_init=3e-3, batch_size=64, random_state=0)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RecordingWarning)
+        plain = dc.sklearn.record(make(), X, flips.labels, epochs=15, random_state=0, class_means=True)
+    cv = dc.sklearn.record(make(), X, flips.labels, epochs=15, random_state=0, cv=5, class_means=True)
+    hidden = dc.DataMap(plain).label_issues()
+    issues = dc.DataMap(cv).label_issues()
+    found = int((issues.flags & flips.mask).sum())
+    precision, recall = found / issues.n_flagged, found / n_flipped
+    with capsys.disabled():
+        print(f"\nlabel_issues, memorising MLP on digits: in-sample estimate {hidden.n_issues}, 5-fold estimate {issues.n_issues} vs {n_flipped} flipped; 5-fold flags precision {precision:.3f}, recall {recall:.3f}")
+    assert hidden.n_issues < 0.6 * n_flipped
+    assert abs(issues.n_issues - n_flipped) <= 0.25 * n_flipped
+    assert precision > 0.7 and recall > 0.7

@@ -64,15 +64,19 @@ def checkpoint_weights(gold_probs: Any, *, max_iterations: int = 1000, tolerance
     return weights
 
 
-def add_mixture(stats: Any, gold_probs: np.ndarray) -> None:
+def add_mixture(stats: Any, gold_probs: np.ndarray, path: Any = None) -> None:
     """A cross-validated map's epoch weights, ``extra["epoch_weights"]`` (the maximum-likelihood
     mixture of its out-of-fold predictions over the statistics' epoch window), and the weighted
     probability of the recorded label, ``extra["mixture_confidence"]``: the default suspicion
-    score's input on such a map. ``gold_probs`` is ``[E, N]`` over every recorded epoch."""
+    score's input on such a map. ``gold_probs`` is ``[E, N]`` over every recorded epoch. When the
+    statistics hold class means (``class_means=True``) and ``path`` names the dynamics file,
+    also ``extra["mixture_class_means"]`` (:func:`mixture_class_means`, one more read)."""
     start, stop = stats.epochs
     weights = checkpoint_weights(gold_probs[start:stop])
     stats.extra["epoch_weights"] = weights
     stats.extra["mixture_confidence"] = weights @ gold_probs[start:stop]
+    if path is not None and getattr(stats, "class_means", None) is not None:
+        stats.extra["mixture_class_means"] = mixture_class_means(path, weights, start)
 
 
 def gold_probabilities(path: Any, labels: np.ndarray) -> np.ndarray:
@@ -87,4 +91,32 @@ def gold_probabilities(path: Any, labels: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["PROBABILITY_FLOOR", "add_mixture", "checkpoint_weights", "gold_probabilities"]
+def mixture_class_means(path: Any, weights: Any, start: int = 0, *, rows_per_chunk: int = 1 << 16) -> np.ndarray:
+    """Every class's probability under the epoch mixture, float64 ``[N, L]``: ``Σ_e w_e P[start + e]``.
+
+    The cross-validated counterpart of the plain ``class_means`` (the unweighted mean over the
+    window): what :meth:`datacarto.DataMap.label_issues` runs confident learning on when the map
+    has epoch weights, so the count and the flags come from the same mixture as the default score.
+    One read of the epochs with a nonzero weight, ``rows_per_chunk`` rows at a time (bounded
+    extra memory besides the ``[N, L]`` result).
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "d.npy")
+        >>> np.save(path, np.array([[[0.2, 0.8]], [[0.6, 0.4]]], dtype=np.float32))
+        >>> mixture_class_means(path, [0.25, 0.75]).round(3).tolist()
+        [[0.5, 0.5]]
+    """
+    probs = np.load(path, mmap_mode="r")
+    w = np.asarray(weights, dtype=np.float64)
+    if probs.ndim != 3 or w.ndim != 1 or not 0 <= start <= probs.shape[0] - w.size:
+        raise DatacartoError(f"{path}: expected a [epochs, examples, labels] file with epochs {start}..{start + w.size}, found shape {list(probs.shape)}")
+    out = np.zeros(probs.shape[1:])
+    for row in range(0, probs.shape[1], rows_per_chunk):
+        part = out[row : row + rows_per_chunk]
+        for epoch in np.flatnonzero(w):
+            part += w[epoch] * probs[start + epoch, row : row + rows_per_chunk]
+    return out
+
+
+__all__ = ["PROBABILITY_FLOOR", "add_mixture", "checkpoint_weights", "gold_probabilities", "mixture_class_means"]

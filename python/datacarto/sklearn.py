@@ -332,7 +332,7 @@ def record(
         if gold_probs is not None:
             from datacarto._mixture import add_mixture
 
-            add_mixture(stats, gold_probs)
+            add_mixture(stats, gold_probs, file)
     finally:
         for undo in restore:
             undo()

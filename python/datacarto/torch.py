@@ -592,7 +592,7 @@ class FoldRecorder(Recorder):
                 gold = np.where(np.asarray(stats.labels) == 1, x, 1.0 - x)
             else:
                 gold = gold_probabilities(self.path, stats.labels)
-            add_mixture(stats, gold)
+            add_mixture(stats, gold, self.path)
         return stats
 
     def __repr__(self) -> str:
