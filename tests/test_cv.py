@@ -271,6 +271,21 @@ def test_cv_map_label_issues_use_the_epoch_mixture(data, tmp_path):
     again = dc.sklearn.record(SGDClassifier(loss="log_loss", alpha=1e-5, random_state=0), X, flips.labels, epochs=6, random_state=3, cv=4, path=tmp_path / "again.npy", warn=False)
     assert "mixture_class_means" not in again.extra
     np.testing.assert_array_equal(dc.DataMap(again).label_issues().flags, direct.flags)
+    # the weights survive a round trip through a file (parquet, CSV + sidecar): a map read back
+    # counts with the same mixture, from its dynamics file
+    for suffix in (".parquet", ".csv"):
+        back = dc.DataMap.read(dc.DataMap(stats).write(tmp_path / f"cv{suffix}"))
+        assert back.dynamics == str(path)
+        np.testing.assert_array_equal(back.label_issues().flags, direct.flags)
+    # a hand-edited weight list that does not fit the window is refused, naming the field
+    import json
+
+    sidecar = tmp_path / "cv.csv.datacarto.json"
+    settings = json.loads(sidecar.read_text())
+    settings["epoch_weights"] = settings["epoch_weights"][:-1]
+    sidecar.write_text(json.dumps(settings))
+    with pytest.raises(dc.DatacartoError, match=r"cv\.csv.*epoch_weights: expected 6 non-negative weights summing to 1"):
+        dc.DataMap.read(tmp_path / "cv.csv")
     # a window weighs only its own epochs
     window = dc.compute(path, stats.labels, epochs=(2, 6))
     window.extra["epoch_weights"] = weights_window = np.array([0.5, 0.0, 0.25, 0.25])

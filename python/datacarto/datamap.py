@@ -110,6 +110,8 @@ class _Info:
     region_rule: Optional[Dict[str, Any]] = None
     metadata_columns: Tuple[str, ...] = ()
     dynamics: Any = field(default=None, compare=False)
+    #: a cross-validated map's epoch mixture over its window (datacarto._mixture), if any
+    epoch_weights: Optional[Tuple[float, ...]] = None
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -127,13 +129,14 @@ class _Info:
             "dynamics": self.dynamics if isinstance(self.dynamics, str) else None,
             "region_rule": self.region_rule,
             "metadata_columns": list(self.metadata_columns),
+            "epoch_weights": list(self.epoch_weights) if self.epoch_weights is not None else None,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], name: str) -> "_Info":
         try:
             epochs = data.get("epochs")
-            return cls(
+            info = cls(
                 task=str(data["task"]),
                 n_examples=int(data["n_examples"]),
                 n_labels=int(data["n_labels"]),
@@ -146,9 +149,16 @@ class _Info:
                 region_rule=data.get("region_rule"),
                 metadata_columns=tuple(data.get("metadata_columns") or ()),
                 dynamics=data.get("dynamics"),
+                epoch_weights=tuple(float(w) for w in data["epoch_weights"]) if data.get("epoch_weights") is not None else None,
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise DatacartoError(f"{name}: datacarto metadata: expected task, n_examples, n_labels, correctness_rule, threshold and ddof, found {dict(data)!r}") from exc
+        weights = info.epoch_weights
+        if weights is not None:
+            window = None if info.epochs is None else info.epochs[1] - info.epochs[0]
+            if (window is not None and len(weights) != window) or not all(math.isfinite(w) and w >= 0 for w in weights) or not math.isclose(sum(weights), 1.0, abs_tol=1e-6):
+                raise DatacartoError(f"{name}: datacarto metadata: epoch_weights: expected {window if window is not None else 'one per epoch'} non-negative weights summing to 1, found {list(weights)!r}")
+        return info
 
 
 class DataMap:
@@ -221,6 +231,7 @@ class DataMap:
             source=stats.source,
             metadata_columns=tuple(meta.columns) if meta is not None else (),
             dynamics=dynamics,
+            epoch_weights=_epoch_weights(stats),
         )
         self._init(frame, info, stats)
 
@@ -362,6 +373,7 @@ class DataMap:
             n_examples=info.n_examples,
             n_labels=info.n_labels,
             source=info.source,
+            extra={} if info.epoch_weights is None else {"epoch_weights": np.asarray(info.epoch_weights, dtype=np.float64)},
         )
 
     def _label_index(self, label: Union[int, str, None], argument: str = "label") -> Optional[int]:
@@ -673,13 +685,13 @@ class DataMap:
                 raise DatacartoError(f"class_means: expected shape {list(shape)} (examples, labels), found {list(means.shape)}")
             return means
         stats = self._stats
-        weights = None if stats is None else stats.extra.get("epoch_weights")
+        weights = self._info.epoch_weights
         if weights is not None:  # a cross-validated map: the class means of its epoch mixture
-            mixture = stats.extra.get("mixture_class_means")
+            mixture = None if stats is None else stats.extra.get("mixture_class_means")
             if mixture is None and self.dynamics is not None:
                 from datacarto._mixture import mixture_class_means
 
-                mixture = stats.extra["mixture_class_means"] = mixture_class_means(self.dynamics, weights, self.epochs[0])
+                mixture = self.statistics.extra["mixture_class_means"] = mixture_class_means(self.dynamics, weights, self.epochs[0])
             if mixture is not None:
                 return np.asarray(mixture, dtype=np.float64)
         if stats is not None and stats.class_means is not None:
@@ -939,6 +951,15 @@ def _check_label_names(label_names: Optional[Sequence[str]], task: str, n_labels
         per = "label" if task == "multilabel" else "class"
         raise DatacartoError(f"label_names: expected {expected} names (one per {per}), found {len(label_names)}")
     return tuple(str(x) for x in label_names)
+
+
+def _epoch_weights(stats: Statistics) -> Optional[Tuple[float, ...]]:
+    """A cross-validated map's epoch weights (``extra["epoch_weights"]``), kept in the map's
+    settings so that they survive a round trip through a file."""
+    weights = stats.extra.get("epoch_weights")
+    if weights is None or stats.task == "multilabel":
+        return None
+    return tuple(float(w) for w in np.asarray(weights, dtype=np.float64).reshape(-1))
 
 
 def _metadata_frame(metadata: Any, n_examples: int) -> Optional[pl.DataFrame]:
