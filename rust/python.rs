@@ -15,7 +15,7 @@ use pyo3::types::{PyBytes, PyDict};
 
 use crate::dynamics::{Dims, DynamicsFile, DynamicsView, Probs};
 use crate::error::Error;
-use crate::stats::{self, Correctness, Labels, Offsets, Options, Progress, State, Statistics, Task};
+use crate::stats::{self, Correctness, Labels, Offsets, Options, Outputs, Progress, State, Statistics, Task};
 
 /// Large outputs (tens of MiB per call) freed by Python come back to this allocator, which
 /// reuses their pages on the next call; the system allocator unmaps them, and the kernel then
@@ -74,10 +74,11 @@ fn parse_task(task: &str) -> PyResult<Task> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn options(task: &str, argmax: bool, first_index: bool, threshold: f64, epoch_start: usize, epoch_stop: usize, ddof: usize, threads: Option<usize>, class_means: bool) -> PyResult<Options> {
+fn options(task: &str, argmax: bool, first_index: bool, threshold: f64, epoch_start: usize, epoch_stop: usize, ddof: usize, threads: Option<usize>, class_means: bool, outputs: u16) -> PyResult<Options> {
     if threads == Some(0) {
         return Err(DatacartoError::new_err("threads: expected a positive int or None, found 0"));
     }
+    let outputs = Outputs(outputs).check().map_err(|expected| DatacartoError::new_err(format!("statistics: expected {expected}")))?;
     Ok(Options {
         task: parse_task(task)?,
         correctness: match (argmax, first_index) {
@@ -89,6 +90,7 @@ fn options(task: &str, argmax: bool, first_index: bool, threshold: f64, epoch_st
         ddof,
         threads,
         class_means,
+        outputs,
     })
 }
 
@@ -243,18 +245,24 @@ where
     }
 }
 
-fn statistics_dict(py: Python<'_>, stats: Statistics) -> PyResult<Bound<'_, PyDict>> {
+/// The statistics in `outputs` as a dict of arrays (moved, not copied); the others are absent.
+fn statistics_dict(py: Python<'_>, stats: Statistics, outputs: Outputs) -> PyResult<Bound<'_, PyDict>> {
     let dict = PyDict::new(py);
-    dict.set_item("confidence", stats.confidence.into_pyarray(py))?;
-    dict.set_item("variability", stats.variability.into_pyarray(py))?;
-    dict.set_item("correctness", stats.correctness.into_pyarray(py))?;
-    dict.set_item("forgetting", stats.forgetting.into_pyarray(py))?;
-    dict.set_item("never_learned", stats.never_learned.into_pyarray(py))?;
-    dict.set_item("first_learned", stats.first_learned.into_pyarray(py))?;
-    dict.set_item("threshold_closeness", stats.threshold_closeness.into_pyarray(py))?;
-    dict.set_item("margin", stats.margin.into_pyarray(py))?;
-    dict.set_item("aleatoric", stats.aleatoric.into_pyarray(py))?;
-    dict.set_item("el2n", stats.el2n.into_pyarray(py))?;
+    // bit positions: the order of `Outputs` (and of datacarto.STATISTICS)
+    let f64s = [(0, "confidence", stats.confidence), (1, "variability", stats.variability), (2, "correctness", stats.correctness), (6, "threshold_closeness", stats.threshold_closeness), (7, "margin", stats.margin), (8, "aleatoric", stats.aleatoric), (9, "el2n", stats.el2n)];
+    for (bit, name, values) in f64s {
+        if outputs.has(bit) {
+            dict.set_item(name, values.into_pyarray(py))?;
+        }
+    }
+    for (bit, name, values) in [(3, "forgetting", stats.forgetting), (5, "first_learned", stats.first_learned)] {
+        if outputs.has(bit) {
+            dict.set_item(name, values.into_pyarray(py))?;
+        }
+    }
+    if outputs.has(4) {
+        dict.set_item("never_learned", stats.never_learned.into_pyarray(py))?;
+    }
     if !stats.class_means.is_empty() {
         // flat [N * L]; datacarto.compute reshapes it to [N, L]
         dict.set_item("class_means", stats.class_means.into_pyarray(py))?;
@@ -299,7 +307,7 @@ fn read_header(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyDict>> {
 /// Compute every statistic over a dynamics file (memory-mapped) or a C-contiguous float32 /
 /// float64 / float16 array `[E, N, L]`.
 #[pyfunction]
-#[pyo3(signature = (source, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, ddof, threads=None, progress=None, labels_name="labels", first_index=false, class_means=false))]
+#[pyo3(signature = (source, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, ddof, threads=None, progress=None, labels_name="labels", first_index=false, class_means=false, outputs=Outputs::ALL.0))]
 #[allow(clippy::too_many_arguments)]
 fn compute<'py>(
     py: Python<'py>,
@@ -317,8 +325,9 @@ fn compute<'py>(
     labels_name: &str,
     first_index: bool,
     class_means: bool,
+    outputs: u16,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let options = options(task, argmax, first_index, threshold, epoch_start, epoch_stop, ddof, threads, class_means)?;
+    let options = options(task, argmax, first_index, threshold, epoch_start, epoch_stop, ddof, threads, class_means, outputs)?;
     let labels = LabelArrays { classes: class_labels, multilabel: multilabel_labels };
     let labels = labels.labels()?;
     let progress = progress.as_ref().map(|callback| callback.bind(py));
@@ -330,7 +339,7 @@ fn compute<'py>(
         |file, hook| file.compute(labels, &options, Some(hook)),
         |view, hook| stats::compute(view, labels, &options, Some(hook)),
     )?;
-    statistics_dict(py, stats)
+    statistics_dict(py, stats, options.outputs)
 }
 
 /// The mergeable statistics of a piece of a dynamics block (`stats::State`); the public
@@ -367,7 +376,7 @@ impl PartialState {
     /// Every statistic over the state's epochs: flat arrays, `units` long.
     fn finish<'py>(&self, py: Python<'py>, ddof: usize) -> PyResult<Bound<'py, PyDict>> {
         let stats = py.detach(|| self.inner.finish(ddof)).map_err(to_py_err)?;
-        statistics_dict(py, stats)
+        statistics_dict(py, stats, Outputs::ALL)
     }
 
     /// The versioned byte form (`State::to_bytes`).
@@ -456,7 +465,7 @@ fn partial<'py>(
     epoch_offset: usize,
     example_offset: usize,
 ) -> PyResult<PartialState> {
-    let options = options(task, argmax, first_index, threshold, epoch_start, epoch_stop, 0, threads, false)?;
+    let options = options(task, argmax, first_index, threshold, epoch_start, epoch_stop, 0, threads, false, Outputs::ALL.0)?;
     let labels = LabelArrays { classes: class_labels, multilabel: multilabel_labels };
     let labels = labels.labels()?;
     let progress = progress.as_ref().map(|callback| callback.bind(py));

@@ -388,3 +388,66 @@ def test_threshold_rule_on_one_column_predicts_class_1_at_or_above_the_threshold
         # multilabel: each label is the same one-column problem
         multi = dc.compute(probs, labels[:, None].astype(np.uint8), task="multilabel", threshold=threshold)
         np.testing.assert_array_equal(multi.correctness[:, 0], expected)
+
+
+# ---------------------------------------------------------------------- statistics=[...]
+
+
+@pytest.mark.parametrize("task, n_labels", [("multiclass", 5), ("multiclass", 2), ("binary", 1), ("multilabel", 3)])
+@pytest.mark.parametrize("names", [["confidence"], ["confidence", "variability", "correctness"], ["never_learned", "el2n", "forgetting"], list(dc.STATISTICS)])
+def test_a_subset_of_statistics_is_the_full_result_cut(tmp_path, task, n_labels, names):
+    """statistics=[...] returns exactly those arrays, equal to the full computation's (from a
+    file and from an array, 1 and 2 threads), and None for the rest; the rest are absent from
+    as_dict() and to_polars()."""
+    rng = np.random.default_rng(len(names) * 10 + n_labels)
+    n = 700
+    if task == "multilabel":
+        probs = rng.random((4, n, n_labels)).astype(np.float32)
+        labels = (rng.random((n, n_labels)) < 0.5).astype(np.uint8)
+    elif task == "binary":
+        probs = rng.random((4, n, 1)).astype(np.float32)
+        labels = rng.integers(0, 2, n)
+    else:
+        probs = rng.dirichlet(np.ones(n_labels), size=(4, n)).astype(np.float32)
+        labels = rng.integers(0, n_labels, n)
+    path = tmp_path / "d.npy"
+    np.save(path, probs)
+    full = dc.compute(path, labels, task=task)
+    for source in (path, probs):
+        for threads in (1, 2):
+            part = dc.compute(source, labels, task=task, threads=threads, statistics=names)
+            assert part.computed == tuple(s for s in dc.STATISTICS if s in names)
+            for name in dc.STATISTICS:
+                if name in names:
+                    np.testing.assert_array_equal(getattr(part, name), getattr(full, name), err_msg=name)
+                    assert getattr(part, name).shape == getattr(full, name).shape
+                else:
+                    assert getattr(part, name) is None
+            assert list(part.as_dict()) == list(part.computed)
+            assert [c for c in part.to_polars().columns if c in dc.STATISTICS] == list(part.computed)
+    assert (dc.compute(path, labels, task=task, statistics=names) == full) == (len(names) == len(dc.STATISTICS))
+
+
+def test_a_subset_of_statistics_refuses_what_it_cannot_do(tmp_path):
+    probs = np.full((2, 4, 2), 0.5, dtype=np.float32)
+    labels = np.zeros(4, dtype=np.int64)
+    with pytest.raises(TypeError, match="statistics: expected a list of statistic names or None, found str"):
+        dc.compute(probs, labels, statistics="confidence")
+    with pytest.raises(TypeError, match="statistics: expected statistic names"):
+        dc.compute(probs, labels, statistics=["confidence", 3])
+    with pytest.raises(dc.DatacartoError, match="statistics: expected names from confidence, variability.*found 'confidance'"):
+        dc.compute(probs, labels, statistics=["confidance"])
+    with pytest.raises(dc.DatacartoError, match="statistics: expected at least one statistic name"):
+        dc.compute(probs, labels, statistics=[])
+    part = dc.compute(probs, labels, statistics=["confidence", "correctness"])
+    with pytest.raises(dc.DatacartoError, match="statistics: a DataMap needs variability, forgetting.*computed: confidence, correctness"):
+        dc.DataMap(part)
+    for i in range(2):
+        np.save(tmp_path / f"s{i}.npy", probs[:, 2 * i : 2 * i + 2])
+    with pytest.raises(dc.DatacartoError, match="statistics: a subset is not available for sharded inputs"):
+        dc.compute(str(tmp_path / "s*.npy"), labels, shards="examples", statistics=["confidence"])
+    # the core checks the mask it is given too
+    from datacarto import _core
+
+    with pytest.raises(dc.DatacartoError, match="statistics: expected a non-empty bit mask"):
+        _core.compute(probs, class_labels=labels, multilabel_labels=None, task="multiclass", argmax=True, threshold=0.5, epoch_start=0, epoch_stop=2, ddof=0, outputs=1 << 10)

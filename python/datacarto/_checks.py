@@ -52,7 +52,7 @@ def last_epoch_accuracy(last: np.ndarray, labels: np.ndarray, task: str) -> floa
     return float((gold > others.max(axis=1)).mean())
 
 
-def check_dynamics(last: Any, labels: Any, task: str, *, cv: Optional[int], variability: np.ndarray, confidence: Optional[np.ndarray] = None, n_epochs: int, stacklevel: int = 3) -> None:
+def check_dynamics(last: Any, labels: Any, task: str, *, cv: Optional[int], variability: Optional[np.ndarray], confidence: Optional[np.ndarray] = None, n_epochs: int, stacklevel: int = 3) -> None:
     """Warn (:class:`RecordingWarning`) when the dynamics look memorised (in-sample maps only:
     ``cv`` is None; judged on the last epoch's probabilities ``[N, L]``) or degenerate (the
     median ``variability``, over at least 3 epochs, of the units whose ``confidence`` lies in
@@ -66,6 +66,8 @@ def check_dynamics(last: Any, labels: Any, task: str, *, cv: Optional[int], vari
                 RecordingWarning,
                 stacklevel=stacklevel,
             )
+    if variability is None:  # left out with compute(..., statistics=[...])
+        return
     variability = np.asarray(variability).reshape(-1)
     if confidence is not None:
         confidence = np.asarray(confidence).reshape(-1)

@@ -29,11 +29,14 @@ def compute(
     labels_name: str = "labels",
     first_index: bool = False,
     class_means: bool = False,
+    outputs: int = 1023,
 ) -> Dict[str, np.ndarray]:
     """Compute every statistic over a dynamics file (memory-mapped) or a C-contiguous
     float32/float64/float16 array ``[E, N, L]``; flat arrays ``N`` or ``N * L`` long.
     ``class_means=True`` adds ``"class_means"``: every column's mean over the window, flat
-    ``N * L`` float64, from the same pass. Values within 4 epsilon of the stored dtype outside
+    ``N * L`` float64, from the same pass. ``outputs`` is a bit mask over the ten statistics
+    in ``datacarto.STATISTICS`` order: only those are written and returned (the others
+    are absent from the dict). Values within 4 epsilon of the stored dtype outside
     [0, 1] are clamped; beyond that they are refused.
 
     The core runs without the GIL while the calling thread polls every 50 ms: it runs Python's

@@ -53,16 +53,17 @@ class Statistics:
         True
     """
 
-    confidence: np.ndarray
-    variability: np.ndarray
-    correctness: np.ndarray
-    forgetting: np.ndarray
-    never_learned: np.ndarray
-    first_learned: np.ndarray
-    threshold_closeness: np.ndarray
-    margin: np.ndarray
-    aleatoric: np.ndarray
-    el2n: np.ndarray
+    # ``None`` only for a statistic left out with ``compute(..., statistics=[...])``
+    confidence: Optional[np.ndarray]
+    variability: Optional[np.ndarray]
+    correctness: Optional[np.ndarray]
+    forgetting: Optional[np.ndarray]
+    never_learned: Optional[np.ndarray]
+    first_learned: Optional[np.ndarray]
+    threshold_closeness: Optional[np.ndarray]
+    margin: Optional[np.ndarray]
+    aleatoric: Optional[np.ndarray]
+    el2n: Optional[np.ndarray]
     #: gold labels: int64 [N] (class index) or uint8 [N, L] (multilabel 0/1)
     labels: np.ndarray
     task: str
@@ -84,7 +85,8 @@ class Statistics:
         # its back. The statistics are fresh outputs of the core, made read-only through views
         # (no copy); the labels usually are the caller's own array, so they are copied once.
         for name in STATISTICS:
-            object.__setattr__(self, name, _read_only(getattr(self, name)))
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _read_only(getattr(self, name)))
         if self.class_means is not None:
             object.__setattr__(self, "class_means", _read_only(self.class_means))
         labels = np.asarray(self.labels)
@@ -100,6 +102,27 @@ class Statistics:
             return False
         return all(_same_values(getattr(self, name), getattr(other, name)) for name in _ARRAY_FIELDS)
 
+    @property
+    def computed(self) -> Tuple[str, ...]:
+        """The statistics this result holds, in :data:`STATISTICS` order (all of them unless
+        computed with ``statistics=[...]``)."""
+        return tuple(name for name in STATISTICS if getattr(self, name) is not None)
+
+    def require(self, names: Sequence[str], purpose: str) -> None:
+        """Raise :class:`DatacartoError` when a statistic in ``names`` was left out.
+
+        Example:
+            >>> import numpy as np, datacarto as dc
+            >>> stats = dc.compute(np.full((2, 1, 2), 0.5, dtype=np.float32), [0], statistics=["confidence"])
+            >>> stats.require(["confidence", "margin"], "a data map")
+            Traceback (most recent call last):
+            ...
+            datacarto.DatacartoError: statistics: a data map needs margin, left out of this result (computed: confidence); compute without statistics= (every statistic)
+        """
+        missing = [name for name in names if getattr(self, name) is None]
+        if missing:
+            raise DatacartoError(f"statistics: {purpose} needs {', '.join(missing)}, left out of this result (computed: {', '.join(self.computed)}); compute without statistics= (every statistic)")
+
     # equal results must hash alike, and the arrays cannot be hashed: unhashable, like an array
     __hash__ = None  # type: ignore[assignment]
 
@@ -109,14 +132,15 @@ class Statistics:
         return self.epochs[1] - self.epochs[0]
 
     def as_dict(self) -> Dict[str, np.ndarray]:
-        """The statistics as a ``{name: array}`` dict, in :data:`STATISTICS` order."""
-        return {name: getattr(self, name) for name in STATISTICS}
+        """The statistics as a ``{name: array}`` dict, in :data:`STATISTICS` order (those
+        computed: see :attr:`computed`)."""
+        return {name: getattr(self, name) for name in self.computed}
 
     def to_polars(self) -> "pl.DataFrame":
         """One row per example (per example and label for multilabel).
 
         Columns: ``example`` (and ``label`` for multilabel), ``gold`` (the class index, or the
-        0/1 target for multilabel), then every statistic.
+        0/1 target for multilabel), then every statistic computed.
         """
         import polars as pl
 
@@ -129,7 +153,7 @@ class Statistics:
         else:
             columns["example"] = np.arange(self.n_examples, dtype=np.int64)
             columns["gold"] = self.labels.astype(np.int64, copy=False)
-        for name in STATISTICS:
+        for name in self.computed:
             columns[name] = getattr(self, name).reshape(-1)
         return pl.DataFrame(columns)
 
@@ -149,8 +173,10 @@ def _read_only(values: Any) -> np.ndarray:
     return view
 
 
-def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
-    """Same shape and values; NaN equals NaN for float and complex arrays."""
+def _same_values(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> bool:
+    """Same shape and values; NaN equals NaN for float and complex arrays; both left out."""
+    if a is None or b is None:
+        return a is None and b is None
     nan_aware = a.dtype.kind in "fc" and b.dtype.kind in "fc"
     return bool(np.array_equal(a, b, equal_nan=nan_aware))
 
@@ -191,6 +217,7 @@ def compute(
     compat: Optional[str] = None,
     class_means: bool = False,
     shards: Optional[str] = None,
+    statistics: Optional[Sequence[str]] = None,
 ) -> Statistics:
     """Compute every per-example statistic in one streaming, parallel pass.
 
@@ -234,6 +261,11 @@ def compute(
             across epoch shards. Each shard is validated like a single file and named in
             errors; the result's ``source`` is ``None`` and ``extra["shards"]`` lists the files.
             See ``docs/scale.md``.
+        statistics: write only these statistics (names from :data:`STATISTICS`); the others
+            are ``None`` in the result. ``None`` (the default) writes all ten. For very large
+            inputs with few labels the outputs (65 bytes per example) outweigh the input, and
+            writing only what you need saves that memory and time; a :class:`DataMap` needs
+            every statistic. Single files and arrays only (not ``shards``).
 
     Raises:
         FileNotFoundError: ``source`` or ``labels`` names a missing file.
@@ -253,9 +285,12 @@ def compute(
         [0.0, 0.0]
     """
     _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=progress)
+    outputs = output_mask(statistics)
     if shards is not None or _is_path_list(source) or _is_pattern(source):
         from datacarto._shards import compute_shards
 
+        if statistics is not None:
+            raise DatacartoError("statistics: a subset is not available for sharded inputs; compute every statistic (statistics=None)")
         if class_means:
             raise DatacartoError("class_means: not available for sharded inputs yet; compute each shard's class means with compute(shard, ..., class_means=True)")
 
@@ -267,7 +302,7 @@ def compute(
         raise DatacartoError("compat: 'cartography' reproduces a softmax classifier (multiclass or binary), found task 'multilabel'")
     callback, close = _progress_callback(progress, shape, args.epoch_stop - args.epoch_start)
     try:
-        raw = _core.compute(name if array is None else array, **_core_arguments(args, threads, callback), ddof=args.ddof, class_means=bool(class_means))
+        raw = _core.compute(name if array is None else array, **_core_arguments(args, threads, callback), ddof=args.ddof, class_means=bool(class_means), outputs=outputs)
     finally:
         close()
     return _statistics_from_raw(raw, args, shape, None if array is not None else name)
@@ -358,6 +393,34 @@ def _is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+#: Every statistic: the core's output mask with all bits set (bit i is ``STATISTICS[i]``).
+ALL_OUTPUTS = (1 << len(STATISTICS)) - 1
+
+
+def output_mask(statistics: Optional[Sequence[str]]) -> int:
+    """The core's output mask for ``compute(..., statistics=...)``: bit ``i`` writes
+    ``STATISTICS[i]``.
+
+    Example:
+        >>> output_mask(["confidence", "correctness"]), output_mask(None) == ALL_OUTPUTS
+        (5, True)
+    """
+    if statistics is None:
+        return ALL_OUTPUTS
+    if isinstance(statistics, (str, bytes)) or not isinstance(statistics, (list, tuple, set, frozenset)):
+        raise TypeError(f"statistics: expected a list of statistic names or None, found {type(statistics).__name__} {statistics!r}")
+    mask = 0
+    for name in statistics:
+        if not isinstance(name, str):
+            raise TypeError(f"statistics: expected statistic names (str), found {type(name).__name__} {name!r}")
+        if name not in STATISTICS:
+            raise DatacartoError(f"statistics: expected names from {', '.join(STATISTICS)}, found {name!r}")
+        mask |= 1 << STATISTICS.index(name)
+    if mask == 0:
+        raise DatacartoError("statistics: expected at least one statistic name, found an empty list")
+    return mask
+
+
 def _check_argument_types(*, task: object, correctness: object, ddof: object, threads: object, progress: object) -> None:
     """A wrong kind of argument is a TypeError naming it (and ``threads`` out of range a
     DatacartoError); the other values are checked when the arguments are resolved."""
@@ -431,9 +494,7 @@ def _statistics_from_raw(raw: Dict[str, np.ndarray], args: Any, shape: Tuple[int
     if args.task == "multilabel":
         raw = {key: value.reshape(n_examples, n_labels) for key, value in raw.items()}
     return Statistics(
-        **{name: raw[name] for name in (
-            "confidence", "variability", "correctness", "forgetting", "never_learned", "first_learned",
-            "threshold_closeness", "margin", "aleatoric", "el2n")},
+        **{name: raw.get(name) for name in STATISTICS},
         labels=args.labels,
         task=args.task,
         correctness_rule=args.correctness,

@@ -199,6 +199,7 @@ class DataMap:
     ) -> None:
         if not isinstance(stats, Statistics):
             raise TypeError(f"stats: expected a datacarto.Statistics (from datacarto.compute), found {type(stats).__name__}")
+        stats.require(STATISTICS, "a DataMap")
         names = _check_label_names(label_names, stats.task, stats.n_labels)
         if dynamics is None:
             dynamics = stats.source

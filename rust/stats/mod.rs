@@ -41,7 +41,7 @@ use crate::dynamics::DynamicsView;
 use crate::error::{Error, Result};
 
 pub use kernels::Float;
-pub use output::Statistics;
+pub use output::{Outputs, Statistics};
 pub use partial::{partial, partial_file, Offsets, State};
 use plan::Plan;
 
@@ -91,11 +91,13 @@ pub struct Options {
     /// also compute every column's mean over the window ([`Statistics::class_means`], `units *
     /// row_len` long), in the same pass; off by default (an `[N, L]` output nobody else needs)
     pub class_means: bool,
+    /// which statistics to return ([`Outputs::ALL`] by default); the others come back empty
+    pub outputs: Outputs,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { task: Task::Multiclass, correctness: Correctness::Argmax, epochs: 0..usize::MAX, ddof: 0, threads: None, class_means: false }
+        Options { task: Task::Multiclass, correctness: Correctness::Argmax, epochs: 0..usize::MAX, ddof: 0, threads: None, class_means: false, outputs: Outputs::ALL }
     }
 }
 

@@ -1,6 +1,41 @@
 //! The results: ten per-unit arrays, written once each, block by block, never zeroed first.
+//!
+//! A caller may ask for only some of them ([`Outputs`]): the kernels still write all ten, but
+//! those left out go to a per-worker scratch block that stays in cache and is never returned,
+//! so the kernels need no per-output branches and the left-out arrays cost neither memory nor
+//! memory bandwidth.
 
 use std::mem::MaybeUninit;
+
+/// Which of the ten results a computation returns: bit `i` is the `i`-th field of
+/// [`Statistics`] in declaration order (confidence, variability, correctness, forgetting,
+/// never_learned, first_learned, threshold_closeness, margin, aleatoric, el2n).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outputs(pub u16);
+
+impl Outputs {
+    pub const ALL: Outputs = Outputs((1 << 10) - 1);
+
+    /// Whether result `index` (a bit position, see [`Outputs`]) is returned.
+    #[inline]
+    pub fn has(self, index: u32) -> bool {
+        self.0 & (1 << index) != 0
+    }
+
+    /// Refuse bits past the ten results and an empty set.
+    pub fn check(self) -> Result<Self, String> {
+        if self.0 & !Self::ALL.0 != 0 || self.0 == 0 {
+            return Err(format!("a non-empty bit mask of the ten statistics (1..={}), found {}", Self::ALL.0, self.0));
+        }
+        Ok(self)
+    }
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Outputs::ALL
+    }
+}
 
 /// Per-unit results, each `N` long (multiclass, binary) or `N * L` (multilabel, example-major).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -21,39 +56,42 @@ pub struct Statistics {
 }
 
 impl Statistics {
-    /// Outputs with room for `units` and length 0: [`Plan::run`] writes every element, then
-    /// sets the lengths, so the memory is never zeroed first (a memset of the whole output).
-    pub(super) fn with_capacity(units: usize) -> Self {
+    /// Outputs with room for `units` (those in `outputs`; the others stay empty) and length
+    /// 0: [`Plan::run`] writes every element, then sets the lengths, so the memory is never
+    /// zeroed first (a memset of the whole output).
+    pub(super) fn with_capacity(units: usize, outputs: Outputs) -> Self {
+        let room = |index: u32| if outputs.has(index) { units } else { 0 };
         Statistics {
-            confidence: Vec::with_capacity(units),
-            variability: Vec::with_capacity(units),
-            correctness: Vec::with_capacity(units),
-            forgetting: Vec::with_capacity(units),
-            never_learned: Vec::with_capacity(units),
-            first_learned: Vec::with_capacity(units),
-            threshold_closeness: Vec::with_capacity(units),
-            margin: Vec::with_capacity(units),
-            aleatoric: Vec::with_capacity(units),
-            el2n: Vec::with_capacity(units),
+            confidence: Vec::with_capacity(room(0)),
+            variability: Vec::with_capacity(room(1)),
+            correctness: Vec::with_capacity(room(2)),
+            forgetting: Vec::with_capacity(room(3)),
+            never_learned: Vec::with_capacity(room(4)),
+            first_learned: Vec::with_capacity(room(5)),
+            threshold_closeness: Vec::with_capacity(room(6)),
+            margin: Vec::with_capacity(room(7)),
+            aleatoric: Vec::with_capacity(room(8)),
+            el2n: Vec::with_capacity(room(9)),
             class_means: Vec::new(),
         }
     }
 
-    /// Mark the first `units` elements of every output written.
+    /// Mark the first `units` elements of every output in `outputs` written.
     ///
     /// # Safety
-    /// Every output must have all of its first `units` elements initialized.
-    pub(super) unsafe fn set_len(&mut self, units: usize) {
-        self.confidence.set_len(units);
-        self.variability.set_len(units);
-        self.correctness.set_len(units);
-        self.forgetting.set_len(units);
-        self.never_learned.set_len(units);
-        self.first_learned.set_len(units);
-        self.threshold_closeness.set_len(units);
-        self.margin.set_len(units);
-        self.aleatoric.set_len(units);
-        self.el2n.set_len(units);
+    /// Every output in `outputs` must have all of its first `units` elements initialized.
+    pub(super) unsafe fn set_len(&mut self, units: usize, outputs: Outputs) {
+        let len = |index: u32| if outputs.has(index) { units } else { 0 };
+        self.confidence.set_len(len(0));
+        self.variability.set_len(len(1));
+        self.correctness.set_len(len(2));
+        self.forgetting.set_len(len(3));
+        self.never_learned.set_len(len(4));
+        self.first_learned.set_len(len(5));
+        self.threshold_closeness.set_len(len(6));
+        self.margin.set_len(len(7));
+        self.aleatoric.set_len(len(8));
+        self.el2n.set_len(len(9));
     }
 
     pub fn len(&self) -> usize {
@@ -175,28 +213,113 @@ impl OutBlock<'_> {
     }
 }
 
-pub(super) fn split_outputs(out: &mut Statistics, units: usize, block: usize) -> Vec<OutBlock<'_>> {
+/// One block's slices of the returned outputs (`None`: left out, see [`Outputs`]), made whole
+/// by [`OutSlots::complete`] with a worker's scratch when the block runs.
+pub(super) struct OutSlots<'a> {
+    start: usize,
+    len: usize,
+    confidence: Option<&'a mut [MaybeUninit<f64>]>,
+    variability: Option<&'a mut [MaybeUninit<f64>]>,
+    correctness: Option<&'a mut [MaybeUninit<f64>]>,
+    forgetting: Option<&'a mut [MaybeUninit<i32>]>,
+    never_learned: Option<&'a mut [MaybeUninit<bool>]>,
+    first_learned: Option<&'a mut [MaybeUninit<i32>]>,
+    threshold_closeness: Option<&'a mut [MaybeUninit<f64>]>,
+    margin: Option<&'a mut [MaybeUninit<f64>]>,
+    aleatoric: Option<&'a mut [MaybeUninit<f64>]>,
+    el2n: Option<&'a mut [MaybeUninit<f64>]>,
+}
+
+/// A worker's sink for the outputs left out: one block long each (empty for the returned
+/// ones), rewritten by every block and never read.
+pub(super) struct Scratch {
+    confidence: Vec<MaybeUninit<f64>>,
+    variability: Vec<MaybeUninit<f64>>,
+    correctness: Vec<MaybeUninit<f64>>,
+    forgetting: Vec<MaybeUninit<i32>>,
+    never_learned: Vec<MaybeUninit<bool>>,
+    first_learned: Vec<MaybeUninit<i32>>,
+    threshold_closeness: Vec<MaybeUninit<f64>>,
+    margin: Vec<MaybeUninit<f64>>,
+    aleatoric: Vec<MaybeUninit<f64>>,
+    el2n: Vec<MaybeUninit<f64>>,
+}
+
+impl Scratch {
+    pub(super) fn new(block: usize, outputs: Outputs) -> Self {
+        fn sink<T>(len: usize) -> Vec<MaybeUninit<T>> {
+            (0..len).map(|_| MaybeUninit::uninit()).collect()
+        }
+        let room = |index: u32| if outputs.has(index) { 0 } else { block };
+        Scratch {
+            confidence: sink(room(0)),
+            variability: sink(room(1)),
+            correctness: sink(room(2)),
+            forgetting: sink(room(3)),
+            never_learned: sink(room(4)),
+            first_learned: sink(room(5)),
+            threshold_closeness: sink(room(6)),
+            margin: sink(room(7)),
+            aleatoric: sink(room(8)),
+            el2n: sink(room(9)),
+        }
+    }
+}
+
+impl<'a> OutSlots<'a> {
+    /// The block's [`OutBlock`]: its own slices, and `scratch` for the outputs left out.
+    pub(super) fn complete<'b>(self, scratch: &'b mut Scratch) -> OutBlock<'b>
+    where
+        'a: 'b,
+    {
+        let n = self.len;
+        OutBlock {
+            start: self.start,
+            confidence: self.confidence.unwrap_or_else(|| &mut scratch.confidence[..n]),
+            variability: self.variability.unwrap_or_else(|| &mut scratch.variability[..n]),
+            correctness: self.correctness.unwrap_or_else(|| &mut scratch.correctness[..n]),
+            forgetting: self.forgetting.unwrap_or_else(|| &mut scratch.forgetting[..n]),
+            never_learned: self.never_learned.unwrap_or_else(|| &mut scratch.never_learned[..n]),
+            first_learned: self.first_learned.unwrap_or_else(|| &mut scratch.first_learned[..n]),
+            threshold_closeness: self.threshold_closeness.unwrap_or_else(|| &mut scratch.threshold_closeness[..n]),
+            margin: self.margin.unwrap_or_else(|| &mut scratch.margin[..n]),
+            aleatoric: self.aleatoric.unwrap_or_else(|| &mut scratch.aleatoric[..n]),
+            el2n: self.el2n.unwrap_or_else(|| &mut scratch.el2n[..n]),
+        }
+    }
+}
+
+/// `units` cut into blocks of `block`: each block's slices of the outputs in `outputs` (the
+/// others `None`).
+pub(super) fn split_outputs(out: &mut Statistics, units: usize, block: usize, outputs: Outputs) -> Vec<OutSlots<'_>> {
+    /// One output's blocks, or `None` per block when it is left out.
+    fn blocks_of<T>(output: &mut Vec<T>, returned: bool, units: usize, block: usize) -> Box<dyn Iterator<Item = Option<&mut [MaybeUninit<T>]>> + '_> {
+        if returned {
+            // `with_capacity` may give more room than asked for: cut to exactly `units`
+            Box::new(output.spare_capacity_mut()[..units].chunks_mut(block).map(Some))
+        } else {
+            Box::new(std::iter::repeat_with(|| None))
+        }
+    }
     let Statistics { confidence, variability, correctness, forgetting, never_learned, first_learned, threshold_closeness, margin, aleatoric, el2n, .. } = out;
-    let mut blocks = Vec::with_capacity(units.div_ceil(block));
-    // `with_capacity` may give more room than asked for: cut every output to exactly `units`
     let mut iters = (
-        confidence.spare_capacity_mut()[..units].chunks_mut(block),
-        variability.spare_capacity_mut()[..units].chunks_mut(block),
-        correctness.spare_capacity_mut()[..units].chunks_mut(block),
-        forgetting.spare_capacity_mut()[..units].chunks_mut(block),
-        never_learned.spare_capacity_mut()[..units].chunks_mut(block),
-        first_learned.spare_capacity_mut()[..units].chunks_mut(block),
-        threshold_closeness.spare_capacity_mut()[..units].chunks_mut(block),
-        margin.spare_capacity_mut()[..units].chunks_mut(block),
-        aleatoric.spare_capacity_mut()[..units].chunks_mut(block),
-        el2n.spare_capacity_mut()[..units].chunks_mut(block),
+        blocks_of(confidence, outputs.has(0), units, block),
+        blocks_of(variability, outputs.has(1), units, block),
+        blocks_of(correctness, outputs.has(2), units, block),
+        blocks_of(forgetting, outputs.has(3), units, block),
+        blocks_of(never_learned, outputs.has(4), units, block),
+        blocks_of(first_learned, outputs.has(5), units, block),
+        blocks_of(threshold_closeness, outputs.has(6), units, block),
+        blocks_of(margin, outputs.has(7), units, block),
+        blocks_of(aleatoric, outputs.has(8), units, block),
+        blocks_of(el2n, outputs.has(9), units, block),
     );
-    let mut start = 0;
-    for confidence in iters.0.by_ref() {
-        let len = confidence.len();
-        blocks.push(OutBlock {
+    (0..units)
+        .step_by(block.max(1))
+        .map(|start| OutSlots {
             start,
-            confidence,
+            len: block.min(units - start),
+            confidence: iters.0.next().unwrap(),
             variability: iters.1.next().unwrap(),
             correctness: iters.2.next().unwrap(),
             forgetting: iters.3.next().unwrap(),
@@ -206,8 +329,6 @@ pub(super) fn split_outputs(out: &mut Statistics, units: usize, block: usize) ->
             margin: iters.7.next().unwrap(),
             aleatoric: iters.8.next().unwrap(),
             el2n: iters.9.next().unwrap(),
-        });
-        start += len;
-    }
-    blocks
+        })
+        .collect()
 }

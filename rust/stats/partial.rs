@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::plan::Plan;
 use super::state::Accumulators;
-use super::{Correctness, Labels, Options, Progress, Statistics, Task};
+use super::{Correctness, Labels, Options, Outputs, Progress, Statistics, Task};
 use crate::dynamics::{DynamicsFile, DynamicsView};
 use crate::error::{Error, Result};
 
@@ -276,7 +276,7 @@ impl State {
         let len = u.len();
         let n = window as f64;
         let (inv_n, inv_divisor) = (1.0 / n, 1.0 / (n - ddof as f64));
-        let mut out = Statistics::with_capacity(len);
+        let mut out = Statistics::with_capacity(len, Outputs::ALL);
         // the same operations in the same order as `kernels::finish` (a test checks it bit for bit)
         for i in 0..len {
             let mean_d = u.sum_d[i] * inv_n;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use rayon::prelude::*;
 
 use super::kernels::{self, Float};
-use super::output::{split_outputs, OutBlock, Statistics};
+use super::output::{split_outputs, OutBlock, OutSlots, Outputs, Scratch, Statistics};
 use super::state::{Accumulators, Rule, Stream};
 use super::{Correctness, Labels, Options, Progress, Task};
 use crate::dynamics::{DynamicsView, Probs};
@@ -38,6 +38,7 @@ pub(super) struct Plan<'a> {
     pub(super) units: usize,
     row_len: usize,
     class_means: bool,
+    outputs: Outputs,
 }
 
 impl<'a> Plan<'a> {
@@ -96,7 +97,7 @@ impl<'a> Plan<'a> {
             Task::Binary => (dims.n_examples, 1),
             Task::Multilabel => (dims.n_examples * dims.n_labels, 1),
         };
-        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len, class_means: options.class_means })
+        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len, class_means: options.class_means, outputs: options.outputs })
     }
 
     pub(super) fn block_units(&self) -> usize {
@@ -109,7 +110,7 @@ impl<'a> Plan<'a> {
     }
 
     pub(super) fn run(&self, progress: Option<Progress<'_>>) -> Result<Statistics> {
-        let mut out = Statistics::with_capacity(self.units);
+        let mut out = Statistics::with_capacity(self.units, self.outputs);
         let block = self.block_units();
         let done = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
@@ -117,15 +118,17 @@ impl<'a> Plan<'a> {
         // the class means, when asked for: one slice per block, filled by the block's own task
         let mut means = if self.class_means { vec![0.0f64; self.units * self.row_len] } else { Vec::new() };
         let mut mean_blocks: Vec<Option<&mut [f64]>> = means.chunks_mut(block * self.row_len).map(Some).collect();
-        let blocks: Vec<OutBlock<'_>> = split_outputs(&mut out, self.units, block);
+        let blocks: Vec<OutSlots<'_>> = split_outputs(&mut out, self.units, block, self.outputs);
         mean_blocks.resize_with(blocks.len(), || None);
-        let work: Vec<(OutBlock<'_>, Option<&mut [f64]>)> = blocks.into_iter().zip(mean_blocks).collect();
-        // each worker reuses one set of accumulators for all its blocks (reset, not reallocated)
-        let fresh = || Accumulators::new(block);
-        work.into_par_iter().try_for_each_init(fresh, |acc, (mut out_block, block_means)| -> Result<()> {
+        let work: Vec<(OutSlots<'_>, Option<&mut [f64]>)> = blocks.into_iter().zip(mean_blocks).collect();
+        // each worker reuses one set of accumulators (reset, not reallocated) and one scratch
+        // block for the outputs left out, for all its blocks
+        let fresh = || (Accumulators::new(block), Scratch::new(block, self.outputs));
+        work.into_par_iter().try_for_each_init(fresh, |(acc, scratch), (slots, block_means)| -> Result<()> {
             if stop.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
+            let mut out_block: OutBlock<'_> = slots.complete(scratch);
             self.process(&mut out_block, acc)?;
             if let Some(block_means) = block_means {
                 // right after the block's statistics, while its chunks are still in cache
@@ -142,7 +145,7 @@ impl<'a> Plan<'a> {
         })?;
         // SAFETY: the blocks tile 0..units and every block writes all ten outputs of each of
         // its units (`kernels::finish`, reached by both paths) or fails, and we got here only if none failed.
-        unsafe { out.set_len(self.units) };
+        unsafe { out.set_len(self.units, self.outputs) };
         out.class_means = means;
         Ok(out)
     }

@@ -56,7 +56,7 @@ proptest! {
         threads in 1usize..4,
     ) {
         let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: e, n_examples: n, n_labels: l }, "t").unwrap();
-        let options = Options { task: Task::Multiclass, correctness, epochs: 0..e, ddof: 0, threads: Some(threads), class_means: false };
+        let options = Options { task: Task::Multiclass, correctness, epochs: 0..e, ddof: 0, threads: Some(threads), class_means: false, outputs: Outputs::ALL };
         let stats = compute(view, Labels::Classes(&gold), &options, None).unwrap();
         for i in 0..n {
             let g = gold[i] as usize;
@@ -91,7 +91,7 @@ proptest! {
     ) {
         let start = skip.min(e - 1);
         let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: e, n_examples: n, n_labels: l }, "t").unwrap();
-        let options = Options { task: Task::Multilabel, correctness: Correctness::Threshold(threshold), epochs: start..e, ddof: 0, threads: None, class_means: false };
+        let options = Options { task: Task::Multilabel, correctness: Correctness::Threshold(threshold), epochs: start..e, ddof: 0, threads: None, class_means: false, outputs: Outputs::ALL };
         let stats = compute(view, Labels::Multilabel(&targets), &options, None).unwrap();
         for u in 0..n * l {
             let p: Vec<f64> = (start..e).map(|ep| {
@@ -149,7 +149,7 @@ proptest! {
             (false, None) => (Task::Binary, argmax),
             (false, Some(t)) => (Task::Binary, Correctness::Threshold(t)),
         };
-        let options = Options { task, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false };
+        let options = Options { task, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL };
         let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
         let half: Vec<f16> = narrow.iter().map(|&x| f16::from_f32(x)).collect();
         let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
@@ -276,7 +276,7 @@ proptest! {
         };
         let wide: Vec<f64> = data.iter().map(|&x| x as f64).collect();
         let half: Vec<f16> = data.iter().map(|&x| f16::from_f32(x)).collect();
-        let options = Options { task, correctness: Correctness::Threshold(0.5), epochs: start..e, ddof: 0, threads: Some(threads), class_means: true };
+        let options = Options { task, correctness: Correctness::Threshold(0.5), epochs: start..e, ddof: 0, threads: Some(threads), class_means: true, outputs: Outputs::ALL };
         for (probs, values) in [(Probs::F32(&data), wide.clone()), (Probs::F64(&wide), wide.clone()), (Probs::F16(&half), half.iter().map(|x| x.to_f64()).collect())] {
             let view = DynamicsView::new(probs, dims, "t").unwrap();
             let with = compute(view, labels, &options, None).unwrap();
@@ -342,4 +342,63 @@ fn rounding_in_a_wide_row_is_repaired_on_the_epoch_major_path() {
         let run = |data: &[f32]| compute(DynamicsView::new(Probs::F32(data), dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
         assert_eq!(run(&noisy), run(&clean));
     }
+}
+
+/// The ten outputs of `stats` as bit patterns (empty vectors for those left out), by bit.
+fn output_bits(stats: &Statistics) -> [Vec<u64>; 10] {
+    let f = |v: &Vec<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>();
+    let i = |v: &Vec<i32>| v.iter().map(|x| *x as u64).collect::<Vec<u64>>();
+    [
+        f(&stats.confidence),
+        f(&stats.variability),
+        f(&stats.correctness),
+        i(&stats.forgetting),
+        stats.never_learned.iter().map(|x| *x as u64).collect(),
+        i(&stats.first_learned),
+        f(&stats.threshold_closeness),
+        f(&stats.margin),
+        f(&stats.aleatoric),
+        f(&stats.el2n),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 120, .. ProptestConfig::default() })]
+
+    /// Asking for some outputs returns exactly those, bit for bit as in a full computation,
+    /// and the others empty, on every path (tiled one- and two-column rows, wide rows,
+    /// multilabel), whatever the thread count and block split.
+    #[test]
+    fn a_subset_of_outputs_is_the_full_result_cut(
+        (task, e, n, l, data) in prop_oneof![Just(Task::Multiclass), Just(Task::Binary), Just(Task::Multilabel)]
+            .prop_flat_map(|task| (Just(task), 1usize..5, 1usize..300, match task { Task::Binary => Just(1usize).boxed(), Task::Multiclass => prop_oneof![Just(2usize), 3usize..20].boxed(), Task::Multilabel => (1usize..6).boxed() }))
+            .prop_flat_map(|(task, e, n, l)| (Just(task), Just(e), Just(n), Just(l), proptest::collection::vec(probability(), e * n * l))),
+        mask in 1u16..1024,
+        threads in 1usize..4,
+        seed in any::<u64>(),
+    ) {
+        let k = if task == Task::Multiclass { l } else { 2 };
+        let classes: Vec<i64> = (0..n).map(|i| (((seed >> (i % 60)) as usize).wrapping_add(i) % k) as i64).collect();
+        let targets: Vec<u8> = (0..n * l).map(|i| ((seed >> (i % 60)) & 1) as u8).collect();
+        let labels = if task == Task::Multilabel { Labels::Multilabel(&targets) } else { Labels::Classes(&classes) };
+        let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: e, n_examples: n, n_labels: l }, "t").unwrap();
+        let full = compute(view, labels, &Options { task, epochs: 0..e, threads: Some(threads), ..Options::default() }, None).unwrap();
+        let part = compute(view, labels, &Options { task, epochs: 0..e, threads: Some(threads), outputs: Outputs(mask), ..Options::default() }, None).unwrap();
+        for (bit, (whole, cut)) in output_bits(&full).into_iter().zip(output_bits(&part)).enumerate() {
+            if Outputs(mask).has(bit as u32) {
+                prop_assert_eq!(whole, cut, "output {} differs", bit);
+            } else {
+                prop_assert!(cut.is_empty(), "output {} was left out but returned", bit);
+            }
+        }
+    }
+}
+
+#[test]
+fn an_output_mask_names_some_of_the_ten_statistics() {
+    assert_eq!(Outputs::default(), Outputs::ALL);
+    assert!(Outputs(0).check().is_err());
+    assert!(Outputs(1024).check().is_err());
+    assert_eq!(Outputs(5).check(), Ok(Outputs(5)));
+    assert!(Outputs(5).has(0) && !Outputs(5).has(1) && Outputs(5).has(2));
 }
