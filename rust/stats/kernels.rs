@@ -162,7 +162,10 @@ fn tile<F: Float, const W: usize, R: Rows<F>>(
 ) -> bool {
     let mut acc = TileAcc::<W>::new();
     let gold: [R::Gold; W] = std::array::from_fn(|j| rows.gold(t + j));
-    let mut valid = true;
+    // validity per unit, reduced once after the walk: a single flag and-ed every epoch is a
+    // loop-carried trip from mask register to integer register and back, which was the tile
+    // loop's critical path
+    let mut ok = [1u32; W];
     for (k, e) in stream.epochs.clone().enumerate() {
         let at = e * stream.epoch_len + (start - stream.first_unit + t) * R::ROW_LEN;
         let tile_rows = &data[at..at + W * R::ROW_LEN];
@@ -173,9 +176,10 @@ fn tile<F: Float, const W: usize, R: Rows<F>>(
             line += 64;
         }
         for (j, row) in tile_rows.chunks_exact(R::ROW_LEN).enumerate() {
-            valid &= rows.fold(row, gold[j], k as u32, &mut acc, j);
+            ok[j] &= rows.fold(row, gold[j], k as u32, &mut acc, j) as u32;
         }
     }
+    let valid = ok.iter().fold(1, |all, &o| all & o) == 1;
     // outputs into local arrays first, then 64-byte copies: stores through the block's
     // slices may alias anything as far as the compiler knows, which kept `finish` scalar
     let mut local = TileOut::<W>::new();
