@@ -77,18 +77,38 @@ trait Rows<F> {
     fn fold(&self, row: &[F], gold: Self::Gold, k: u32, acc: &mut impl UnitState, j: usize) -> bool;
 }
 
-struct BinaryRows<'g> {
-    gold_bits: &'g [u8],
+/// A one-column row's gold label as stored: a class index (binary, `[0, 2)`, checked by the
+/// plan) or a 0/1 target (multilabel), read in place rather than through a per-block copy.
+pub(super) trait GoldBit: Copy + Send + Sync + 'static {
+    fn bit(self) -> u8;
+}
+
+impl GoldBit for u8 {
+    #[inline(always)]
+    fn bit(self) -> u8 {
+        self
+    }
+}
+
+impl GoldBit for i64 {
+    #[inline(always)]
+    fn bit(self) -> u8 {
+        self as u8
+    }
+}
+
+struct BinaryRows<'g, G> {
+    gold: &'g [G],
     rule: Rule,
 }
 
-impl<F: Float> Rows<F> for BinaryRows<'_> {
+impl<F: Float, G: GoldBit> Rows<F> for BinaryRows<'_, G> {
     const ROW_LEN: usize = 1;
     const MULTICLASS: bool = false;
     type Gold = u8;
     #[inline(always)]
     fn gold(&self, t: usize) -> u8 {
-        self.gold_bits[t]
+        self.gold[t].bit()
     }
     #[inline(always)]
     fn fold(&self, row: &[F], gold: u8, k: u32, acc: &mut impl UnitState, j: usize) -> bool {
@@ -117,8 +137,8 @@ impl<F: Float> Rows<F> for TwoClassRows<'_> {
 
 /// A whole block of one-column rows, tile by tile (see [`tile`]).
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
-pub(super) fn tiled_binary<'o, F: Float>(data: &[F], stream: &Stream, gold_bits: &[u8], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'o>) -> bool {
-    tiles(data, stream, &BinaryRows { gold_bits: &gold_bits[..out.len()], rule }, n, divisor, out)
+pub(super) fn tiled_binary<'o, F: Float, G: GoldBit>(data: &[F], stream: &Stream, gold: &[G], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'o>) -> bool {
+    tiles(data, stream, &BinaryRows { gold: &gold[..out.len()], rule }, n, divisor, out)
 }
 
 /// A whole block of two-column rows, tile by tile (see [`tile`]).

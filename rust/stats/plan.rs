@@ -186,12 +186,11 @@ impl<'a> Plan<'a> {
 
     fn process(&self, out: &mut OutBlock<'_>, acc: &mut Accumulators) -> Result<()> {
         let range = out.start..out.start + out.len();
-        let (gold_bits, classes) = self.block_gold(&range);
         let rule = Rule::new(self.correctness);
         if self.row_len <= 2 {
             let tiled = match self.view.probs {
-                Probs::F32(data) => Some(self.fold_tiled(data, false, classes, &gold_bits, rule, out)),
-                Probs::F64(data) => Some(self.fold_tiled(data, false, classes, &gold_bits, rule, out)),
+                Probs::F32(data) => Some(self.fold_tiled(data, false, rule, out)),
+                Probs::F64(data) => Some(self.fold_tiled(data, false, rule, out)),
                 // float16: the block's rows of every epoch widened (and clamped) into a copy
                 // first, when the copy is small (else epoch by epoch, on the path below)
                 Probs::F16(data) if self.epochs.len() * range.len() * self.row_len <= MAX_WIDENED => {
@@ -201,7 +200,7 @@ impl<'a> Plan<'a> {
                     for (e, into) in self.epochs.clone().zip(widened.chunks_exact_mut(stretch)) {
                         kernels::widen_f16_into(&data[self.chunk_range(e, &range)], into);
                     }
-                    let tiled = self.fold_tiled(&widened, true, classes, &gold_bits, rule, out);
+                    let tiled = self.fold_tiled(&widened, true, rule, out);
                     acc.widened = widened;
                     Some(tiled)
                 }
@@ -214,6 +213,7 @@ impl<'a> Plan<'a> {
             // rounding and locates anything worse (it rewrites every output of the block, and
             // both paths agree bit for bit).
         }
+        let (gold_bits, classes) = self.block_gold(&range);
         // The kernels see only values in [0, 1] (they check it, nothing more). A chunk that
         // fails the check is folded again from a repaired copy: rounding clamped into [0, 1],
         // anything further out left for the kernel to refuse. Out-of-range values are rare, so
@@ -302,7 +302,8 @@ impl<'a> Plan<'a> {
     /// every epoch with its accumulators in registers; false when some value is not a probability.
     /// `data` is the file's data (`copy` false), or a copy of the block's rows of every epoch
     /// of the window, one stretch per epoch (`copy` true).
-    fn fold_tiled<F: Float>(&self, data: &[F], copy: bool, classes: &[i64], gold_bits: &[u8], rule: Rule, out: &mut OutBlock<'_>) -> bool {
+    fn fold_tiled<F: Float>(&self, data: &[F], copy: bool, rule: Rule, out: &mut OutBlock<'_>) -> bool {
+        let range = out.start..out.start + out.len();
         let stream = if copy {
             Stream { epoch_len: out.len() * self.row_len, epochs: 0..self.epochs.len(), first_unit: out.start }
         } else {
@@ -310,9 +311,11 @@ impl<'a> Plan<'a> {
         };
         let n = stream.epochs.len() as f64;
         let divisor = n - self.ddof as f64;
-        match self.task {
-            Task::Multiclass => kernels::tiled_two_class(data, &stream, classes, rule, n, divisor, out),
-            Task::Binary | Task::Multilabel => kernels::tiled_binary(data, &stream, gold_bits, rule, n, divisor, out),
+        // the gold labels read where they are (no per-block copy): class indices, or 0/1 targets
+        match self.labels {
+            Labels::Classes(classes) if self.task == Task::Multiclass => kernels::tiled_two_class(data, &stream, &classes[range], rule, n, divisor, out),
+            Labels::Classes(classes) => kernels::tiled_binary(data, &stream, &classes[range], rule, n, divisor, out),
+            Labels::Multilabel(targets) => kernels::tiled_binary(data, &stream, &targets[range], rule, n, divisor, out),
         }
     }
 
