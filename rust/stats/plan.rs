@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
-use super::kernels::{self, Float};
+use super::kernels::{self, Float, Stored};
 use super::output::{split_outputs, OutBlock, Statistics};
 use super::state::{Accumulators, Rule, Stream};
 use super::{Correctness, Labels, Options, Progress, Task};
@@ -17,10 +17,6 @@ use crate::error::{Error, Result};
 const CHUNK_BYTES: usize = 32 * 1024;
 /// Cap on units per block, so the accumulators (~56 bytes a unit) stay within L2.
 const MAX_BLOCK_UNITS: usize = 2048;
-/// Most values of a block's float16 copy (every epoch of the window; 4 MiB of float32): a
-/// longer window goes epoch by epoch instead, so memory stays bounded whatever E is. Tiny under
-/// `cargo test`, so that the tests' small files take both float16 paths.
-const MAX_WIDENED: usize = if cfg!(test) { 64 } else { 1 << 20 };
 /// Floor on units per block: wide rows (hundreds of columns) would otherwise make blocks of a
 /// handful of units, each paying a block's fixed costs (its task, its gold labels, a partial
 /// row group); a chunk is then more than `CHUNK_BYTES`, still one sequential stream.
@@ -189,24 +185,12 @@ impl<'a> Plan<'a> {
         let rule = Rule::new(self.correctness);
         if self.row_len <= 2 {
             let tiled = match self.view.probs {
-                Probs::F32(data) => Some(self.fold_tiled(data, false, rule, out)),
-                Probs::F64(data) => Some(self.fold_tiled(data, false, rule, out)),
-                // float16: the block's rows of every epoch widened (and clamped) into a copy
-                // first, when the copy is small (else epoch by epoch, on the path below)
-                Probs::F16(data) if self.epochs.len() * range.len() * self.row_len <= MAX_WIDENED => {
-                    let mut widened = std::mem::take(&mut acc.widened);
-                    let stretch = range.len() * self.row_len;
-                    widened.resize(self.epochs.len() * stretch, 0.0);
-                    for (e, into) in self.epochs.clone().zip(widened.chunks_exact_mut(stretch)) {
-                        kernels::widen_f16_into(&data[self.chunk_range(e, &range)], into);
-                    }
-                    let tiled = self.fold_tiled(&widened, true, rule, out);
-                    acc.widened = widened;
-                    Some(tiled)
-                }
-                Probs::F16(_) => None,
+                Probs::F32(data) => self.fold_tiled(data, rule, out),
+                Probs::F64(data) => self.fold_tiled(data, rule, out),
+                // widened to float32 (and clamped) in registers as the tiles read it
+                Probs::F16(data) => self.fold_tiled(data, rule, out),
             };
-            if tiled == Some(true) {
+            if tiled {
                 return Ok(());
             }
             // Some value of the block lies outside [0, 1]: the epoch-major path below clamps
@@ -300,15 +284,9 @@ impl<'a> Plan<'a> {
 
     /// The whole window for one block of one- or two-column rows, each tile of units walking
     /// every epoch with its accumulators in registers; false when some value is not a probability.
-    /// `data` is the file's data (`copy` false), or a copy of the block's rows of every epoch
-    /// of the window, one stretch per epoch (`copy` true).
-    fn fold_tiled<F: Float>(&self, data: &[F], copy: bool, rule: Rule, out: &mut OutBlock<'_>) -> bool {
+    fn fold_tiled<S: Stored>(&self, data: &[S], rule: Rule, out: &mut OutBlock<'_>) -> bool {
         let range = out.start..out.start + out.len();
-        let stream = if copy {
-            Stream { epoch_len: out.len() * self.row_len, epochs: 0..self.epochs.len(), first_unit: out.start }
-        } else {
-            Stream { epoch_len: self.units * self.row_len, epochs: self.epochs.clone(), first_unit: 0 }
-        };
+        let stream = Stream { epoch_len: self.units * self.row_len, epochs: self.epochs.clone() };
         let n = stream.epochs.len() as f64;
         let divisor = n - self.ddof as f64;
         // the gold labels read where they are (no per-block copy): class indices, or 0/1 targets
