@@ -33,6 +33,8 @@ pub(super) struct Plan<'a> {
     /// units (examples, or example-label pairs) and the columns each unit reads per epoch
     pub(super) units: usize,
     row_len: usize,
+    /// class indices must lie in `[0, n_classes)` (2 for binary and multilabel)
+    n_classes: usize,
     class_means: bool,
 }
 
@@ -68,11 +70,8 @@ impl<'a> Plan<'a> {
                 if classes.len() != dims.n_examples {
                     return Err(Error::invalid("labels", "shape", format!("expected {} labels to match {origin}, found {}", dims.n_examples, classes.len())));
                 }
-                // a vectorized max first (as u64, so negatives are huge); the index only on failure
-                if kernels::max_as_u64(classes) >= n_classes as u64 {
-                    let index = classes.iter().position(|&c| c as u64 >= n_classes as u64).unwrap_or(0);
-                    return Err(Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {} at index {index}", classes[index])));
-                }
+                // each class index is checked against `n_classes` by the block that reads it,
+                // in the parallel pass (`check_block_classes`), or up front (`check_classes`)
             }
             (Task::Multilabel, Labels::Multilabel(targets)) => {
                 if targets.len() != dims.n_examples * dims.n_labels {
@@ -92,7 +91,29 @@ impl<'a> Plan<'a> {
             Task::Binary => (dims.n_examples, 1),
             Task::Multilabel => (dims.n_examples * dims.n_labels, 1),
         };
-        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len, class_means: options.class_means })
+        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len, n_classes, class_means: options.class_means })
+    }
+
+    /// Every class index in `[0, n_classes)`: a vectorized max first (as u64, so negatives are
+    /// huge), the first index outside only on failure, for the message.
+    pub(super) fn check_classes(&self) -> Result<()> {
+        let Labels::Classes(classes) = self.labels else { return Ok(()) };
+        if kernels::max_as_u64(classes) < self.n_classes as u64 {
+            return Ok(());
+        }
+        let n_classes = self.n_classes;
+        let index = classes.iter().position(|&c| c as u64 >= n_classes as u64).unwrap_or(0);
+        Err(Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {} at index {index}", classes[index])))
+    }
+
+    /// [`Self::check_classes`] for the units of one block, before its kernels read them: in
+    /// the parallel pass, rather than a serial scan of every label before it. A failure names
+    /// the first bad index of the whole array, whichever block found it.
+    fn check_block_classes(&self, range: &Range<usize>) -> Result<()> {
+        match self.labels {
+            Labels::Classes(classes) if kernels::max_as_u64(&classes[range.clone()]) >= self.n_classes as u64 => self.check_classes(),
+            _ => Ok(()),
+        }
     }
 
     pub(super) fn block_units(&self) -> usize {
@@ -118,7 +139,7 @@ impl<'a> Plan<'a> {
         let work: Vec<(OutBlock<'_>, Option<&mut [f64]>)> = blocks.into_iter().zip(mean_blocks).collect();
         // each worker reuses one set of accumulators for all its blocks (reset, not reallocated)
         let fresh = || Accumulators::new(block);
-        work.into_par_iter().try_for_each_init(fresh, |acc, (mut out_block, block_means)| -> Result<()> {
+        let pass = work.into_par_iter().try_for_each_init(fresh, |acc, (mut out_block, block_means)| -> Result<()> {
             if stop.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
@@ -135,7 +156,13 @@ impl<'a> Plan<'a> {
                 }
             }
             Ok(())
-        })?;
+        });
+        if let Err(error) = pass {
+            // a bad class index is the error to report whatever else went wrong first (a value,
+            // an interruption), as when the labels were checked before the pass
+            self.check_classes()?;
+            return Err(error);
+        }
         // SAFETY: the blocks tile 0..units and every block writes all ten outputs of each of
         // its units (`kernels::finish`, reached by both paths) or fails, and we got here only if none failed.
         unsafe { out.set_len(self.units) };
@@ -182,6 +209,7 @@ impl<'a> Plan<'a> {
 
     fn process(&self, out: &mut OutBlock<'_>, acc: &mut Accumulators) -> Result<()> {
         let range = out.start..out.start + out.len();
+        self.check_block_classes(&range)?;
         let rule = Rule::new(self.correctness);
         if self.row_len <= 2 {
             let tiled = match self.view.probs {

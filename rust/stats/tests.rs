@@ -243,6 +243,34 @@ fn rejects_bad_values_and_labels() {
     assert!(compute(view, Labels::Classes(&[0, 1]), &Options { task: Task::Binary, ..options.clone() }, None).is_err());
 }
 
+/// Class indices are checked by the blocks that read them, in parallel: whichever block finds a
+/// bad one, the error names the first bad index of the whole array, and it is the error
+/// reported even when a value of another block is bad too or the caller stops the pass.
+#[test]
+fn a_bad_class_index_is_reported_first_whichever_block_finds_it() {
+    for (l, task) in [(1usize, Task::Binary), (2, Task::Multiclass), (3, Task::Multiclass), (12, Task::Multiclass)] {
+        let (e, n) = (2, 9000);
+        let data = vec![0.5f32; e * n * l];
+        let mut gold: Vec<i64> = (0..n).map(|i| (i % 2) as i64).collect();
+        gold[7000] = l.max(2) as i64; // one past the last class
+        gold[8500] = -1;
+        let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
+        let mut bad_value = data.clone();
+        bad_value[l * 3] = f32::NAN; // an earlier block than the bad labels
+        for values in [&data, &bad_value] {
+            for threads in [1, 2, 4] {
+                let options = Options { task, epochs: 0..e, threads: Some(threads), ..Options::default() };
+                let view = DynamicsView::new(Probs::F32(values), dims, "d.npy").unwrap();
+                let message = compute(view, Labels::Classes(&gold), &options, None).unwrap_err().to_string();
+                assert!(message.contains(&format!("found {} at index 7000", l.max(2))), "{l} columns, {threads} threads: {message}");
+                let stop = |_: usize, _: usize| false;
+                let message = compute(view, Labels::Classes(&gold), &options, Some(&stop)).unwrap_err().to_string();
+                assert!(message.contains("at index 7000"), "{l} columns, {threads} threads, stopped: {message}");
+            }
+        }
+    }
+}
+
 #[test]
 fn identical_for_any_thread_count_and_interruptible() {
     let (e, n, l) = (3, 20_000, 3);
