@@ -90,7 +90,9 @@ class Statistics:
         if self.class_means is not None:
             object.__setattr__(self, "class_means", _read_only(self.class_means))
         labels = np.asarray(self.labels)
-        if labels.flags.writeable or not labels.flags.owndata:
+        # kept as it is when read-only and owning its memory, or when the core made it (the
+        # private copy `compute` takes): a view of someone else's memory could change under it
+        if labels.flags.writeable or not (labels.flags.owndata or type(labels.base) is _CORE_OWNED):
             labels = labels.copy()
             labels.setflags(write=False)
         object.__setattr__(self, "labels", labels)
@@ -354,6 +356,11 @@ def _is_pattern(source: object) -> bool:
 def _is_path_list(source: object) -> bool:
     """A non-empty list or tuple of paths (shards); a nested list of numbers is not one."""
     return isinstance(source, (list, tuple)) and len(source) > 0 and all(isinstance(item, (str, os.PathLike)) for item in source)
+
+
+#: The type of the base object of an array the core made in memory of its own (the labels'
+#: private copy): nobody else holds a writable view of that memory.
+_CORE_OWNED = type(_core._copy_labels(np.zeros(1, dtype=np.int64)).base)
 
 
 def _private_copy(labels: Optional[np.ndarray]) -> Optional[np.ndarray]:

@@ -77,18 +77,99 @@ trait Rows<F> {
     fn fold(&self, row: &[F], gold: Self::Gold, k: u32, acc: &mut impl UnitState, j: usize) -> bool;
 }
 
-struct BinaryRows<'g> {
-    gold_bits: &'g [u8],
+/// A value as the file stores it, read by the tiled kernels as the element type they compute
+/// in: float32 and float64 as they are; float16 widened to float32 in registers and clamped
+/// within its tolerance exactly as [`widen_f16`] does (so no widened copy of the rows is made;
+/// a value beyond the tolerance may come out as another non-probability, NaN).
+pub trait Stored: Copy + Send + Sync + 'static {
+    type Value: Float;
+    fn value(self) -> Self::Value;
+    /// Every value of `stored` into `values` (the same length, at most two tiles' rows); `f16c`:
+    /// the caller's instruction set has F16C.
+    #[inline(always)]
+    fn widen(stored: &[Self], values: &mut [Self::Value], f16c: bool) {
+        let _ = f16c;
+        for (value, &x) in values.iter_mut().zip(stored) {
+            *value = x.value();
+        }
+    }
+}
+
+impl Stored for f32 {
+    type Value = f32;
+    #[inline(always)]
+    fn value(self) -> f32 {
+        self
+    }
+}
+
+impl Stored for f64 {
+    type Value = f64;
+    #[inline(always)]
+    fn value(self) -> f64 {
+        self
+    }
+}
+
+impl Stored for half::f16 {
+    type Value = f32;
+    #[inline(always)]
+    fn value(self) -> f32 {
+        clamp_f16(f16_to_f32(self.to_bits()))
+    }
+    #[inline(always)]
+    fn widen(stored: &[Self], values: &mut [f32], f16c: bool) {
+        assert_eq!(stored.len(), values.len());
+        #[cfg(target_arch = "x86_64")]
+        if f16c && stored.len().is_multiple_of(8) {
+            use std::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_loadu_si128};
+            for (from, into) in stored.chunks_exact(8).zip(values.chunks_exact_mut(8)) {
+                // SAFETY: F16C is present (`f16c`); 8 values each side (whole chunks)
+                unsafe { _mm256_storeu_ps(into.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(from.as_ptr().cast::<__m128i>()))) };
+            }
+            for value in values.iter_mut() {
+                *value = clamp_f16_tile(*value);
+            }
+            return;
+        }
+        for (value, &x) in values.iter_mut().zip(stored) {
+            *value = x.value();
+        }
+    }
+}
+
+/// A one-column row's gold label as stored: a class index (binary, `[0, 2)`, checked by the
+/// plan) or a 0/1 target (multilabel), read in place rather than through a per-block copy.
+pub(super) trait GoldBit: Copy + Send + Sync + 'static {
+    fn bit(self) -> u8;
+}
+
+impl GoldBit for u8 {
+    #[inline(always)]
+    fn bit(self) -> u8 {
+        self
+    }
+}
+
+impl GoldBit for i64 {
+    #[inline(always)]
+    fn bit(self) -> u8 {
+        self as u8
+    }
+}
+
+struct BinaryRows<'g, G> {
+    gold: &'g [G],
     rule: Rule,
 }
 
-impl<F: Float> Rows<F> for BinaryRows<'_> {
+impl<F: Float, G: GoldBit> Rows<F> for BinaryRows<'_, G> {
     const ROW_LEN: usize = 1;
     const MULTICLASS: bool = false;
     type Gold = u8;
     #[inline(always)]
     fn gold(&self, t: usize) -> u8 {
-        self.gold_bits[t]
+        self.gold[t].bit()
     }
     #[inline(always)]
     fn fold(&self, row: &[F], gold: u8, k: u32, acc: &mut impl UnitState, j: usize) -> bool {
@@ -117,28 +198,30 @@ impl<F: Float> Rows<F> for TwoClassRows<'_> {
 
 /// A whole block of one-column rows, tile by tile (see [`tile`]).
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
-pub(super) fn tiled_binary<'o, F: Float>(data: &[F], stream: &Stream, gold_bits: &[u8], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'o>) -> bool {
-    tiles(data, stream, &BinaryRows { gold_bits: &gold_bits[..out.len()], rule }, n, divisor, out)
+pub(super) fn tiled_binary<'o, S: Stored, G: GoldBit>(data: &[S], stream: &Stream, gold: &[G], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'o>) -> bool {
+    let f16c = multiversion::target::target_cfg_f!(target_feature = "f16c");
+    tiles(data, stream, &BinaryRows { gold: &gold[..out.len()], rule }, n, divisor, f16c, out)
 }
 
 /// A whole block of two-column rows, tile by tile (see [`tile`]).
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
-pub(super) fn tiled_two_class<'o, F: Float>(data: &[F], stream: &Stream, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'o>) -> bool {
-    tiles(data, stream, &TwoClassRows { classes: &classes[..out.len()], rule }, n, divisor, out)
+pub(super) fn tiled_two_class<'o, S: Stored>(data: &[S], stream: &Stream, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'o>) -> bool {
+    let f16c = multiversion::target::target_cfg_f!(target_feature = "f16c");
+    tiles(data, stream, &TwoClassRows { classes: &classes[..out.len()], rule }, n, divisor, f16c, out)
 }
 
 /// Full tiles of `TILE` units, then the remainder one unit at a time.
 #[inline(always)]
-fn tiles<F: Float, R: Rows<F>>(data: &[F], stream: &Stream, rows: &R, n: f64, divisor: f64, out: &mut OutBlock<'_>) -> bool {
+fn tiles<S: Stored, R: Rows<S::Value>>(data: &[S], stream: &Stream, rows: &R, n: f64, divisor: f64, f16c: bool, out: &mut OutBlock<'_>) -> bool {
     let (start, len) = (out.start, out.len());
     let mut valid = true;
     let mut t = 0;
     while t + TILE <= len {
-        valid &= tile::<F, TILE, R>(data, stream, start, t, rows, n, divisor, out);
+        valid &= tile::<S, TILE, R>(data, stream, start, t, rows, n, divisor, f16c, out);
         t += TILE;
     }
     while t < len {
-        valid &= tile::<F, 1, R>(data, stream, start, t, rows, n, divisor, out);
+        valid &= tile::<S, 1, R>(data, stream, start, t, rows, n, divisor, f16c, out);
         t += 1;
     }
     valid
@@ -150,21 +233,25 @@ fn tiles<F: Float, R: Rows<F>>(data: &[F], stream: &Stream, rows: &R, n: f64, di
 /// same order as on the epoch-major path, so both give identical results.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn tile<F: Float, const W: usize, R: Rows<F>>(
-    data: &[F],
+fn tile<S: Stored, const W: usize, R: Rows<S::Value>>(
+    data: &[S],
     stream: &Stream,
     start: usize,
     t: usize,
     rows: &R,
     n: f64,
     divisor: f64,
+    f16c: bool,
     out: &mut OutBlock<'_>,
 ) -> bool {
     let mut acc = TileAcc::<W>::new();
     let gold: [R::Gold; W] = std::array::from_fn(|j| rows.gold(t + j));
-    let mut valid = true;
+    // validity per unit, reduced once after the walk: a single flag and-ed every epoch is a
+    // loop-carried trip from mask register to integer register and back, which was the tile
+    // loop's critical path
+    let mut ok = [1u32; W];
     for (k, e) in stream.epochs.clone().enumerate() {
-        let at = e * stream.epoch_len + (start - stream.first_unit + t) * R::ROW_LEN;
+        let at = e * stream.epoch_len + (start + t) * R::ROW_LEN;
         let tile_rows = &data[at..at + W * R::ROW_LEN];
         // every line of the tile's rows `PREFETCH_BYTES` on (two for float64 pairs)
         let mut line = 0;
@@ -172,10 +259,14 @@ fn tile<F: Float, const W: usize, R: Rows<F>>(
             prefetch(tile_rows.as_ptr().cast::<u8>().wrapping_add(line), PREFETCH_BYTES);
             line += 64;
         }
-        for (j, row) in tile_rows.chunks_exact(R::ROW_LEN).enumerate() {
-            valid &= rows.fold(row, gold[j], k as u32, &mut acc, j);
+        let mut values = [<S::Value as Float>::ZERO; 2 * TILE];
+        let values = &mut values[..tile_rows.len()];
+        S::widen(tile_rows, values, f16c);
+        for (j, row) in values.chunks_exact(R::ROW_LEN).enumerate() {
+            ok[j] &= rows.fold(row, gold[j], k as u32, &mut acc, j) as u32;
         }
     }
+    let valid = ok.iter().fold(1, |all, &o| all & o) == 1;
     // outputs into local arrays first, then 64-byte copies: stores through the block's
     // slices may alias anything as far as the compiler knows, which kept `finish` scalar
     let mut local = TileOut::<W>::new();
@@ -579,6 +670,23 @@ pub(super) fn clamp_f16(v: f32) -> f32 {
     }
 }
 
+/// [`clamp_f16`] as the tiles need it, in fewer vector operations: the same value within
+/// float16's tolerance of [0, 1] (a -0.0 kept), and NaN beyond it (where [`clamp_f16`] leaves
+/// the value as it is): either way not a probability, so the block is refused the same.
+#[inline(always)]
+#[allow(clippy::manual_range_contains)] // `&`, not `&&`: no branch, so the loops vectorize
+fn clamp_f16_tile(v: f32) -> f32 {
+    let within = (v >= -F16_TOLERANCE) & (v <= 1.0 + F16_TOLERANCE);
+    // `0.0 > v` is false for -0.0, which stays as it is
+    let low = if 0.0 > v { 0.0 } else { v };
+    let clamped = if low > 1.0 { 1.0 } else { low };
+    if within {
+        clamped
+    } else {
+        f32::NAN
+    }
+}
+
 /// Whether every value is in [0, 1] (one branch-free pass that vectorizes).
 pub(super) fn all_probabilities<F: Float>(values: &[F]) -> bool {
     values.iter().fold(true, |ok, x| ok & x.is_probability())
@@ -587,17 +695,11 @@ pub(super) fn all_probabilities<F: Float>(values: &[F]) -> bool {
 /// Widen float16 values into `widened` (resized to fit), clamping those within float16's
 /// tolerance into [0, 1] (values beyond it are left as they are, for the kernels to refuse):
 /// one fused pass that vectorizes.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
 pub(super) fn widen_f16(values: &[half::f16], widened: &mut Vec<f32>) {
     widened.resize(values.len(), 0.0);
-    widen_f16_into(values, widened);
-}
-
-/// [`widen_f16`] into `widened`, exactly as long as `values`.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
-pub(super) fn widen_f16_into(values: &[half::f16], widened: &mut [f32]) {
-    assert_eq!(values.len(), widened.len());
     for (wide, x) in widened.iter_mut().zip(values) {
-        *wide = clamp_f16(f16_to_f32(x.to_bits()));
+        *wide = x.value();
     }
 }
 
@@ -610,6 +712,35 @@ mod tests {
         for bits in 0..=u16::MAX {
             let (ours, theirs) = (super::f16_to_f32(bits), f16::from_bits(bits).to_f32());
             assert!(ours.to_bits() == theirs.to_bits() || (ours.is_nan() && theirs.is_nan()), "{bits:#06x}: {ours} vs {theirs}");
+        }
+    }
+
+    /// The tiles' float16 widening (F16C, eight at a time, where the machine has it) gives
+    /// exactly the portable widening and clamping for every bit pattern within float16's
+    /// tolerance of [0, 1] (-0.0 included), and, like it, no probability for every other one.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn tile_widening_matches_the_portable_one_for_every_bit_pattern() {
+        use super::{Stored, F16_TOLERANCE};
+        let all: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+        let f16c = std::arch::is_x86_feature_detected!("f16c");
+        let probability = |x: f32| (0.0..=1.0).contains(&x);
+        for stored in all.chunks(16) {
+            let mut values = [0.0f32; 16];
+            f16::widen(stored, &mut values, f16c);
+            for (&x, &wide) in stored.iter().zip(&values) {
+                let portable = x.value();
+                let raw = x.to_f32();
+                if (-F16_TOLERANCE..=1.0 + F16_TOLERANCE).contains(&raw) {
+                    assert_eq!(wide.to_bits(), portable.to_bits(), "{:#06x}: {wide} vs {portable}", x.to_bits());
+                    assert!(probability(wide), "{:#06x}: {wide}", x.to_bits());
+                } else {
+                    assert!(!probability(wide) && !probability(portable), "{:#06x}: {wide} / {portable}", x.to_bits());
+                }
+            }
+        }
+        if !f16c {
+            eprintln!("note: no F16C on this machine, only the portable widening was checked");
         }
     }
 }

@@ -7,9 +7,9 @@
 //! bit-identical for any number of threads, and no `[E, N]` intermediate is ever built: memory
 //! beyond the outputs is a few KiB of accumulators per block in flight.
 //!
-//! Rows of one or two columns (binary, multilabel, two-class; float32 and float64) take the
-//! tiled path instead: within a block, tiles of 8 units each walk every epoch with their
-//! accumulators in registers, one prefetched stream per epoch, and write their outputs
+//! Rows of one or two columns (binary, multilabel, two-class; float16 widened in registers)
+//! take the tiled path instead: within a block, tiles of 8 units each walk every epoch with
+//! their accumulators in registers, one prefetched stream per epoch, and write their outputs
 //! directly. There the per-unit work is a few instructions, and the epoch-major path spent most
 //! of its time loading and storing accumulators. Both paths run the same per-unit operations
 //! in the same order, so they agree bit for bit (a proptest checks it).

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
-use super::kernels::{self, Float};
+use super::kernels::{self, Float, Stored};
 use super::output::{split_outputs, OutBlock, OutSlots, Outputs, Scratch, Statistics};
 use super::state::{Accumulators, Rule, Stream};
 use super::{Correctness, Labels, Options, Progress, Task};
@@ -17,10 +17,6 @@ use crate::error::{Error, Result};
 const CHUNK_BYTES: usize = 32 * 1024;
 /// Cap on units per block, so the accumulators (~56 bytes a unit) stay within L2.
 const MAX_BLOCK_UNITS: usize = 2048;
-/// Most values of a block's float16 copy (every epoch of the window; 4 MiB of float32): a
-/// longer window goes epoch by epoch instead, so memory stays bounded whatever E is. Tiny under
-/// `cargo test`, so that the tests' small files take both float16 paths.
-const MAX_WIDENED: usize = if cfg!(test) { 64 } else { 1 << 20 };
 /// Floor on units per block: wide rows (hundreds of columns) would otherwise make blocks of a
 /// handful of units, each paying a block's fixed costs (its task, its gold labels, a partial
 /// row group); a chunk is then more than `CHUNK_BYTES`, still one sequential stream.
@@ -37,6 +33,8 @@ pub(super) struct Plan<'a> {
     /// units (examples, or example-label pairs) and the columns each unit reads per epoch
     pub(super) units: usize,
     row_len: usize,
+    /// class indices must lie in `[0, n_classes)` (2 for binary and multilabel)
+    n_classes: usize,
     class_means: bool,
     outputs: Outputs,
 }
@@ -73,11 +71,8 @@ impl<'a> Plan<'a> {
                 if classes.len() != dims.n_examples {
                     return Err(Error::invalid("labels", "shape", format!("expected {} labels to match {origin}, found {}", dims.n_examples, classes.len())));
                 }
-                // a vectorized max first (as u64, so negatives are huge); the index only on failure
-                if kernels::max_as_u64(classes) >= n_classes as u64 {
-                    let index = classes.iter().position(|&c| c as u64 >= n_classes as u64).unwrap_or(0);
-                    return Err(Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {} at index {index}", classes[index])));
-                }
+                // each class index is checked against `n_classes` by the block that reads it,
+                // in the parallel pass (`check_block_classes`), or up front (`check_classes`)
             }
             (Task::Multilabel, Labels::Multilabel(targets)) => {
                 if targets.len() != dims.n_examples * dims.n_labels {
@@ -97,7 +92,29 @@ impl<'a> Plan<'a> {
             Task::Binary => (dims.n_examples, 1),
             Task::Multilabel => (dims.n_examples * dims.n_labels, 1),
         };
-        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len, class_means: options.class_means, outputs: options.outputs })
+        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len, n_classes, class_means: options.class_means, outputs: options.outputs })
+    }
+
+    /// Every class index in `[0, n_classes)`: a vectorized max first (as u64, so negatives are
+    /// huge), the first index outside only on failure, for the message.
+    pub(super) fn check_classes(&self) -> Result<()> {
+        let Labels::Classes(classes) = self.labels else { return Ok(()) };
+        if kernels::max_as_u64(classes) < self.n_classes as u64 {
+            return Ok(());
+        }
+        let n_classes = self.n_classes;
+        let index = classes.iter().position(|&c| c as u64 >= n_classes as u64).unwrap_or(0);
+        Err(Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {} at index {index}", classes[index])))
+    }
+
+    /// [`Self::check_classes`] for the units of one block, before its kernels read them: in
+    /// the parallel pass, rather than a serial scan of every label before it. A failure names
+    /// the first bad index of the whole array, whichever block found it.
+    fn check_block_classes(&self, range: &Range<usize>) -> Result<()> {
+        match self.labels {
+            Labels::Classes(classes) if kernels::max_as_u64(&classes[range.clone()]) >= self.n_classes as u64 => self.check_classes(),
+            _ => Ok(()),
+        }
     }
 
     pub(super) fn block_units(&self) -> usize {
@@ -124,7 +141,7 @@ impl<'a> Plan<'a> {
         // each worker reuses one set of accumulators (reset, not reallocated) and one scratch
         // block for the outputs left out, for all its blocks
         let fresh = || (Accumulators::new(block), Scratch::new(block, self.outputs));
-        work.into_par_iter().try_for_each_init(fresh, |(acc, scratch), (slots, block_means)| -> Result<()> {
+        let pass = work.into_par_iter().try_for_each_init(fresh, |(acc, scratch), (slots, block_means)| -> Result<()> {
             if stop.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
@@ -142,7 +159,13 @@ impl<'a> Plan<'a> {
                 }
             }
             Ok(())
-        })?;
+        });
+        if let Err(error) = pass {
+            // a bad class index is the error to report whatever else went wrong first (a value,
+            // an interruption), as when the labels were checked before the pass
+            self.check_classes()?;
+            return Err(error);
+        }
         // SAFETY: the blocks tile 0..units and every block writes all ten outputs of each of
         // its units (`kernels::finish`, reached by both paths) or fails, and we got here only if none failed.
         unsafe { out.set_len(self.units, self.outputs) };
@@ -189,34 +212,23 @@ impl<'a> Plan<'a> {
 
     fn process(&self, out: &mut OutBlock<'_>, acc: &mut Accumulators) -> Result<()> {
         let range = out.start..out.start + out.len();
-        let (gold_bits, classes) = self.block_gold(&range);
+        self.check_block_classes(&range)?;
         let rule = Rule::new(self.correctness);
         if self.row_len <= 2 {
             let tiled = match self.view.probs {
-                Probs::F32(data) => Some(self.fold_tiled(data, false, classes, &gold_bits, rule, out)),
-                Probs::F64(data) => Some(self.fold_tiled(data, false, classes, &gold_bits, rule, out)),
-                // float16: the block's rows of every epoch widened (and clamped) into a copy
-                // first, when the copy is small (else epoch by epoch, on the path below)
-                Probs::F16(data) if self.epochs.len() * range.len() * self.row_len <= MAX_WIDENED => {
-                    let mut widened = std::mem::take(&mut acc.widened);
-                    let stretch = range.len() * self.row_len;
-                    widened.resize(self.epochs.len() * stretch, 0.0);
-                    for (e, into) in self.epochs.clone().zip(widened.chunks_exact_mut(stretch)) {
-                        kernels::widen_f16_into(&data[self.chunk_range(e, &range)], into);
-                    }
-                    let tiled = self.fold_tiled(&widened, true, classes, &gold_bits, rule, out);
-                    acc.widened = widened;
-                    Some(tiled)
-                }
-                Probs::F16(_) => None,
+                Probs::F32(data) => self.fold_tiled(data, rule, out),
+                Probs::F64(data) => self.fold_tiled(data, rule, out),
+                // widened to float32 (and clamped) in registers as the tiles read it
+                Probs::F16(data) => self.fold_tiled(data, rule, out),
             };
-            if tiled == Some(true) {
+            if tiled {
                 return Ok(());
             }
             // Some value of the block lies outside [0, 1]: the epoch-major path below clamps
             // rounding and locates anything worse (it rewrites every output of the block, and
             // both paths agree bit for bit).
         }
+        let (gold_bits, classes) = self.block_gold(&range);
         // The kernels see only values in [0, 1] (they check it, nothing more). A chunk that
         // fails the check is folded again from a repaired copy: rounding clamped into [0, 1],
         // anything further out left for the kernel to refuse. Out-of-range values are rare, so
@@ -303,19 +315,16 @@ impl<'a> Plan<'a> {
 
     /// The whole window for one block of one- or two-column rows, each tile of units walking
     /// every epoch with its accumulators in registers; false when some value is not a probability.
-    /// `data` is the file's data (`copy` false), or a copy of the block's rows of every epoch
-    /// of the window, one stretch per epoch (`copy` true).
-    fn fold_tiled<F: Float>(&self, data: &[F], copy: bool, classes: &[i64], gold_bits: &[u8], rule: Rule, out: &mut OutBlock<'_>) -> bool {
-        let stream = if copy {
-            Stream { epoch_len: out.len() * self.row_len, epochs: 0..self.epochs.len(), first_unit: out.start }
-        } else {
-            Stream { epoch_len: self.units * self.row_len, epochs: self.epochs.clone(), first_unit: 0 }
-        };
+    fn fold_tiled<S: Stored>(&self, data: &[S], rule: Rule, out: &mut OutBlock<'_>) -> bool {
+        let range = out.start..out.start + out.len();
+        let stream = Stream { epoch_len: self.units * self.row_len, epochs: self.epochs.clone() };
         let n = stream.epochs.len() as f64;
         let divisor = n - self.ddof as f64;
-        match self.task {
-            Task::Multiclass => kernels::tiled_two_class(data, &stream, classes, rule, n, divisor, out),
-            Task::Binary | Task::Multilabel => kernels::tiled_binary(data, &stream, gold_bits, rule, n, divisor, out),
+        // the gold labels read where they are (no per-block copy): class indices, or 0/1 targets
+        match self.labels {
+            Labels::Classes(classes) if self.task == Task::Multiclass => kernels::tiled_two_class(data, &stream, &classes[range], rule, n, divisor, out),
+            Labels::Classes(classes) => kernels::tiled_binary(data, &stream, &classes[range], rule, n, divisor, out),
+            Labels::Multilabel(targets) => kernels::tiled_binary(data, &stream, &targets[range], rule, n, divisor, out),
         }
     }
 

@@ -28,9 +28,6 @@ pub(super) struct Stream {
     /// elements per epoch
     pub(super) epoch_len: usize,
     pub(super) epochs: Range<usize>,
-    /// the unit at the start of each epoch's stretch (0 for the file itself; a block's first
-    /// unit for a copy of the block's rows)
-    pub(super) first_unit: usize,
 }
 
 /// Running per-unit state across the epochs of the window, one array per field so the
@@ -50,8 +47,6 @@ pub(super) struct Accumulators {
     pub(super) last_wrong: Vec<i32>,
     /// per-epoch scratch of the multiclass kernel's two passes
     pub(super) rows: RowSummaries,
-    /// a block's float16 rows widened to float32, every epoch of the window (the tiled path)
-    pub(super) widened: Vec<f32>,
 }
 
 /// One epoch's per-row summaries in the multiclass kernel: written by pass 1, read by pass 2.
@@ -77,7 +72,6 @@ impl Accumulators {
             last_right: vec![0; len],
             last_wrong: vec![-1; len],
             rows: RowSummaries { p_gold: vec![0.0; len], other: vec![0.0; len], others_sq: vec![0.0; len], gold_first: vec![false; len] },
-            widened: Vec::new(),
         }
     }
 

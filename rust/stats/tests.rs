@@ -116,9 +116,11 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
 
-    /// The tiled kernels (float32, float64) and the epoch-major ones (float16) must agree
-    /// bit for bit on values all three types hold exactly, for one- and two-column rows,
-    /// tails of fewer than a tile, several blocks, windows, ddof and both rules.
+    /// The tiled kernels (float32, float64 and float16, widened in registers) and the
+    /// epoch-major ones (a float32 block holding rounding outside [0, 1], repaired there) must
+    /// agree bit for bit on values all three types hold exactly, for one- and two-column rows,
+    /// tails of fewer than a tile, several blocks, windows, ddof and both rules; float16 within
+    /// its tolerance outside [0, 1] is clamped as it is widened.
     #[test]
     fn tiled_and_epoch_major_paths_agree_exactly(
         (e, n, two_columns, eighths, gold) in (1usize..7, prop_oneof![1usize..40, 2040usize..2100], any::<bool>()).prop_flat_map(|(e, n, two)| (
@@ -153,12 +155,17 @@ proptest! {
         let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
         let half: Vec<f16> = narrow.iter().map(|&x| f16::from_f32(x)).collect();
         let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
-        // float16 goes epoch by epoch (or, for blocks of at most 64 values over the window,
-        // through the tiled kernel on a widened copy): either way it must agree with the tiled
-        // kernel reading float32 and float64 in place
-        let epoch_major = run(Probs::F16(&half));
-        prop_assert_eq!(&run(Probs::F32(&narrow)), &epoch_major);
-        prop_assert_eq!(&run(Probs::F64(&wide)), &epoch_major);
+        let tiled = run(Probs::F32(&narrow));
+        // a block with rounding outside [0, 1] (1 + eps for 1, -eps for 0) is folded again epoch by
+        // epoch from a clamped copy: the results of every block are the same
+        let rounded: Vec<f32> = narrow.iter().map(|&x| if x == 1.0 { 1.0 + f32::EPSILON } else if x == 0.0 { -f32::EPSILON } else { x }).collect();
+        let epoch_major = run(Probs::F32(&rounded));
+        prop_assert_eq!(&tiled, &epoch_major);
+        prop_assert_eq!(&run(Probs::F64(&wide)), &tiled);
+        prop_assert_eq!(&run(Probs::F16(&half)), &tiled);
+        // float16 one unit in the last place above 1 and the smallest negative: clamped in the tile
+        let rounded16: Vec<f16> = half.iter().map(|&x| if x == f16::ONE { f16::from_bits(0x3c01) } else if x == f16::ZERO { f16::from_bits(0x8001) } else { x }).collect();
+        prop_assert_eq!(&run(Probs::F16(&rounded16)), &tiled);
     }
 }
 
@@ -189,7 +196,7 @@ fn first_index_rule_gives_ties_to_the_first_largest_column_on_every_path() {
     assert_eq!(run(&[0, 1, 0, 0], Correctness::ArgmaxFirstIndex), vec![1.0, 1.0, 1.0, 1.0]);
     assert_eq!(run(&[1, 2, 1, 2], Correctness::ArgmaxFirstIndex), vec![0.0, 0.0, 0.0, 0.0]);
     assert_eq!(run(&[0, 1, 0, 0], Correctness::Argmax), vec![0.0; 4]);
-    // two columns (tiled float32 / float64, epoch-major float16) and one column
+    // two columns (tiled) and one column
     for (l, task, values) in [(2usize, Task::Multiclass, vec![0.5f32, 0.5, 0.5, 0.5, 0.25, 0.75]), (1, Task::Binary, vec![0.5, 0.5, 0.75])] {
         let dims = Dims { n_epochs: 1, n_examples: 3, n_labels: l };
         let gold = [0i64, 1, 1];
@@ -234,6 +241,34 @@ fn rejects_bad_values_and_labels() {
     assert!(compute(view, Labels::Multilabel(&[0, 1, 2, 0]), &Options { task: Task::Multilabel, ..options.clone() }, None).is_err());
     assert!(compute(view, Labels::Classes(&[0, 1]), &Options { ddof: 1, ..options.clone() }, None).is_err());
     assert!(compute(view, Labels::Classes(&[0, 1]), &Options { task: Task::Binary, ..options.clone() }, None).is_err());
+}
+
+/// Class indices are checked by the blocks that read them, in parallel: whichever block finds a
+/// bad one, the error names the first bad index of the whole array, and it is the error
+/// reported even when a value of another block is bad too or the caller stops the pass.
+#[test]
+fn a_bad_class_index_is_reported_first_whichever_block_finds_it() {
+    for (l, task) in [(1usize, Task::Binary), (2, Task::Multiclass), (3, Task::Multiclass), (12, Task::Multiclass)] {
+        let (e, n) = (2, 9000);
+        let data = vec![0.5f32; e * n * l];
+        let mut gold: Vec<i64> = (0..n).map(|i| (i % 2) as i64).collect();
+        gold[7000] = l.max(2) as i64; // one past the last class
+        gold[8500] = -1;
+        let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
+        let mut bad_value = data.clone();
+        bad_value[l * 3] = f32::NAN; // an earlier block than the bad labels
+        for values in [&data, &bad_value] {
+            for threads in [1, 2, 4] {
+                let options = Options { task, epochs: 0..e, threads: Some(threads), ..Options::default() };
+                let view = DynamicsView::new(Probs::F32(values), dims, "d.npy").unwrap();
+                let message = compute(view, Labels::Classes(&gold), &options, None).unwrap_err().to_string();
+                assert!(message.contains(&format!("found {} at index 7000", l.max(2))), "{l} columns, {threads} threads: {message}");
+                let stop = |_: usize, _: usize| false;
+                let message = compute(view, Labels::Classes(&gold), &options, Some(&stop)).unwrap_err().to_string();
+                assert!(message.contains("at index 7000"), "{l} columns, {threads} threads, stopped: {message}");
+            }
+        }
+    }
 }
 
 #[test]
