@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import datacarto as dc
 from datacarto import _core, reference
@@ -278,3 +279,22 @@ def test_labels_are_copied_whatever_their_memory(tmp_path):
     multilabel = dc.compute(tmp_path / "d.npy", targets, task="multilabel")
     assert np.array_equal(multilabel.labels, targets) and not multilabel.labels.flags.writeable
     assert not np.shares_memory(multilabel.labels, targets)
+
+
+@pytest.mark.parametrize("n", [131_071, 131_072, 131_073, 1_000_003])
+def test_large_labels_are_copied_exactly_by_the_pool(n):
+    """Labels of more than 1 MiB are copied by the worker threads in 1 MiB pieces: the copy is
+    exact at every piece boundary (and a partial last piece), for class indices and 0/1
+    targets, and the statistics computed from it are the ones computed from the original."""
+    rng = np.random.default_rng(n)
+    classes = rng.integers(-(2**62), 2**62, n)
+    copy = _core._copy_labels(classes)
+    assert copy.dtype == np.int64 and np.array_equal(copy, classes) and not np.shares_memory(copy, classes)
+    targets = (rng.random((n // 7 + 1, 9)) < 0.5).astype(np.uint8)
+    copy = _core._copy_labels(targets)
+    assert copy.shape == targets.shape and np.array_equal(copy, targets)
+    probs = rng.random((2, n, 1)).astype(np.float32)
+    gold = rng.integers(0, 2, n)
+    stats = dc.compute(probs, gold, task="binary")
+    assert np.array_equal(stats.labels, gold)
+    assert_identical(stats, snapshot(dc.compute(probs, gold.astype(np.int32), task="binary")))
