@@ -113,10 +113,3 @@ def test_outputs_written_per_chunk_by_the_workers(client, tmp_path):
     np.testing.assert_allclose(frame["variability"].to_numpy(), want["variability"].to_numpy(), rtol=1e-12, atol=1e-12)
     with pytest.raises(FileNotFoundError):
         dcd.write_parquet(x, targets, tmp_path / "missing", client=client)
-
-
-def test_module_doctests():
-    import doctest
-
-    result = doctest.testmod(dcd)
-    assert result.failed == 0 and result.attempted > 0

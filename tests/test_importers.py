@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 from pathlib import Path
@@ -184,12 +183,6 @@ def test_missing_or_empty_folders_and_existing_output(tmp_path) -> None:
         import_cartography(tmp_path, out)
     assert out.read_bytes() == b"precious"
     assert import_cartography(tmp_path, out, overwrite=True).n_epochs == E
-
-
-def test_docstring_examples() -> None:
-    import datacarto.importers
-
-    assert doctest.testmod(datacarto.importers).failed == 0
 
 
 def test_guid_transforms(tmp_path) -> None:

@@ -154,12 +154,3 @@ def test_state_files_are_checked(tmp_path, run):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(dc.DatacartoError, match=message):
             dc.State.load(tmp_path / name)
-
-
-def test_module_doctests():
-    import doctest
-
-    import datacarto.online
-
-    result = doctest.testmod(datacarto.online)
-    assert result.failed == 0 and result.attempted > 0
