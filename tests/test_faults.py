@@ -15,10 +15,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
+import polars as pl
 import pytest
 
 import datacarto as dc
@@ -472,3 +474,50 @@ def test_trajectories_of_a_truncated_file_are_a_clean_error(tmp_path: Path) -> N
     os.truncate(path, os.path.getsize(path) - 100)
     with pytest.raises(dc.DatacartoError, match="truncated"):
         dm.trajectories([99])
+
+
+# --- a map written as CSV + sidecar, killed between the two files -----------------------------------
+
+CSV_KILLED_BETWEEN = """
+import os, signal, sys
+import numpy as np
+import polars as pl
+import datacarto as dc
+
+path = sys.argv[1]
+rng = np.random.default_rng(0)
+first = dc.DataMap.from_dynamics(rng.dirichlet(np.ones(2), size=(3, 8)).astype(np.float32), rng.integers(0, 2, 8), label_names=["cat", "dog"])
+first.write_csv(path)
+second = dc.DataMap.from_dynamics(rng.dirichlet(np.ones(2), size=(4, 8)).astype(np.float32), rng.integers(0, 2, 8))
+second.frame.write_parquet(path + ".expected.parquet")
+replace = os.replace
+
+def replace_then_die(src, dst):
+    replace(src, dst)
+    if os.fspath(dst).endswith(".csv"):  # the new CSV is in place, its sidecar not yet
+        os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = replace_then_die
+second.write_csv(path)
+"""
+
+
+def test_a_csv_map_killed_between_its_two_files_is_not_read_with_the_old_settings(tmp_path):
+    """SIGKILL after the new CSV is renamed into place and before its sidecar is: the old
+    sidecar (another map's settings: label names, epoch window) is recognised as stale, a
+    warning says so, and the new rows are read with settings inferred from the CSV."""
+    path = tmp_path / "map.csv"
+    child = run_child(CSV_KILLED_BETWEEN, str(path))
+    assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
+    sidecar = json.loads((tmp_path / "map.csv.datacarto.json").read_text())
+    assert sidecar["label_names"] == ["cat", "dog"] and sidecar["epochs"] == [0, 3]  # the first map's, as the fault left it
+    with pytest.warns(UserWarning, match=r"map\.csv\.datacarto\.json: describes another version of .*map\.csv.*inferred from the CSV"):
+        back = dc.DataMap.read_csv(path)
+    assert back.label_names is None and back.epochs != (0, 3)
+    expected = pl.read_parquet(tmp_path / "map.csv.expected.parquet")
+    assert back.frame.select(expected.columns).equals(expected)
+    # written again without a fault, the pair agrees and reads back silently
+    back.write_csv(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert dc.DataMap.read_csv(path).frame.equals(back.frame)

@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -858,10 +859,12 @@ class DataMap:
 
         path = Path(path)
         sidecar = {**self._info.to_json(), "schema": {name: str(dtype.base_type()) if hasattr(dtype, "base_type") else str(dtype) for name, dtype in self._frame.schema.items()}}
-        # Each file is replaced atomically (the CSV first); read_csv ignores sidecar types of
-        # columns the CSV lacks, so a crash between the two renames still reads back.
+        # Each file is replaced atomically, the CSV first. The sidecar names the CSV it
+        # describes (size and digest): a crash between the two renames leaves the new CSV with
+        # the old sidecar, which read_csv then recognises as stale instead of applying it.
         with atomic_path(path) as tmp:
             self._frame.write_csv(tmp)
+            sidecar["csv"] = _csv_identity(tmp)
         with atomic_write(_sidecar_path(path), "w", encoding="utf-8") as handle:
             handle.write(json.dumps(sidecar, indent=1) + "\n")
         return path
@@ -869,18 +872,28 @@ class DataMap:
     @classmethod
     def read_csv(cls, path: PathLike, *, dynamics: Any = None, separator: str = ",") -> "DataMap":
         """Read a map written by :meth:`write_csv` (settings from the sidecar JSON if present;
-        otherwise inferred as for :meth:`read_parquet`)."""
+        otherwise inferred as for :meth:`read_parquet`).
+
+        A sidecar that describes another version of the CSV (a write interrupted between the
+        two files, or a CSV replaced by hand) is not applied: a :class:`UserWarning` says so
+        and the settings are inferred from the CSV."""
         name = os.fspath(path)
         if not os.path.exists(name):
             raise FileNotFoundError(f"{name}: statistics file not found")
         sidecar_path = _sidecar_path(Path(name))
         info = None
         schema: Dict[str, Any] = {}
+        data: Any = None
         if sidecar_path.exists():
             try:
                 data = json.loads(sidecar_path.read_text())
             except ValueError as exc:
                 raise DatacartoError(f"{sidecar_path}: expected JSON written by DataMap.write_csv ({exc})") from exc
+            described = data.get("csv") if isinstance(data, dict) else None
+            if described is not None and described != _csv_identity(name):
+                warnings.warn(f"{sidecar_path}: describes another version of {name} (a write interrupted between the two files?); not applied, the settings are inferred from the CSV", UserWarning, stacklevel=2)
+                data = None
+        if data is not None:
             info = _Info.from_json(data, os.fspath(sidecar_path))
             schema = {col: getattr(pl, dt) for col, dt in (data.get("schema") or {}).items() if dt in _SIMPLE_DTYPES}
         with _read_failures_named(name, "a CSV file of map rows"):
@@ -1090,6 +1103,19 @@ def _count(name: str, n: Optional[int]) -> Optional[int]:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise DatacartoError(f"{name}: expected a non-negative int or None, found {n!r}")
     return int(n)
+
+
+def _csv_identity(path: PathLike) -> Dict[str, Any]:
+    """What a CSV's sidecar records of it: its size and BLAKE2b digest."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    size = 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"bytes": size, "blake2b": digest.hexdigest()}
 
 
 def _sidecar_path(path: Path) -> Path:
