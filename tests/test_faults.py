@@ -521,3 +521,55 @@ def test_a_csv_map_killed_between_its_two_files_is_not_read_with_the_old_setting
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert dc.DataMap.read_csv(path).frame.equals(back.frame)
+
+
+# --- temporary files a killed writer leaves -----------------------------------------------------------
+
+HOLD_A_TEMPORARY = """
+import sys, time
+from datacarto._atomic import atomic_write
+
+with atomic_write(sys.argv[1], "wb") as handle:
+    handle.write(b"x" * (1 << 20))
+    handle.flush()
+    print("writing", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    """A writer SIGKILLed mid-write leaves its temporary file beside the target; the next write
+    to that target removes it, and leaves alone the temporary file of a writer still running."""
+    target = tmp_path / "map.parquet"
+    target.write_bytes(b"old")
+    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def start_writer() -> subprocess.Popen:
+        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLD_A_TEMPORARY), str(target)], stdout=subprocess.PIPE, text=True, env=env)
+        assert child.stdout is not None and child.stdout.readline().strip() == "writing"
+        return child
+
+    def temporaries() -> List[Path]:
+        return sorted(tmp_path.glob(".map.parquet.*.tmp"))
+
+    live = start_writer()
+    try:
+        killed = start_writer()
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=60)
+        abandoned = [p for p in temporaries() if f"-{killed.pid}." in p.name]
+        assert len(abandoned) == 1 and abandoned[0].stat().st_size == 1 << 20 and len(temporaries()) == 2
+        from datacarto._atomic import atomic_write
+
+        with atomic_write(target, "wb") as handle:
+            handle.write(b"new")
+        assert target.read_bytes() == b"new"
+        left = temporaries()
+        assert len(left) == 1 and f"-{live.pid}." in left[0].name  # the running writer's is kept
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+    # the map writers go through the same helper: the second writer's leftover goes with the next map
+    dm = dc.DataMap.from_dynamics(np.full((2, 3, 2), 0.5, dtype=np.float32), [0, 1, 0])
+    dm.write(target)
+    assert temporaries() == [] and dc.DataMap.read(target).frame.equals(dm.frame)

@@ -4,8 +4,9 @@ Every output (statistics, maps, plots, pages, imported dynamics, checkpoints) is
 temporary file beside its target, flushed to disk with ``fsync``, then renamed over the target
 with :func:`os.replace`. A crash, SIGKILL, Ctrl-C or full disk at any moment leaves either the
 old file or the new one at the path, never a truncated mix; the temporary file is removed on
-any error that Python sees (a SIGKILL can leave one behind: its name starts with ``.`` and
-ends with ``.tmp``, next to the target).
+any error that Python sees. A SIGKILL can leave one behind (``.<name>.<host>-<pid>.*.tmp``,
+next to the target): the next write to the same target removes it once no process of that
+pid runs on this host (:func:`remove_abandoned`), and never touches another live writer's.
 
 Example:
     >>> import os, tempfile
@@ -26,12 +27,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import tempfile
-from typing import IO, Any, Iterator, Union
+from typing import IO, Any, Iterator, List, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["atomic_path", "atomic_write", "check_writable_target", "fsync_directory"]
+__all__ = ["atomic_path", "atomic_write", "check_writable_target", "fsync_directory", "remove_abandoned"]
+
+#: this host in temporary names (a folder may be shared between hosts: a pid means something
+#: only on the host that wrote it)
+_HOST = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname()) or "host"
 
 
 def fsync_directory(directory: PathLike) -> None:
@@ -50,9 +56,52 @@ def fsync_directory(directory: PathLike) -> None:
 
 def _temporary_beside(target: str) -> str:
     directory, name = os.path.split(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    remove_abandoned(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=directory)
     os.close(fd)
     return tmp
+
+
+def remove_abandoned(target: PathLike) -> List[str]:
+    """Delete the temporary files beside ``target`` that a killed writer left: those named for
+    this host whose process no longer runs. Returns their paths. A live writer's (any process
+    that still runs, this one included) and other hosts' are kept; off POSIX nothing is removed.
+
+    Example:
+        >>> import os, tempfile
+        >>> target = os.path.join(tempfile.mkdtemp(), "out.txt")
+        >>> remove_abandoned(target)
+        []
+    """
+    if os.name != "posix":  # os.kill(pid, 0) is no liveness probe there
+        return []
+    directory, name = os.path.split(os.path.abspath(os.fspath(target)))
+    prefix = f".{name}.{_HOST}-"
+    removed = []
+    try:
+        entries = [e.name for e in os.scandir(directory) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    except OSError:
+        return []
+    for entry in entries:
+        pid_text = entry[len(prefix) :].split(".", 1)[0]
+        if not pid_text.isdigit() or _running(int(pid_text)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, entry))
+            removed.append(os.path.join(directory, entry))
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): it runs
+        return True
+    return True
 
 
 def _commit(tmp: str, target: str) -> None:

@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Any, Optional, Tuple, Union
 
@@ -76,7 +75,7 @@ class StateRecorder:
         resume: bool = False,
         overwrite: bool = False,
     ) -> None:
-        from datacarto._atomic import check_writable_target
+        from datacarto._atomic import check_writable_target, remove_abandoned
 
         if inputs not in _INPUTS:
             raise DatacartoError(f"inputs: expected 'logits' or 'probabilities', found {inputs!r}")
@@ -95,7 +94,7 @@ class StateRecorder:
             self._state = State.load(self.path)
             self._check_resumed(self._state)
         if resume:
-            _remove_stale_temporaries(self.path)
+            remove_abandoned(self.path)  # checkpoints a killed run was writing
         # one epoch's rows, filled batch by batch
         self._epoch = np.zeros((self.n_examples, self.n_labels), dtype=np.float64)
         self._seen = np.zeros(self.n_examples, dtype=bool)
@@ -185,17 +184,6 @@ class StateRecorder:
 
     def __repr__(self) -> str:
         return f"StateRecorder({self.path!r}, {self.n_examples} examples, {self.n_epochs} epoch(s) committed)"
-
-
-def _remove_stale_temporaries(path: str) -> None:
-    """Delete checkpoints a killed run was writing (``datacarto._atomic`` names them
-    ``.<name>.*.tmp`` beside the target; a SIGKILL leaves them behind, never in its place)."""
-    import glob
-
-    directory, name = os.path.split(os.path.abspath(path))
-    for stale in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}.*.tmp")):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(stale)
 
 
 def _to_numpy(values: Any) -> Any:
