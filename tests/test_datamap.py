@@ -9,6 +9,8 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import datacarto as dc
 from datacarto import reference
@@ -387,6 +389,25 @@ def test_trajectories_match_reference(tmp_path, multiclass):
         dm.trajectories([N])
     with pytest.raises(dc.DatacartoError, match="dynamics: this map does not know its dynamics"):
         dc.DataMap(dm.statistics, dynamics=None).with_dynamics(None).trajectories([0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_read_examples_returns_each_requested_row_in_order(tmp_path_factory, data):
+    """Rows are read in runs (examples close together in one read, the gap included): any
+    selection, unsorted, repeated, sparse or dense, gives exactly the rows asked for, in order."""
+    from datacarto._stats import read_examples
+
+    n = data.draw(st.sampled_from([1, 7, 5000, 40000]), label="n")
+    n_labels = data.draw(st.integers(1, 5), label="n_labels")
+    dtype = data.draw(st.sampled_from(["float16", "float32", "float64"]), label="dtype")
+    examples = np.array(data.draw(st.lists(st.integers(0, n - 1), max_size=60), label="examples"), dtype=np.int64)
+    probs = np.random.default_rng(n * n_labels).random((3, n, n_labels)).astype(dtype)
+    path = tmp_path_factory.mktemp("rows") / "d.npy"
+    np.save(path, probs)
+    got = read_examples(str(path), examples, (n, n_labels))
+    assert got.shape == (3, examples.size, n_labels) and got.dtype == np.float64
+    np.testing.assert_array_equal(got, probs[:, examples].astype(np.float64))
 
 
 def test_trajectories_multilabel_need_a_label(multilabel):

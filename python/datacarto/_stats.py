@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -464,18 +464,44 @@ def read_examples(path: str, examples: np.ndarray, shape: Tuple[int, int]) -> np
     dtype = np.dtype({"float16": "<f2", "float32": "<f4", "float64": "<f8"}[header["dtype"]])
     row = n_labels * dtype.itemsize
     out = np.empty((n_epochs, len(examples), n_labels), dtype=np.float64)
+    runs = _row_runs(np.asarray(examples, dtype=np.int64), row)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
         for epoch in range(n_epochs):
             start = header["data_offset"] + epoch * n_examples * row
-            for k, example in enumerate(examples):
-                data = os.pread(fd, row, start + int(example) * row)
-                if len(data) != row:
+            for first, count, positions, offsets in runs:
+                data = os.pread(fd, count * row, start + first * row)
+                if len(data) != count * row:
                     raise DatacartoError(f"{path}: file: the file changed while being read (it is now shorter than the data its header promised)")
-                out[epoch, k] = np.frombuffer(data, dtype=dtype)
+                out[epoch, positions] = np.frombuffer(data, dtype=dtype).reshape(count, n_labels)[offsets]
     finally:
         os.close(fd)
     return out
+
+
+#: examples closer than this in the file are read in one positioned read, gap included
+_READ_THROUGH_BYTES = 64 * 1024
+
+
+def _row_runs(examples: np.ndarray, row: int) -> List[Tuple[int, int, np.ndarray, np.ndarray]]:
+    """The reads :func:`read_examples` makes per epoch: ``(first row, row count, positions in
+    the result, rows within the read)``, one per run of examples close together in the file.
+
+    Example:
+        >>> [(first, count, positions.tolist(), offsets.tolist()) for first, count, positions, offsets in _row_runs(np.array([9, 2, 3, 500000]), 8)]
+        [(2, 8, [1, 2, 0], [0, 1, 7]), (500000, 1, [3], [0])]
+    """
+    if examples.size == 0:
+        return []
+    order = np.argsort(examples, kind="stable")
+    ordered = examples[order]
+    # a new run where the gap to the previous example costs more than a read of its own
+    breaks = np.flatnonzero(np.diff(ordered) * row > _READ_THROUGH_BYTES) + 1
+    runs = []
+    for part in np.split(np.arange(ordered.size), breaks):
+        first, last = int(ordered[part[0]]), int(ordered[part[-1]])
+        runs.append((first, last - first + 1, order[part], ordered[part] - first))
+    return runs
 
 
 def _as_probability_array(source: np.ndarray) -> np.ndarray:
