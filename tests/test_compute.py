@@ -456,10 +456,6 @@ def test_a_subset_of_statistics_refuses_what_it_cannot_do(tmp_path):
     part = dc.compute(probs, labels, statistics=["confidence", "correctness"])
     with pytest.raises(dc.DatacartoError, match="statistics: a DataMap needs variability, forgetting.*computed: confidence, correctness"):
         dc.DataMap(part)
-    for i in range(2):
-        np.save(tmp_path / f"s{i}.npy", probs[:, 2 * i : 2 * i + 2])
-    with pytest.raises(dc.DatacartoError, match="statistics: a subset is not available for sharded inputs"):
-        dc.compute(str(tmp_path / "s*.npy"), labels, shards="examples", statistics=["confidence"])
     # the core checks the mask it is given too
     from datacarto import _core
 

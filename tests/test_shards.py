@@ -36,6 +36,38 @@ def test_shards_equal_the_whole(tmp_path, block, axis, bounds, window):
     assert got.source is None and got.extra["shards"] == paths and got.extra["shard_axis"] == axis
 
 
+@pytest.mark.parametrize("axis,bounds", [("examples", [0, 13, 14, 40]), ("epochs", [0, 3, 4, 7])])
+@pytest.mark.parametrize("window", [None, (1, 5), (3, 4)])
+def test_shards_give_class_means_and_a_subset_of_statistics(tmp_path, block, axis, bounds, window):
+    """class_means=True and statistics=[...] over shards give what they give on the whole file
+    (class means within float rounding: epoch shards' means are combined by their epochs)."""
+    probs, labels = block
+    paths = write_shards(tmp_path, probs, axis, bounds)
+    whole = dc.compute(probs, labels, epochs=window, class_means=True)
+    got = dc.compute(paths, labels, shards=axis, epochs=window, class_means=True)
+    assert_same(got, whole)
+    assert got.class_means.shape == (40, 3)
+    np.testing.assert_allclose(got.class_means, whole.class_means, rtol=1e-12, atol=1e-15)
+    names = ["variability", "margin"]
+    part = dc.compute(paths, labels, shards=axis, epochs=window, statistics=names)
+    assert part.computed == tuple(names) and part.confidence is None
+    for name in names:
+        np.testing.assert_allclose(getattr(part, name), getattr(whole, name), rtol=1e-12, atol=1e-15)
+
+
+def test_class_means_of_multilabel_and_binary_shards(tmp_path):
+    rng = np.random.default_rng(7)
+    probs = rng.random((5, 30, 3)).astype(np.float32)
+    targets = rng.integers(0, 2, (30, 3))
+    for axis, bounds in (("examples", [0, 11, 30]), ("epochs", [0, 2, 5])):
+        paths = write_shards(tmp_path, probs, axis, bounds, name=f"ml-{axis}")
+        got = dc.compute(paths, targets, shards=axis, class_means=True)
+        np.testing.assert_allclose(got.class_means, dc.compute(probs, targets, class_means=True).class_means, rtol=1e-12)
+        paths = write_shards(tmp_path, probs[:, :, :1], axis, bounds, name=f"bin-{axis}")
+        got = dc.compute(paths, targets[:, 0], shards=axis, class_means=True, epochs=(1, 4))
+        np.testing.assert_allclose(got.class_means, dc.compute(probs[:, :, :1], targets[:, 0], class_means=True, epochs=(1, 4)).class_means, rtol=1e-12)
+
+
 def test_a_glob_is_expanded_in_sorted_order(tmp_path, block):
     probs, labels = block
     write_shards(tmp_path, probs, "epochs", [0, 2, 5, 7])

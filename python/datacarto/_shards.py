@@ -99,8 +99,15 @@ def compute_shards(
     ddof: int,
     threads: Optional[int],
     progress: Union[bool, Callable[[int, int], Any]],
+    class_means: bool = False,
+    outputs: Optional[int] = None,
 ) -> Any:
-    """:func:`datacarto.compute` over shards (its arguments, already type-checked)."""
+    """:func:`datacarto.compute` over shards (its arguments, already type-checked; ``outputs``
+    the core's output mask of ``statistics=``).
+
+    Class means: example shards return theirs from the same pass, joined; epoch shards each
+    give the mean over their part of the window (one more pass of the core per shard, which
+    only keeps confidence besides), combined weighted by their epochs."""
     from datacarto._partial import State, partial
     from datacarto._stats import Statistics, _private_copy, _progress_callback, _statistics_from_raw
 
@@ -147,6 +154,8 @@ def compute_shards(
                     ddof=args.ddof,
                     threads=threads,
                     progress=report if callback else None,
+                    class_means=class_means,
+                    **({} if outputs is None else {"outputs": outputs}),
                 ))
                 done += b - a
             raw = {name: _core.concat([part[name] for part in raw_parts]) for name in raw_parts[0]}
@@ -164,7 +173,43 @@ def compute_shards(
                 merged = merged.merge(state)
             result = merged.finish(ddof)
             result = replace(result, threshold=args.threshold)
+            if outputs is not None:
+                from datacarto._stats import STATISTICS
+
+                result = replace(result, **{name: None for k, name in enumerate(STATISTICS) if not outputs >> k & 1})
+            if class_means:
+                result = replace(result, class_means=_epoch_shard_class_means(work, args, start, stop, threads))
     finally:
         close()
     assert isinstance(result, Statistics)
     return replace(result, source=None, extra={"shards": list(plan.paths), "shard_axis": plan.axis})
+
+
+def _epoch_shard_class_means(work: Sequence[Tuple[str, Tuple[int, int]]], args: Any, start: int, stop: int, threads: Optional[int]) -> Any:
+    """Every class's mean over the window ``[start, stop)`` from epoch shards: each shard's
+    mean over its part of the window (the core, with its clamping), weighted by that part's
+    epochs. ``[N, L]`` float64."""
+    total = None
+    for path, (a, b) in work:
+        lo, hi = max(start, a) - a, min(stop, b) - a
+        raw = _core.compute(
+            path,
+            class_labels=args.class_labels,
+            multilabel_labels=args.multilabel_labels,
+            labels_name=args.labels_name,
+            task=args.task,
+            argmax=args.correctness in ("argmax", "argmax_first_index"),
+            first_index=args.correctness == "argmax_first_index",
+            threshold=args.threshold,
+            epoch_start=lo,
+            epoch_stop=hi,
+            ddof=0,
+            threads=threads,
+            progress=None,
+            class_means=True,
+            outputs=1,  # confidence: the least the core can be asked for besides the means
+        )
+        part = raw["class_means"] * (hi - lo)
+        total = part if total is None else total + part
+    n_examples = len(args.labels)
+    return (total / (stop - start)).reshape(n_examples, -1)

@@ -266,8 +266,8 @@ def compute(
         statistics: write only these statistics (names from :data:`STATISTICS`); the others
             are ``None`` in the result. ``None`` (the default) writes all ten. For very large
             inputs with few labels the outputs (65 bytes per example) outweigh the input, and
-            writing only what you need saves that memory and time; a :class:`DataMap` needs
-            every statistic. Single files and arrays only (not ``shards``).
+            writing only what you need saves that memory; a :class:`DataMap` needs every
+            statistic. Example shards write only those; epoch shards compute all and keep those.
 
     Raises:
         FileNotFoundError: ``source`` or ``labels`` names a missing file.
@@ -291,13 +291,9 @@ def compute(
     if shards is not None or _is_path_list(source) or _is_pattern(source):
         from datacarto._shards import compute_shards
 
-        if statistics is not None:
-            raise DatacartoError("statistics: a subset is not available for sharded inputs; compute every statistic (statistics=None)")
-        if class_means:
-            raise DatacartoError("class_means: not available for sharded inputs yet; compute each shard's class means with compute(shard, ..., class_means=True)")
 
         correctness = _compat_correctness(compat, correctness, ddof)
-        return compute_shards(source, labels, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, progress=progress)  # type: ignore[arg-type]
+        return compute_shards(source, labels, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, progress=progress, class_means=bool(class_means), outputs=outputs)  # type: ignore[arg-type]
     correctness = _compat_correctness(compat, correctness, ddof)
     name, array, shape, args = _prepare_pass(source, labels, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof)
     if compat is not None and args.task == "multilabel":
