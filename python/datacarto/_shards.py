@@ -109,7 +109,7 @@ def compute_shards(
     give the mean over their part of the window (one more pass of the core per shard, which
     only keeps confidence besides), combined weighted by their epochs."""
     from datacarto._partial import State, partial
-    from datacarto._stats import Statistics, _private_copy, _progress_callback, _statistics_from_raw
+    from datacarto._stats import Statistics, _core_arguments, _private_copy, _progress_callback, _statistics_from_raw
 
     paths = expand(source)
     if shards is None:
@@ -140,20 +140,15 @@ def compute_shards(
             args = replace(args, class_labels=_private_copy(args.class_labels), multilabel_labels=_private_copy(args.multilabel_labels))
             raw_parts = []
             for path, (a, b) in work:
-                raw_parts.append(_core.compute(
-                    path,
+                piece = replace(
+                    args,
                     class_labels=None if args.class_labels is None else args.class_labels[a:b],
                     multilabel_labels=None if args.multilabel_labels is None else args.multilabel_labels[a:b],
-                    labels_name=args.labels_name,
-                    task=args.task,
-                    argmax=args.correctness in ("argmax", "argmax_first_index"),
-                    first_index=args.correctness == "argmax_first_index",
-                    threshold=args.threshold,
-                    epoch_start=start,
-                    epoch_stop=stop,
+                )
+                raw_parts.append(_core.compute(
+                    path,
+                    **_core_arguments(piece, threads, report if callback else None),
                     ddof=args.ddof,
-                    threads=threads,
-                    progress=report if callback else None,
                     class_means=class_means,
                     **({} if outputs is None else {"outputs": outputs}),
                 ))
@@ -189,26 +184,13 @@ def _epoch_shard_class_means(work: Sequence[Tuple[str, Tuple[int, int]]], args: 
     """Every class's mean over the window ``[start, stop)`` from epoch shards: each shard's
     mean over its part of the window (the core, with its clamping), weighted by that part's
     epochs. ``[N, L]`` float64."""
+    from datacarto._stats import _core_arguments
+
     total = None
     for path, (a, b) in work:
         lo, hi = max(start, a) - a, min(stop, b) - a
-        raw = _core.compute(
-            path,
-            class_labels=args.class_labels,
-            multilabel_labels=args.multilabel_labels,
-            labels_name=args.labels_name,
-            task=args.task,
-            argmax=args.correctness in ("argmax", "argmax_first_index"),
-            first_index=args.correctness == "argmax_first_index",
-            threshold=args.threshold,
-            epoch_start=lo,
-            epoch_stop=hi,
-            ddof=0,
-            threads=threads,
-            progress=None,
-            class_means=True,
-            outputs=1,  # confidence: the least the core can be asked for besides the means
-        )
+        # confidence (outputs=1): the least the core can be asked for besides the means
+        raw = _core.compute(path, **_core_arguments(replace(args, epoch_start=lo, epoch_stop=hi), threads, None), ddof=0, class_means=True, outputs=1)
         part = raw["class_means"] * (hi - lo)
         total = part if total is None else total + part
     n_examples = len(args.labels)
