@@ -73,7 +73,7 @@ impl DynamicsHeader {
 /// Parse the header at the start of `bytes` (the whole file or at least its header).
 ///
 /// The header dict is read as NumPy reads it: `ast.literal_eval` on the header text (see
-/// [`literal`]), with NumPy's repair of Python 2 `L` suffixes on integers in formats 1.0 and 2.0.
+/// `literal`), with NumPy's repair of Python 2 `L` suffixes on integers in formats 1.0 and 2.0.
 /// So every spelling NumPy accepts (comments, line breaks, key order, quote styles, escapes,
 /// `0x10`, `1_000`, `+3`, trailing commas, repeated keys where the last wins) reads the same here.
 pub fn parse_header(bytes: &[u8], origin: &str) -> Result<RawHeader> {

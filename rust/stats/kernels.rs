@@ -572,7 +572,7 @@ fn masked_summary<F: Float, const LANES: usize>(row: &[F], gold: usize) -> (F, f
 }
 
 /// The element types the kernels run on (float16 is widened to float32 first, and clamped
-/// within its own, wider, tolerance while it is widened: see [`F16_TOLERANCE`]).
+/// within its own, wider, tolerance while it is widened: see `F16_TOLERANCE`).
 pub trait Float: Copy + PartialOrd + Send + Sync + 'static {
     const ZERO: Self;
     /// How far outside [0, 1] a stored value may lie and still be taken (clamped into [0, 1])

@@ -15,14 +15,14 @@
 //! in the same order, so they agree bit for bit (a proptest checks it).
 //!
 //! The seams:
-//! - [`plan`]: validating a computation's inputs and driving the blocks over the rayon pool;
-//! - [`state`]: the per-unit running state (accumulators, a tile's registers) and the rule
+//! - `plan`: validating a computation's inputs and driving the blocks over the rayon pool;
+//! - `state`: the per-unit running state (accumulators, a tile's registers) and the rule
 //!   deciding an epoch's verdict;
-//! - [`kernels`]: the per-epoch loops over rows, compiled for several instruction sets;
-//! - [`avx512`]: the multiclass row summary in AVX-512 intrinsics (rows of 3 columns and more,
+//! - `kernels`: the per-epoch loops over rows, compiled for several instruction sets;
+//! - `avx512`: the multiclass row summary in AVX-512 intrinsics (rows of 3 columns and more,
 //!   float16 widened in registers), where the machine has it;
-//! - [`output`]: the result arrays and each block's slices of them;
-//! - [`partial`]: the mergeable per-unit state of a piece (some epochs, some examples).
+//! - `output`: the result arrays and each block's slices of them;
+//! - [`partial`](mod@partial): the mergeable per-unit state of a piece (some epochs, some examples).
 //!
 //! Values within a rounding tolerance outside [0, 1] (four units in the last place of 1.0 in
 //! the stored dtype, [`Float::TOLERANCE`]: float rounding in a softmax) are clamped into
