@@ -494,6 +494,17 @@ def _(env, spelling):
     stats, whole = dc.DataMap.read(out).statistics, dc.compute(probs, y)
     np.testing.assert_array_equal(stats.first_learned, whole.first_learned)
     np.testing.assert_allclose(stats.confidence, whole.confidence, rtol=1e-12, atol=1e-12)
+    if spelling == "--workers":
+        # with --compat: the original's np.argmax tie rule on the cluster too (tied rows differ)
+        tied = probs.copy()
+        tied[:, :40] = 1.0 / L
+        for k, (a, b) in enumerate(((0, 40), (40, 90), (90, N))):
+            np.save(folder / f"rank{k}.npy", tied[:, a:b])
+        env.ok("compute", folder / "rank*.npy", env.labels, "--shards", "examples", spelling, "2", "--compat", "cartography", "-o", out)
+        got, want = dc.DataMap.read(out).statistics, dc.compute(tied, y, compat="cartography")
+        assert got.correctness_rule == "argmax_first_index"
+        np.testing.assert_array_equal(got.correctness, want.correctness)
+        assert not np.array_equal(got.correctness, dc.compute(tied, y).correctness)
     value = "2" if spelling == "--workers" else "tcp://127.0.0.1:1"
     assert f"{spelling}: runs shard files on a Dask cluster" in env.error("compute", env.dynamics, env.labels, spelling, value, "-o", env.dir / "x.parquet")
 

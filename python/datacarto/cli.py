@@ -482,8 +482,11 @@ def _compute_on_dask(shards: List[str], args: argparse.Namespace, options: Dict[
     distributed = require("distributed", "dask", feature="--scheduler / --workers")
     import datacarto.dask as dcd
 
-    if options.pop("compat") is not None:
-        raise ValueError("--compat: not supported with --scheduler / --workers; compute the shards without a cluster")
+    compat = options.pop("compat")
+    if compat is not None:  # the original's tie rule, which the cluster's tasks take as a correctness rule
+        from datacarto._stats import _compat_correctness
+
+        options["correctness"] = _compat_correctness(compat, options["correctness"], options["ddof"])
     options.pop("progress")
     if args.scheduler:
         with distributed.Client(args.scheduler) as client:
