@@ -110,3 +110,67 @@ def assert_same_statistics(got: Any, want: Any, *, compare_threshold: bool = Tru
     np.testing.assert_array_equal(got.labels, want.labels)
     settings = ("task", "correctness_rule", "epochs", "ddof", "n_examples", "n_labels") + (("threshold",) if compare_threshold else ())
     assert [getattr(got, s) for s in settings] == [getattr(want, s) for s in settings]
+
+
+#: inputs for the signal tests: float16 rows of three columns, the most arithmetic per byte
+#: (~0.3 s on one thread at 40 epochs on the development host); more epochs when a run ended
+#: before the signal could have been seen
+SIGNAL_TEST_EXAMPLES = 1_000_000
+SIGNAL_TEST_EPOCHS = (40, 80, 160)
+
+
+def signal_mid_compute(expected: type) -> dict:
+    """Send SIGINT to this (main) thread while ``dc.compute`` runs, and report what happened.
+
+    Handshake, no clock: the progress callback runs about every 50 ms on this thread while the
+    core works; after its first call with work left, another thread sends SIGINT. A computation
+    that ends with ``expected`` raised was interrupted; one that ends normally ignored the
+    signal if progress was reported twice or more after it (the signal had time to be seen),
+    and was merely too quick otherwise: then the input grows (``SIGNAL_TEST_EPOCHS``) and the
+    trial is run again. Returns ``{"interrupted", "after", "last", "total", "epochs"}``.
+    """
+    import signal
+    import threading
+
+    import datacarto as dc
+
+    labels = np.zeros(SIGNAL_TEST_EXAMPLES, dtype=np.int64)
+    main = threading.main_thread().ident
+    assert main == threading.get_ident(), "signals are delivered to the main thread"
+    outcome: dict = {}
+    for epochs in SIGNAL_TEST_EPOCHS:
+        probs = np.full((epochs, SIGNAL_TEST_EXAMPLES, 3), 0.25, dtype=np.float16)
+        calls: List[int] = []
+        signalled: List[int] = []
+        ready, finished = threading.Event(), threading.Event()
+
+        def send() -> None:
+            ready.wait()
+            if not finished.is_set():
+                signalled.append(len(calls))
+                signal.pthread_kill(main, signal.SIGINT)  # type: ignore[arg-type]
+
+        def progress(done: int, total: int) -> None:
+            calls.append(done)
+            if done < total:
+                ready.set()
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        interrupted = False
+        try:
+            dc.compute(probs, labels, threads=1, progress=progress)
+        except expected:
+            interrupted = True
+        finally:
+            finished.set()
+            ready.set()
+            sender.join()
+        after = len(calls) - signalled[0] if signalled else 0
+        outcome = {"interrupted": interrupted, "after": after, "last": calls[-1] if calls else 0, "total": SIGNAL_TEST_EXAMPLES, "epochs": epochs}
+        if interrupted or (signalled and after >= 2):
+            return outcome
+        if not signalled:  # no progress report before the end: certainly too quick
+            continue
+        # ended right after the signal: too quick to tell, try a longer input
+    return outcome

@@ -17,6 +17,7 @@ import pytest
 
 import datacarto as dc
 from datacarto import reference
+from _helpers import SIGNAL_TEST_EPOCHS, SIGNAL_TEST_EXAMPLES, signal_mid_compute
 
 
 def random_probs(shape: Tuple[int, int, int], dtype: Any = np.float32, seed: int = 0) -> np.ndarray:
@@ -241,11 +242,10 @@ def test_gil_is_released_while_computing() -> None:
     # runs on the calling thread, so the count moves between them exactly when the core releases
     # the GIL. No clock is read; a core holding the GIL would leave every mark equal.
     # The calling thread reports progress about every 50 ms, so the core must work for several
-    # of those on one thread: 40 epochs of 300k wide rows (one random epoch, repeated: cheap).
-    rng = np.random.default_rng(13)
-    epoch = rng.random((1, 300_000, 28), dtype=np.float32).astype(np.float16)
-    probs = np.repeat(epoch, 40, axis=0)
-    targets = rng.integers(0, 28, 300_000)
+    # of those on one thread: the signal tests' input (float16 rows of three columns, the most
+    # arithmetic per byte: ~0.3 s on one thread on the development host).
+    probs = np.full((SIGNAL_TEST_EPOCHS[0], SIGNAL_TEST_EXAMPLES, 3), 0.25, dtype=np.float16)
+    targets = np.random.default_rng(13).integers(0, 3, SIGNAL_TEST_EXAMPLES)
     state = {"stop": False, "count": 0}
     running = threading.Event()
 
@@ -333,29 +333,21 @@ def test_progress_callback_exception_propagates() -> None:
 
 
 def test_a_signal_interrupts_a_long_computation() -> None:
-    # Ctrl-C reaches Python signal handlers while the core runs (it polls every 100 ms); a
-    # handler's exception stops the computation and propagates.
+    # A signal reaches Python's handlers while the core runs (it polls every 50 ms); a handler's
+    # exception stops the computation and propagates.
     class Interrupted(Exception):
         pass
 
     def handler(signum: int, frame: Any) -> None:
         raise Interrupted
 
-    probs = random_probs((10, 400_000, 4), np.float16, seed=17)  # ~0.4 s on one thread
-    targets = np.ones((400_000, 4), dtype=np.uint8)
-    state = {"returned": False}
     previous = signal.signal(signal.SIGINT, handler)
-    timer = threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT))
     try:
-        timer.start()
-        with pytest.raises(Interrupted):
-            dc.compute(probs, targets, threads=1)
-            state["returned"] = True
-            time.sleep(5)  # only reached if the call finished first: the handler fires here
+        outcome = signal_mid_compute(Interrupted)
     finally:
-        timer.cancel()
         signal.signal(signal.SIGINT, previous)
-    assert not state["returned"], "the computation ran to completion despite the signal"
+    assert outcome["interrupted"], f"the computation ran to completion despite the signal: {outcome}"
+    assert outcome["after"] <= 2
 
 
 # --- docs -----------------------------------------------------------------------------------------
