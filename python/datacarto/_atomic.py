@@ -93,8 +93,6 @@ def remove_abandoned(target: PathLike) -> List[str]:
 
 
 def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from datacarto import _core
 from datacarto._args import EpochWindow, LabelsLike, resolve
 from datacarto._core import DatacartoError
+from datacarto._stats import ALL_OUTPUTS, STATISTICS, output_names
 from datacarto._stats import _is_pattern as is_pattern
 
 SHARD_AXES = ("examples", "epochs")
@@ -100,7 +101,7 @@ def compute_shards(
     threads: Optional[int],
     progress: Union[bool, Callable[[int, int], Any]],
     class_means: bool = False,
-    outputs: Optional[int] = None,
+    outputs: int = ALL_OUTPUTS,
 ) -> Any:
     """:func:`datacarto.compute` over shards (its arguments, already type-checked; ``outputs``
     the core's output mask of ``statistics=``).
@@ -150,7 +151,7 @@ def compute_shards(
                     **_core_arguments(piece, threads, report if callback else None),
                     ddof=args.ddof,
                     class_means=class_means,
-                    **({} if outputs is None else {"outputs": outputs}),
+                    outputs=outputs,
                 ))
                 done += b - a
             raw = {name: _core.concat([part[name] for part in raw_parts]) for name in raw_parts[0]}
@@ -168,10 +169,9 @@ def compute_shards(
                 merged = merged.merge(state)
             result = merged.finish(ddof)
             result = replace(result, threshold=args.threshold)
-            if outputs is not None:
-                from datacarto._stats import STATISTICS
-
-                result = replace(result, **{name: None for k, name in enumerate(STATISTICS) if not outputs >> k & 1})
+            if outputs != ALL_OUTPUTS:  # states finish into every statistic: keep the named ones
+                kept = output_names(outputs)
+                result = replace(result, **{name: None for name in STATISTICS if name not in kept})
             if class_means:
                 result = replace(result, class_means=_epoch_shard_class_means(work, args, start, stop, threads))
     finally:

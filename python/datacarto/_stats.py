@@ -291,7 +291,6 @@ def compute(
     if shards is not None or _is_path_list(source) or _is_pattern(source):
         from datacarto._shards import compute_shards
 
-
         correctness = _compat_correctness(compat, correctness, ddof)
         return compute_shards(source, labels, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, progress=progress, class_means=bool(class_means), outputs=outputs)  # type: ignore[arg-type]
     correctness = _compat_correctness(compat, correctness, ddof)
@@ -422,6 +421,16 @@ def output_mask(statistics: Optional[Sequence[str]]) -> int:
     if mask == 0:
         raise DatacartoError("statistics: expected at least one statistic name, found an empty list")
     return mask
+
+
+def output_names(mask: int) -> Tuple[str, ...]:
+    """The statistics an output mask (:func:`output_mask`) names, in :data:`STATISTICS` order.
+
+    Example:
+        >>> output_names(5)
+        ('confidence', 'correctness')
+    """
+    return tuple(name for k, name in enumerate(STATISTICS) if mask >> k & 1)
 
 
 def _check_argument_types(*, task: object, correctness: object, ddof: object, threads: object, progress: object) -> None:
