@@ -21,6 +21,30 @@ const GROUP: usize = 8;
 /// How far ahead of the row being read the cache is asked to fetch.
 const AHEAD: usize = 2048;
 
+/// Eight vectors in, one out whose lane `r` is `$op` over the eight lanes of `$rows[r]`, in the
+/// fixed order ((0 1) (2 3)) ((4 5) (6 7)). A macro, not a function taking the operation: a
+/// closure would not take on the caller's instruction set.
+#[cfg(target_arch = "x86_64")]
+macro_rules! transpose_reduce {
+    ($rows:expr, $op:ident) => {{
+        let rows = $rows;
+        // block j of pair(x, y) = [x[2j] op x[2j+1], y[2j] op y[2j+1]] (blocks of 128 bits)
+        macro_rules! pair {
+            ($x:expr, $y:expr) => {
+                $op(_mm512_unpacklo_pd($x, $y), _mm512_unpackhi_pd($x, $y))
+            };
+        }
+        // blocks [x0 op x1, x2 op x3, y0 op y1, y2 op y3]
+        macro_rules! quad {
+            ($x:expr, $y:expr) => {
+                $op(_mm512_shuffle_f64x2::<0b10_00_10_00>($x, $y), _mm512_shuffle_f64x2::<0b11_01_11_01>($x, $y))
+            };
+        }
+        let (r01, r23, r45, r67) = (pair!(rows[0], rows[1]), pair!(rows[2], rows[3]), pair!(rows[4], rows[5]), pair!(rows[6], rows[7]));
+        quad!(quad!(r01, r23), quad!(r45, r67))
+    }};
+}
+
 /// Whether this machine runs the AVX-512 summary (checked once, then a cached load).
 #[inline]
 pub(super) fn available() -> bool {
@@ -98,6 +122,15 @@ trait Lanes: Copy {
     unsafe fn gold(at: *const Self) -> f64 {
         (*at).to_f64()
     }
+    /// The fast path of a full group of rows from row `i`: each row's others' max and sum of
+    /// squares reduced across the group as [`summarize_chunks`] reduces them, or None when a
+    /// value of the group is not in [+0, 1] (the exact check, clamp and refusal then run on
+    /// the group instead). Where it answers, it gives the same bits as the exact path.
+    #[inline(always)]
+    unsafe fn fast_group<const CHUNKS: usize>(values: &[Self], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16) -> Option<(__m512d, __m512d)> {
+        let _ = (values, row_len, i, classes, p_gold, last_load);
+        None
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -158,6 +191,42 @@ impl Lanes for half::f16 {
         let v = _mm_cvtph_ps(_mm_cvtsi32_si128((*at).to_bits() as i32));
         _mm_cvtss_f32(_mm_min_ss(_mm_set_ss(1.0), _mm_max_ss(_mm_setzero_ps(), v))) as f64
     }
+    #[inline(always)]
+    unsafe fn fast_group<const CHUNKS: usize>(values: &[half::f16], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16) -> Option<(__m512d, __m512d)> {
+        // A float16 is in [+0, 1] when its bits, read as an unsigned integer, are at most
+        // 1.0's, and such values are ordered as their bits: the check and the max run on the
+        // stored 16-bit lanes (no tolerance, no clamp: the exact path takes the rest), and
+        // only the squares are widened.
+        let one = _mm256_set1_epi16(0x3c00);
+        let mut outside: u16 = 0;
+        macro_rules! row {
+            ($r:expr) => {{
+                let (row, gold) = row_start::<half::f16, CHUNKS>(values, row_len, i + $r, classes, p_gold);
+                let mut max = _mm256_setzero_si256();
+                let (mut sq_lo, mut sq_hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+                for c in 0..chunk_count::<CHUNKS>(row_len) {
+                    let (load, gold_bit) = chunk_masks::<CHUNKS>(c, row_len, last_load, gold);
+                    let at = row.add(16 * c).cast::<i16>();
+                    let bits = _mm256_maskz_loadu_epi16(load, at);
+                    outside |= _mm256_mask_cmpgt_epu16_mask(load, bits, one);
+                    let keep = load & !gold_bit;
+                    max = _mm256_mask_max_epu16(max, keep, max, bits);
+                    // float16 -> float32 -> float64 is exact, as is the square in float64
+                    let lo = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm256_castsi256_si128(bits)));
+                    let hi = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_maskz_loadu_epi16((load >> 8) as u8, at.add(8))));
+                    sq_lo = _mm512_mask3_fmadd_pd(lo, lo, sq_lo, keep as u8);
+                    sq_hi = _mm512_mask3_fmadd_pd(hi, hi, sq_hi, (keep >> 8) as u8);
+                }
+                (max, _mm512_add_pd(sq_lo, sq_hi))
+            }};
+        }
+        let (r0, r1, r2, r3, r4, r5, r6, r7) = (row!(0), row!(1), row!(2), row!(3), row!(4), row!(5), row!(6), row!(7));
+        if outside != 0 {
+            return None;
+        }
+        let max = _mm512_cvtps_pd(_mm256_cvtph_ps(transpose_max_u16([r0.0, r1.0, r2.0, r3.0, r4.0, r5.0, r6.0, r7.0])));
+        Some((max, transpose_reduce!([r0.1, r1.1, r2.1, r3.1, r4.1, r5.1, r6.1, r7.1], _mm512_add_pd)))
+    }
 }
 
 /// Fold 16 float32 lanes (`v`, zero where `load` has no lane; `ok`: the lanes that are
@@ -210,28 +279,26 @@ impl Lanes for f64 {
     }
 }
 
-/// Eight vectors in, one out whose lane `r` is `$op` over the eight lanes of `$rows[r]`, in the
-/// fixed order ((0 1) (2 3)) ((4 5) (6 7)). A macro, not a function taking the operation: a
-/// closure would not take on the caller's instruction set.
+/// Eight rows of 16 unsigned 16-bit lanes in, their maxima out: lane `r` is the max of
+/// `rows[r]` (an interleaving transpose, 23 operations on 256-bit vectors for eight rows).
 #[cfg(target_arch = "x86_64")]
-macro_rules! transpose_reduce {
-    ($rows:expr, $op:ident) => {{
-        let rows = $rows;
-        // block j of pair(x, y) = [x[2j] op x[2j+1], y[2j] op y[2j+1]] (blocks of 128 bits)
-        macro_rules! pair {
-            ($x:expr, $y:expr) => {
-                $op(_mm512_unpacklo_pd($x, $y), _mm512_unpackhi_pd($x, $y))
-            };
-        }
-        // blocks [x0 op x1, x2 op x3, y0 op y1, y2 op y3]
-        macro_rules! quad {
-            ($x:expr, $y:expr) => {
-                $op(_mm512_shuffle_f64x2::<0b10_00_10_00>($x, $y), _mm512_shuffle_f64x2::<0b11_01_11_01>($x, $y))
-            };
-        }
-        let (r01, r23, r45, r67) = (pair!(rows[0], rows[1]), pair!(rows[2], rows[3]), pair!(rows[4], rows[5]), pair!(rows[6], rows[7]));
-        quad!(quad!(r01, r23), quad!(r45, r67))
-    }};
+#[inline(always)]
+unsafe fn transpose_max_u16(rows: [__m256i; 8]) -> __m128i {
+    // within each 128-bit half, pairs of rows interleave 16-bit lanes, then 32-bit ones, then
+    // 64-bit ones: [r0 r1 r0 r1 ..], [r0 r1 r2 r3 r0 ..], [r0 r1 .. r7]; the halves last
+    macro_rules! level {
+        ($lo:ident, $hi:ident, $x:expr, $y:expr) => {
+            _mm256_max_epu16($lo($x, $y), $hi($x, $y))
+        };
+    }
+    let r01 = level!(_mm256_unpacklo_epi16, _mm256_unpackhi_epi16, rows[0], rows[1]);
+    let r23 = level!(_mm256_unpacklo_epi16, _mm256_unpackhi_epi16, rows[2], rows[3]);
+    let r45 = level!(_mm256_unpacklo_epi16, _mm256_unpackhi_epi16, rows[4], rows[5]);
+    let r67 = level!(_mm256_unpacklo_epi16, _mm256_unpackhi_epi16, rows[6], rows[7]);
+    let r0123 = level!(_mm256_unpacklo_epi32, _mm256_unpackhi_epi32, r01, r23);
+    let r4567 = level!(_mm256_unpacklo_epi32, _mm256_unpackhi_epi32, r45, r67);
+    let all = level!(_mm256_unpacklo_epi64, _mm256_unpackhi_epi64, r0123, r4567);
+    _mm_max_epu16(_mm256_castsi256_si128(all), _mm256_extracti128_si256::<1>(all))
 }
 
 /// [`summarize_f32`] for either element type: rows of `CHUNKS` 16-column chunks (a constant,
@@ -259,6 +326,12 @@ unsafe fn summarize_chunks<T: Lanes, const CHUNKS: usize>(values: &[T], row_len:
     // full groups, each row's vectors in named locals (an array indexed in a loop went through
     // the stack), then the rest of the rows
     while i + GROUP <= n {
+        if let Some((max, sum)) = T::fast_group::<CHUNKS>(values, row_len, i, classes, p_gold, last_load) {
+            _mm512_storeu_pd(other.as_mut_ptr().add(i), max);
+            _mm512_storeu_pd(others_sq.as_mut_ptr().add(i), sum);
+            i += GROUP;
+            continue;
+        }
         macro_rules! row {
             ($r:expr) => {
                 row_vectors::<T, CHUNKS>(values, row_len, i + $r, classes, p_gold, last_load, &mut bad)
@@ -290,11 +363,34 @@ unsafe fn summarize_chunks<T: Lanes, const CHUNKS: usize>(values: &[T], row_len:
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn row_vectors<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16, bad: &mut u16) -> (__m512d, __m512d) {
-    let chunks = if CHUNKS > 0 { CHUNKS } else { row_len.div_ceil(16) };
+    let (row, gold) = row_start::<T, CHUNKS>(values, row_len, i, classes, p_gold);
+    let mut acc = T::start();
+    for c in 0..chunk_count::<CHUNKS>(row_len) {
+        let (load, gold_bit) = chunk_masks::<CHUNKS>(c, row_len, last_load, gold);
+        // the gold column and any value outside [0, 1] take no part (all others are >= 0)
+        *bad |= T::fold16(&mut acc, row.add(16 * c), load, gold_bit);
+    }
+    (T::max8(acc.max), _mm512_add_pd(acc.sq_lo, acc.sq_hi))
+}
+
+/// The 16-column chunks of a row: `CHUNKS`, or any number when it is 0.
+#[inline(always)]
+fn chunk_count<const CHUNKS: usize>(row_len: usize) -> usize {
+    if CHUNKS > 0 {
+        CHUNKS
+    } else {
+        row_len.div_ceil(16)
+    }
+}
+
+/// Row `i`'s first value and gold column; its gold probability goes to `p_gold[i]`, and the
+/// row `AHEAD` bytes on is asked for: a block's chunk is a few pages of one epoch, and the
+/// hardware prefetcher stops at every page boundary. Rows of up to 128 bytes: their first and
+/// last lines; wider rows: line by line.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn row_start<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64]) -> (*const T, usize) {
     let row = values.as_ptr().add(i * row_len);
-    // the row `AHEAD` bytes on: a block's chunk is a few pages of one epoch, and the hardware
-    // prefetcher stops at every page boundary. Rows of up to 128 bytes: their first and last
-    // lines; wider rows: line by line.
     let row_bytes = row_len * std::mem::size_of::<T>();
     let ahead = row.cast::<i8>().wrapping_add(AHEAD);
     if CHUNKS > 0 && CHUNKS * 16 * std::mem::size_of::<T>() <= 128 {
@@ -311,23 +407,23 @@ unsafe fn row_vectors<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usiz
     // instruction), so that no index can read outside the row
     let gold = (classes[i] as u64).min(row_len as u64 - 1) as usize;
     p_gold[i] = T::gold(row.add(gold));
-    // up to 4 chunks, the gold column's bit in a 64-bit mask, shifted per chunk
-    let gold_bits: u64 = if CHUNKS > 0 { 1u64 << gold } else { 0 };
-    let mut acc = T::start();
-    for c in 0..chunks {
-        let load = if c + 1 == chunks { last_load } else { u16::MAX };
-        let gold_bit = if CHUNKS > 0 {
-            (gold_bits >> (16 * c)) as u16
+    (row, gold)
+}
+
+/// Chunk `c` of a row: the lanes the row has, and the gold column's bit among them.
+#[inline(always)]
+fn chunk_masks<const CHUNKS: usize>(c: usize, row_len: usize, last_load: u16, gold: usize) -> (u16, u16) {
+    let load = if c + 1 == chunk_count::<CHUNKS>(row_len) { last_load } else { u16::MAX };
+    // up to 4 unrolled chunks: the gold column's bit in a 64-bit mask, shifted per chunk
+    let gold_bit = if CHUNKS > 0 {
+        ((1u64 << gold) >> (16 * c)) as u16
+    } else {
+        let offset = gold.wrapping_sub(16 * c);
+        if offset < 16 {
+            1 << offset
         } else {
-            let offset = gold.wrapping_sub(16 * c);
-            if offset < 16 {
-                1 << offset
-            } else {
-                0
-            }
-        };
-        // the gold column and any value outside [0, 1] take no part (all others are >= 0)
-        *bad |= T::fold16(&mut acc, row.add(16 * c), load, gold_bit);
-    }
-    (T::max8(acc.max), _mm512_add_pd(acc.sq_lo, acc.sq_hi))
+            0
+        }
+    };
+    (load, gold_bit)
 }

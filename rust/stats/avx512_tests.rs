@@ -8,7 +8,7 @@
 //! non-negative terms (below). Float32 and float64 rows of the same values must give the same
 //! bits. On a machine without AVX-512 the comparisons are skipped with a note.
 
-use super::{avx512, summarize_rows, summarize_wide_rows, Float, Summaries};
+use super::{avx512, summarize_rows, summarize_wide_rows, Float, Stored, Summaries};
 use crate::dynamics::{Dims, DynamicsView, Probs};
 use crate::stats::{compute, Correctness, Labels, Options, Task};
 use half::f16;
@@ -37,6 +37,31 @@ fn with_avx512<F: Float>(values: &[F], row_len: usize, classes: &[i64]) -> Summa
     let mut out = Summary::new(classes.len());
     out.valid = F::summarize_avx512(values, row_len, classes, &mut out.p_gold, &mut out.other, &mut out.others_sq);
     out
+}
+
+fn with_avx512_f16(values: &[f16], row_len: usize, classes: &[i64]) -> Summary {
+    let mut out = Summary::new(classes.len());
+    out.valid = avx512::summarize_f16(values, row_len, classes, &mut out.p_gold, &mut out.other, &mut out.others_sq);
+    out
+}
+
+/// The float16 summary of `half` gives the float32 summary of the same values widened and
+/// clamped within float16's tolerance, bit for bit, and the same validity: its fast path
+/// (values in [+0, 1], checked and maxed as 16-bit integers) and its exact path alike.
+fn check_f16(half: &[f16], row_len: usize, classes: &[i64], context: &str) -> Result<(), TestCaseError> {
+    let widened: Vec<f32> = half.iter().map(|&x| x.value()).collect();
+    let (fast16, fast32) = (with_avx512_f16(half, row_len, classes), with_avx512(&widened, row_len, classes));
+    let within = half.iter().all(|&x| (-super::F16_TOLERANCE..=1.0 + super::F16_TOLERANCE).contains(&x.to_f32()));
+    prop_assert_eq!(fast16.valid, within, "float16 validity, {}", context);
+    prop_assert_eq!(fast32.valid, within, "widened float32 validity, {}", context);
+    if within {
+        for row in 0..classes.len() {
+            prop_assert_eq!(fast16.p_gold[row].to_bits(), fast32.p_gold[row].to_bits(), "float16 p_gold of row {}, {}", row, context);
+            prop_assert!(fast16.other[row] == fast32.other[row], "float16 max of row {}: {} vs {}, {}", row, fast16.other[row], fast32.other[row], context);
+            prop_assert_eq!(fast16.others_sq[row].to_bits(), fast32.others_sq[row].to_bits(), "float16 sum of squares of row {}, {}", row, context);
+        }
+    }
+    Ok(())
 }
 
 /// A portable pass 1: `wide` picks the one-row-at-a-time path, else row groups.
@@ -151,6 +176,12 @@ fn check(rows: &Rows) -> Result<(), TestCaseError> {
         assert_agree(&fast32, &portable(values, row_len, classes, true), row_len, &format!("float32 wide rows, {context}"))?;
         assert_agree(&fast64, &portable(&wide, row_len, classes, true), row_len, &format!("float64 wide rows, {context}"))?;
     }
+    // float16: the rows rounded to it, and again with 1.0 a unit in the last place above 1
+    // and zeros a hair below 0 (within its tolerance: clamped)
+    let half: Vec<f16> = values.iter().map(|&x| f16::from_f32(x)).collect();
+    check_f16(&half, row_len, classes, &format!("float16, {context}"))?;
+    let nudged: Vec<f16> = half.iter().map(|&x| if x == f16::ONE { f16::from_bits(0x3c01) } else if x == f16::ZERO { f16::from_bits(0x8001) } else { x }).collect();
+    check_f16(&nudged, row_len, classes, &format!("float16 nudged outside [0, 1], {context}"))?;
     if expect_valid {
         // the same lanes in the same order: float32 and float64 rows give the same bits
         for row in 0..classes.len() {
@@ -205,7 +236,7 @@ fn avx512_summary_matches_the_portable_one_at_the_edges() {
 }
 
 /// The masked loads read nothing past the last row: rows that end exactly where an
-/// inaccessible page begins are summarized without a fault (float32 and float64).
+/// inaccessible page begins are summarized without a fault (float32, float64 and float16).
 #[cfg(target_os = "linux")]
 #[test]
 fn avx512_summary_reads_nothing_past_the_last_row() {
@@ -244,6 +275,15 @@ fn avx512_summary_reads_nothing_past_the_last_row() {
                 with_avx512(f32_values, row_len, &classes)
             };
             assert_agree(&fast32, &portable_sum, row_len, "float32 at a page end").unwrap();
+            // SAFETY: as above
+            let fast16 = unsafe {
+                let f16_values = std::slice::from_raw_parts_mut(base.add(page - 2 * n * row_len).cast::<f16>(), n * row_len);
+                for (x, &e) in f16_values.iter_mut().zip(&expected) {
+                    *x = f16::from_f64(e);
+                }
+                with_avx512_f16(f16_values, row_len, &classes)
+            };
+            assert_agree(&fast16, &portable_sum, row_len, "float16 at a page end").unwrap();
         }
     }
     // SAFETY: the mapping made above, no longer referenced
@@ -287,5 +327,41 @@ fn wide_rows_with_a_value_outside_the_unit_interval() {
             assert_eq!(run(Probs::F32(&rounded)).unwrap(), run(Probs::F32(&clamped)).unwrap(), "{l} columns, rounding at {at}");
         }
         assert_eq!(run(Probs::F32(&clean)).unwrap(), expected);
+    }
+}
+
+/// The fast path's integer range checks at their edges: in every row of a full group of eight
+/// (and of a partial one) and every column, a value one unit in the last place outside [0, 1]
+/// (or -0.0, which is a probability) takes the exact path and gets its verdict; float16 values
+/// just inside and just outside its tolerance likewise.
+#[test]
+fn fast_path_range_checks_at_their_edges() {
+    if !avx512::available() {
+        println!("no AVX-512 on this machine: the AVX-512 summary is not compared");
+        return;
+    }
+    let row_len = 10;
+    for n in [8usize, 13] {
+        let values: Vec<f32> = (0..n * row_len).map(|i| ((i * 7919) % 10007) as f32 / 10007.0).collect();
+        let classes: Vec<i64> = (0..n).map(|i| (i * 3 % row_len) as i64).collect();
+        for at in (0..n * row_len).step_by(7) {
+            for (bad, valid) in [(1.0 + f32::EPSILON, false), (-f32::MIN_POSITIVE, false), (f32::NAN, false), (-0.0, true), (1.0, true)] {
+                let mut data = values.clone();
+                data[at] = bad;
+                let rows = Rows { row_len, classes: classes.clone(), values: data.clone() };
+                check(&rows).unwrap_or_else(|e| panic!("{bad} at {at}: {e}"));
+                assert_eq!(with_avx512(&data, row_len, &classes).valid, valid, "float32 {bad} at {at}");
+            }
+            let half: Vec<f16> = values.iter().map(|&x| f16::from_f32(x)).collect();
+            let tolerance = f16::from_f32(super::F16_TOLERANCE);
+            let beyond_high = f16::from_bits(f16::from_f32(1.0 + super::F16_TOLERANCE).to_bits() + 1);
+            let beyond_low = f16::from_bits(tolerance.to_bits() + 1 + 0x8000);
+            for (bad, valid) in [(f16::from_bits(0x3c01), true), (-tolerance, true), (f16::NEG_ZERO, true), (beyond_high, false), (beyond_low, false), (f16::NAN, false)] {
+                let mut data = half.clone();
+                data[at] = bad;
+                check_f16(&data, row_len, &classes, "edges").unwrap_or_else(|e| panic!("float16 {bad} at {at}: {e}"));
+                assert_eq!(with_avx512_f16(&data, row_len, &classes).valid, valid, "float16 {bad} at {at}");
+            }
+        }
     }
 }
