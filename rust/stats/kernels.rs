@@ -122,13 +122,23 @@ impl Stored for half::f16 {
         assert_eq!(stored.len(), values.len());
         #[cfg(target_arch = "x86_64")]
         if f16c && stored.len().is_multiple_of(8) {
-            use std::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_loadu_si128};
+            use std::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_cmpeq_epi16, _mm_loadu_si128, _mm_max_epu16, _mm_movemask_epi8, _mm_set1_epi16};
+            // a float16 is in [+0, 1] when its bits are at most 1.0's as an unsigned integer:
+            // then there is nothing to clamp, the common case
+            let one = 0x3c00u16 as i16;
+            let mut inside = true;
             for (from, into) in stored.chunks_exact(8).zip(values.chunks_exact_mut(8)) {
-                // SAFETY: F16C is present (`f16c`); 8 values each side (whole chunks)
-                unsafe { _mm256_storeu_ps(into.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(from.as_ptr().cast::<__m128i>()))) };
+                // SAFETY: F16C (and so SSE4.1) is present (`f16c`); 8 values each side (whole chunks)
+                unsafe {
+                    let bits = _mm_loadu_si128(from.as_ptr().cast::<__m128i>());
+                    inside &= _mm_movemask_epi8(_mm_cmpeq_epi16(_mm_max_epu16(bits, _mm_set1_epi16(one)), _mm_set1_epi16(one))) == 0xffff;
+                    _mm256_storeu_ps(into.as_mut_ptr(), _mm256_cvtph_ps(bits));
+                }
             }
-            for value in values.iter_mut() {
-                *value = clamp_f16_tile(*value);
+            if !inside {
+                for value in values.iter_mut() {
+                    *value = clamp_f16_tile(*value);
+                }
             }
             return;
         }
@@ -725,7 +735,15 @@ mod tests {
         let all: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
         let f16c = std::arch::is_x86_feature_detected!("f16c");
         let probability = |x: f32| (0.0..=1.0).contains(&x);
-        for stored in all.chunks(16) {
+        // every pattern among its neighbours, and alone among probabilities (so that a chunk's
+        // fast path, taken when all of it lies in [+0, 1], meets every pattern at its edge)
+        let alone = all.iter().map(|&x| {
+            let mut chunk = [f16::from_f32(0.5); 16];
+            chunk[x.to_bits() as usize % 16] = x;
+            chunk
+        });
+        for stored in all.chunks(16).map(|c| <[f16; 16]>::try_from(c).expect("whole chunks")).chain(alone) {
+            let stored = &stored[..];
             let mut values = [0.0f32; 16];
             f16::widen(stored, &mut values, f16c);
             for (&x, &wide) in stored.iter().zip(&values) {
