@@ -196,19 +196,32 @@ impl Lanes for half::f16 {
         // A float16 is in [+0, 1] when its bits, read as an unsigned integer, are at most
         // 1.0's, and such values are ordered as their bits: the check and the max run on the
         // stored 16-bit lanes (no tolerance, no clamp: the exact path takes the rest), and
-        // only the squares are widened.
-        let one = _mm256_set1_epi16(0x3c00);
-        let mut outside: u16 = 0;
+        // only the squares are widened. The check is one max over the group's lanes (the
+        // lanes past a row are loaded as zeros), compared once at the end.
+        let golds: &[i64; GROUP] = classes[i..i + GROUP].try_into().expect("a full group");
+        let first = values[i * row_len..(i + GROUP) * row_len].as_ptr();
+        let row_bytes = row_len * 2;
+        let mut highest = _mm256_setzero_si256();
+        // the eight gold values' bits, four to a word, widened together at the end
+        let (mut gold_lo, mut gold_hi) = (0u64, 0u64);
         macro_rules! row {
             ($r:expr) => {{
-                let (row, gold) = row_start::<half::f16, CHUNKS>(values, row_len, i + $r, classes, p_gold);
+                let row = first.add($r * row_len);
+                prefetch_row::<half::f16, CHUNKS>(row, row_bytes);
+                let gold = (golds[$r] as u64).min(row_len as u64 - 1) as usize;
+                let gold_bits = (*row.add(gold)).to_bits() as u64;
+                if $r < 4 {
+                    gold_lo |= gold_bits << (16 * $r);
+                } else {
+                    gold_hi |= gold_bits << (16 * ($r - 4));
+                }
                 let mut max = _mm256_setzero_si256();
                 let (mut sq_lo, mut sq_hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
                 for c in 0..chunk_count::<CHUNKS>(row_len) {
                     let (load, gold_bit) = chunk_masks::<CHUNKS>(c, row_len, last_load, gold);
                     let at = row.add(16 * c).cast::<i16>();
                     let bits = _mm256_maskz_loadu_epi16(load, at);
-                    outside |= _mm256_mask_cmpgt_epu16_mask(load, bits, one);
+                    highest = _mm256_max_epu16(highest, bits);
                     let keep = load & !gold_bit;
                     max = _mm256_mask_max_epu16(max, keep, max, bits);
                     // float16 -> float32 -> float64 is exact, as is the square in float64
@@ -221,9 +234,12 @@ impl Lanes for half::f16 {
             }};
         }
         let (r0, r1, r2, r3, r4, r5, r6, r7) = (row!(0), row!(1), row!(2), row!(3), row!(4), row!(5), row!(6), row!(7));
-        if outside != 0 {
+        if _mm256_cmpgt_epu16_mask(highest, _mm256_set1_epi16(0x3c00)) != 0 {
             return None;
         }
+        // in [+0, 1], so the clamp of the exact path (`Lanes::gold`) would change nothing
+        let gold = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_set_epi64x(gold_hi as i64, gold_lo as i64)));
+        _mm512_storeu_pd(p_gold[i..i + GROUP].as_mut_ptr(), gold);
         let max = _mm512_cvtps_pd(_mm256_cvtph_ps(transpose_max_u16([r0.0, r1.0, r2.0, r3.0, r4.0, r5.0, r6.0, r7.0])));
         Some((max, transpose_reduce!([r0.1, r1.1, r2.1, r3.1, r4.1, r5.1, r6.1, r7.1], _mm512_add_pd)))
     }
@@ -383,15 +399,26 @@ fn chunk_count<const CHUNKS: usize>(row_len: usize) -> usize {
     }
 }
 
-/// Row `i`'s first value and gold column; its gold probability goes to `p_gold[i]`, and the
-/// row `AHEAD` bytes on is asked for: a block's chunk is a few pages of one epoch, and the
-/// hardware prefetcher stops at every page boundary. Rows of up to 128 bytes: their first and
-/// last lines; wider rows: line by line.
+/// Row `i`'s first value and gold column, the row prefetched ([`prefetch_row`]); its gold
+/// probability goes to `p_gold[i]`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn row_start<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64]) -> (*const T, usize) {
     let row = values.as_ptr().add(i * row_len);
-    let row_bytes = row_len * std::mem::size_of::<T>();
+    prefetch_row::<T, CHUNKS>(row, row_len * std::mem::size_of::<T>());
+    // the plan checked every class index against the row length; clamped all the same (one
+    // instruction), so that no index can read outside the row
+    let gold = (classes[i] as u64).min(row_len as u64 - 1) as usize;
+    p_gold[i] = T::gold(row.add(gold));
+    (row, gold)
+}
+
+/// Ask for the row `AHEAD` bytes on from `row` (`row_bytes` long): a block's chunk is a few
+/// pages of one epoch, and the hardware prefetcher stops at every page boundary. Rows of up to
+/// 128 bytes: their first and last lines; wider rows: line by line.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn prefetch_row<T, const CHUNKS: usize>(row: *const T, row_bytes: usize) {
     let ahead = row.cast::<i8>().wrapping_add(AHEAD);
     if CHUNKS > 0 && CHUNKS * 16 * std::mem::size_of::<T>() <= 128 {
         _mm_prefetch::<_MM_HINT_T0>(ahead);
@@ -403,11 +430,6 @@ unsafe fn row_start<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize,
             line += 64;
         }
     }
-    // the plan checked every class index against the row length; clamped all the same (one
-    // instruction), so that no index can read outside the row
-    let gold = (classes[i] as u64).min(row_len as u64 - 1) as usize;
-    p_gold[i] = T::gold(row.add(gold));
-    (row, gold)
 }
 
 /// Chunk `c` of a row: the lanes the row has, and the gold column's bit among them.
