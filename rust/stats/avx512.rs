@@ -9,6 +9,12 @@
 //!
 //! Float32 and float64 rows put the same column in the same lane and sum in the same order, so
 //! both give the same bits for the same values (float16 is widened to float32 first).
+//!
+//! Float16 groups of eight rows take a fast path first: a float16 in [+0, 1] is one whose bits
+//! are at most 1.0's, and such values are ordered as their bits, so the range check and the max
+//! run on the stored 16-bit lanes and only the squares are widened. A group with any value
+//! outside [+0, 1] is summarized again by the exact path (tolerance, clamp, refusal); where the
+//! fast path answers, it gives the exact path's bits.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -390,6 +396,7 @@ unsafe fn row_vectors<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usiz
 }
 
 /// The 16-column chunks of a row: `CHUNKS`, or any number when it is 0.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn chunk_count<const CHUNKS: usize>(row_len: usize) -> usize {
     if CHUNKS > 0 {
@@ -433,6 +440,7 @@ unsafe fn prefetch_row<T, const CHUNKS: usize>(row: *const T, row_bytes: usize) 
 }
 
 /// Chunk `c` of a row: the lanes the row has, and the gold column's bit among them.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn chunk_masks<const CHUNKS: usize>(c: usize, row_len: usize, last_load: u16, gold: usize) -> (u16, u16) {
     let load = if c + 1 == chunk_count::<CHUNKS>(row_len) { last_load } else { u16::MAX };
