@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from datacarto import _core
 from datacarto._args import EpochWindow, LabelsLike, resolve
 from datacarto._core import DatacartoError
-from datacarto._stats import ALL_OUTPUTS, STATISTICS, output_names
+from datacarto._stats import ALL_OUTPUTS, STATISTICS, output_mask, output_names
 from datacarto._stats import _is_pattern as is_pattern
 
 SHARD_AXES = ("examples", "epochs")
@@ -189,8 +189,8 @@ def _epoch_shard_class_means(work: Sequence[Tuple[str, Tuple[int, int]]], args: 
     total = None
     for path, (a, b) in work:
         lo, hi = max(start, a) - a, min(stop, b) - a
-        # confidence (outputs=1): the least the core can be asked for besides the means
-        raw = _core.compute(path, **_core_arguments(replace(args, epoch_start=lo, epoch_stop=hi), threads, None), ddof=0, class_means=True, outputs=1)
+        # confidence alone: the least the core can be asked for besides the means
+        raw = _core.compute(path, **_core_arguments(replace(args, epoch_start=lo, epoch_stop=hi), threads, None), ddof=0, class_means=True, outputs=output_mask(["confidence"]))
         part = raw["class_means"] * (hi - lo)
         total = part if total is None else total + part
     n_examples = len(args.labels)

@@ -20,7 +20,7 @@
 use std::arch::x86_64::*;
 
 #[cfg(target_arch = "x86_64")]
-use super::kernels::{clamp_f16, f16_to_f32, F16_TOLERANCE};
+use super::kernels::{clamp_f16, f16_to_f32, F16_ONE_BITS, F16_TOLERANCE};
 
 /// Rows reduced together: one float64 lane each.
 const GROUP: usize = 8;
@@ -199,9 +199,9 @@ impl Lanes for half::f16 {
     }
     #[inline(always)]
     unsafe fn fast_group<const CHUNKS: usize>(values: &[half::f16], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16) -> Option<(__m512d, __m512d)> {
-        // A float16 is in [+0, 1] when its bits, read as an unsigned integer, are at most
-        // 1.0's, and such values are ordered as their bits: the check and the max run on the
-        // stored 16-bit lanes (no tolerance, no clamp: the exact path takes the rest), and
+        // Values in [+0, 1] are the ones whose bits are at most 1.0's, ordered as their bits
+        // (`F16_ONE_BITS`): the check and the max run on the stored 16-bit lanes (no
+        // tolerance, no clamp: the exact path takes the rest), and
         // only the squares are widened. The check is one max over the group's lanes (the
         // lanes past a row are loaded as zeros), compared once at the end.
         let golds: &[i64; GROUP] = classes[i..i + GROUP].try_into().expect("a full group");
@@ -240,7 +240,7 @@ impl Lanes for half::f16 {
             }};
         }
         let (r0, r1, r2, r3, r4, r5, r6, r7) = (row!(0), row!(1), row!(2), row!(3), row!(4), row!(5), row!(6), row!(7));
-        if _mm256_cmpgt_epu16_mask(highest, _mm256_set1_epi16(0x3c00)) != 0 {
+        if _mm256_cmpgt_epu16_mask(highest, _mm256_set1_epi16(F16_ONE_BITS as i16)) != 0 {
             return None;
         }
         // in [+0, 1], so the clamp of the exact path (`Lanes::gold`) would change nothing

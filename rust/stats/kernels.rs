@@ -123,9 +123,8 @@ impl Stored for half::f16 {
         #[cfg(target_arch = "x86_64")]
         if f16c && stored.len().is_multiple_of(8) {
             use std::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_cmpeq_epi16, _mm_loadu_si128, _mm_max_epu16, _mm_movemask_epi8, _mm_set1_epi16};
-            // a float16 is in [+0, 1] when its bits are at most 1.0's as an unsigned integer:
-            // then there is nothing to clamp, the common case
-            let one = 0x3c00u16 as i16;
+            // every value in [+0, 1] (see `F16_ONE_BITS`): nothing to clamp, the common case
+            let one = F16_ONE_BITS as i16;
             let mut inside = true;
             for (from, into) in stored.chunks_exact(8).zip(values.chunks_exact_mut(8)) {
                 // SAFETY: F16C (and so SSE4.1) is present (`f16c`); 8 values each side (whole chunks)
@@ -604,6 +603,11 @@ pub trait Float: Copy + PartialOrd + Send + Sync + 'static {
 
 /// float16's tolerance, 4 epsilon = 4 * 2^-10: applied while float16 data is widened.
 pub const F16_TOLERANCE: f32 = 4.0 * 0.000_976_562_5;
+/// The bits of float16's 1.0. A float16 lies in [+0, 1] exactly when its bits, read as an
+/// unsigned integer, are at most these (-0.0, NaN and everything negative or above 1 are
+/// larger), and such values are ordered as their bits: the fast paths check and compare
+/// stored float16 values as integers, and leave the rest to the exact, clamping path.
+pub(super) const F16_ONE_BITS: u16 = 0x3c00;
 
 macro_rules! float_impl {
     ($t:ty, $summarize:path) => {
