@@ -118,6 +118,13 @@ def assert_same_statistics(got: Any, want: Any, *, compare_threshold: bool = Tru
 SIGNAL_TEST_EXAMPLES = 1_000_000
 SIGNAL_TEST_EPOCHS = (40, 80, 160)
 
+#: the fault tests' input (float16, as above): a pass of several progress polls (~0.4 s on one
+#: thread on the development host). Their changes to the file are made from a progress call in
+#: the first half of the pass: the worker checks the file as soon as its pass ends, possibly
+#: while the callback is still changing it, and a change that lands after that check rightly
+#: goes unreported (the values read were all the old file's).
+MID_PASS_SHAPE = (SIGNAL_TEST_EPOCHS[1], SIGNAL_TEST_EXAMPLES, 3)
+
 
 def signal_mid_compute(expected: type) -> dict:
     """Send SIGINT to this (main) thread while ``dc.compute`` runs, and report what happened.

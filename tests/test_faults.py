@@ -24,7 +24,7 @@ import polars as pl
 import pytest
 
 import datacarto as dc
-from _helpers import SIGNAL_TEST_EPOCHS, SIGNAL_TEST_EXAMPLES, signal_mid_compute
+from _helpers import MID_PASS_SHAPE, SIGNAL_TEST_EPOCHS, SIGNAL_TEST_EXAMPLES, signal_mid_compute
 
 PACKAGE_ROOT = str(Path(dc.__file__).resolve().parent.parent)
 #: generous: only a hang (the fault this file guards against) comes anywhere near it
@@ -58,21 +58,20 @@ import json, os, sys, threading
 import numpy as np, datacarto as dc
 
 mode, path, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
+n_epochs, n, n_labels = map(int, sys.argv[4:7])  # MID_PASS_SHAPE
 rng = np.random.default_rng(0)
-n, n_labels = 1_000_000, 8
-# float16 with 8 columns: the slower path (~0.2 s on one thread), so progress is called mid-pass
-probs = rng.dirichlet(np.ones(n_labels), size=(10, n)).astype(np.float16)
+probs = np.tile(rng.dirichlet(np.ones(n_labels), size=(10, n)).astype(np.float16), (n_epochs // 10, 1, 1))
 labels = rng.integers(0, n_labels, n)
 expected = dc.compute(probs, labels)
 counts = {"changed": 0, "correct": 0, "provoked": 0}
-for trial in range(4 * trials):  # a trial may end before the first progress call
+for trial in range(4 * trials):  # a trial may be half done by its first progress call
     if counts["provoked"] >= trials:
         break
     np.save(path, probs)
     fired = []
 
     def change(done, total):
-        if fired or done >= total:
+        if fired or 2 * done >= total:  # the first half of the pass (see MID_PASS_SHAPE)
             return
         fired.append(done)
         if mode in ("truncate", "thread"):
@@ -113,7 +112,7 @@ print(json.dumps(counts))
 @pytest.mark.parametrize("mode", ["truncate", "npsave", "overwrite", "thread"])
 def test_a_file_changed_during_compute_is_a_clean_error_not_a_crash(tmp_path: Path, mode: str) -> None:
     trials = 4
-    counts = last_json(run_child(CHANGE_DURING_COMPUTE, mode, str(tmp_path / "d.npy"), str(trials)))
+    counts = last_json(run_child(CHANGE_DURING_COMPUTE, mode, str(tmp_path / "d.npy"), str(trials), *map(str, MID_PASS_SHAPE)))
     print(f"{mode}: {counts}")
     assert counts["provoked"] >= 1, "no change landed during a computation"
     # a change that lands mid-pass is reported; only one after the last read could pass
@@ -124,10 +123,11 @@ def test_datamap_from_dynamics_survives_a_truncation(tmp_path: Path) -> None:
     code = """
     import os, sys, numpy as np, datacarto as dc
     path = sys.argv[1]
-    n = 1_000_000
-    probs = np.full((10, n, 8), 0.125, dtype=np.float16)
+    shape = tuple(map(int, sys.argv[2:5]))  # MID_PASS_SHAPE
+    n = shape[1]
+    probs = np.full(shape, 0.25, dtype=np.float16)
     def truncate(done, total):
-        if done < total and os.path.getsize(path) > 0:
+        if 2 * done < total and os.path.getsize(path) > 0:  # the first half of the pass
             os.truncate(path, 0)
     for attempt in range(10):  # until the truncation lands before the pass ends
         np.save(path, probs)
@@ -142,7 +142,7 @@ def test_datamap_from_dynamics_survives_a_truncation(tmp_path: Path) -> None:
     else:
         print("the truncation never landed")
     """
-    child = run_child(code, str(tmp_path / "d.npy"))
+    child = run_child(code, str(tmp_path / "d.npy"), *map(str, MID_PASS_SHAPE))
     assert_not_killed(child)
     assert child.returncode == 0, child.stderr
     assert child.stdout.strip() == "changed", child.stdout
@@ -178,13 +178,13 @@ def test_a_file_replaced_during_compute_is_reported(tmp_path: Path) -> None:
     """Another file renamed over the path mid-pass: the reader's pages stay valid (no fault),
     but the result no longer describes the file at the path, so it is an error."""
     path, replacement = tmp_path / "d.npy", tmp_path / "new.npy"
-    n = 1_000_000
-    probs = np.full((10, n, 8), 0.125, dtype=np.float16)  # the slower path: progress is called mid-pass
+    n = MID_PASS_SHAPE[1]
+    probs = np.full(MID_PASS_SHAPE, 0.25, dtype=np.float16)
     labels = np.zeros(n, dtype=np.int64)
     replaced: List[int] = []
 
     def replace(done: int, total: int) -> None:
-        if done < total and not replaced:
+        if 2 * done < total and not replaced:  # the first half of the pass (see MID_PASS_SHAPE)
             os.replace(replacement, path)
             replaced.append(done)
 
@@ -394,19 +394,20 @@ import faulthandler, mmap, os, sys, tempfile
 import numpy as np, datacarto as dc
 
 when = sys.argv[1]
+shape = tuple(map(int, sys.argv[2:5]))  # MID_PASS_SHAPE
 if when == "faulthandler-first":
     faulthandler.enable()
 directory = tempfile.mkdtemp()
 path = os.path.join(directory, "d.npy")
-n = 1_000_000
-probs = np.full((10, n, 8), 0.125, dtype=np.float16)  # float16, 8 columns: the slower path (~0.2 s)
+n = shape[1]
+probs = np.full(shape, 0.25, dtype=np.float16)
 np.save(path, probs)
 dc.compute(path, np.zeros(n, dtype=np.int64))  # installs datacarto's guard
 if when == "faulthandler-after":
     faulthandler.enable()
 # datacarto's own mapping truncated mid-read: still caught, whoever installed last
 def truncate(done, total):
-    if done < total and os.path.getsize(path):
+    if 2 * done < total and os.path.getsize(path):  # the first half of the pass
         os.truncate(path, 0)
 for attempt in range(20):  # until a truncation lands before the pass ends
     np.save(path, probs)
@@ -432,7 +433,7 @@ print("FOREIGN FAULT SWALLOWED", flush=True)
 
 @pytest.mark.parametrize("when", ["no-faulthandler", "faulthandler-first", "faulthandler-after"])
 def test_a_foreign_sigbus_still_reaches_earlier_handlers(when: str) -> None:
-    child = run_child(FOREIGN_SIGBUS, when, timeout=120)
+    child = run_child(FOREIGN_SIGBUS, when, *map(str, MID_PASS_SHAPE), timeout=120)
     assert child.returncode == -signal.SIGBUS, (child.returncode, child.stdout, child.stderr[-2000:])
     assert "FOREIGN FAULT SWALLOWED" not in child.stdout
     assert "reading past the end" in child.stdout
