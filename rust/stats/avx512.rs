@@ -14,7 +14,10 @@
 //! are at most 1.0's, and such values are ordered as their bits, so the range check and the max
 //! run on the stored 16-bit lanes and only the squares are widened. A group with any value
 //! outside [+0, 1] is summarized again by the exact path (tolerance, clamp, refusal); where the
-//! fast path answers, it gives the exact path's bits.
+//! fast path answers, it gives the exact path's bits. Rows of up to 16 float16 columns are
+//! regrouped there by word permutes into vectors of four columns of the eight rows, so each
+//! column is widened and squared once for the group, with no transpose (the sums of squares of
+//! float16 values in [0, 1] are exact in float64 in any order: see [`columns_f16`]).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -204,6 +207,9 @@ impl Lanes for half::f16 {
         // tolerance, no clamp: the exact path takes the rest), and
         // only the squares are widened. The check is one max over the group's lanes (the
         // lanes past a row are loaded as zeros), compared once at the end.
+        if CHUNKS == 1 {
+            return columns_f16(values, row_len, i, classes, p_gold);
+        }
         let golds: &[i64; GROUP] = classes[i..i + GROUP].try_into().expect("a full group");
         let first = values[i * row_len..(i + GROUP) * row_len].as_ptr();
         let row_bytes = row_len * 2;
@@ -249,6 +255,115 @@ impl Lanes for half::f16 {
         let max = _mm512_cvtps_pd(_mm256_cvtph_ps(transpose_max_u16([r0.0, r1.0, r2.0, r3.0, r4.0, r5.0, r6.0, r7.0])));
         Some((max, transpose_reduce!([r0.1, r1.1, r2.1, r3.1, r4.1, r5.1, r6.1, r7.1], _mm512_add_pd)))
     }
+}
+
+/// The float16 fast path ([`Lanes::fast_group`]) for rows of up to 16 columns, which fit one
+/// chunk: the group is read as one run of `8 * row_len` words (at most four 64-byte loads) and
+/// regrouped by word permutes, four columns of the eight rows to a vector (lane `8c + r`: column
+/// c of row r). The max and the gold value then take one masked operation per four columns, and
+/// the squares one widening and one product per column, with no transpose at the end.
+///
+/// The sums of squares are exact: a float16 in [+0, 1] is a multiple of 2^-24, so its square is
+/// a multiple of 2^-48 below 1, and any sum of up to 32 such squares is below 2^5 and needs at
+/// most 53 bits. So the order of the additions cannot change a bit, and these sums equal the
+/// exact path's.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn columns_f16(values: &[half::f16], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64]) -> Option<(__m512d, __m512d)> {
+    macro_rules! widths {
+        ($($width:literal)*) => {
+            match row_len {
+                $($width => columns_f16_of::<$width>(values, i, classes, p_gold),)*
+                _ => unreachable!("one chunk holds 1 to 16 columns, and the tiles take 1 and 2"),
+            }
+        };
+    }
+    widths!(3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+}
+
+/// [`columns_f16`] for rows of `WIDTH` columns.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, classes: &[i64], p_gold: &mut [f64]) -> Option<(__m512d, __m512d)> {
+    let words = GROUP * WIDTH;
+    let group = values[i * WIDTH..i * WIDTH + words].as_ptr().cast::<i16>();
+    // the group's words in four registers of 32; loads past the group are masked off (they
+    // read nothing), so their registers hold zeros (macros, not closures: a closure would not
+    // take on the caller's instruction set)
+    macro_rules! load {
+        ($k:expr) => {{
+            let left = words.saturating_sub(32 * $k);
+            let mask = if left >= 32 { u32::MAX } else { (1u32 << left) - 1 };
+            _mm512_maskz_loadu_epi16(mask, group.wrapping_add(32 * $k))
+        }};
+    }
+    let mut line = 0;
+    while line < 2 * words {
+        _mm_prefetch::<_MM_HINT_T0>(group.cast::<i8>().wrapping_add(AHEAD + line));
+        line += 64;
+    }
+    let (low, high) = ((load!(0), load!(1)), if words > 64 { (load!(2), load!(3)) } else { (_mm512_setzero_si512(), _mm512_setzero_si512()) });
+    let highest = _mm512_max_epu16(_mm512_max_epu16(low.0, low.1), _mm512_max_epu16(high.0, high.1));
+    if _mm512_cmpgt_epu16_mask(highest, _mm512_set1_epi16(F16_ONE_BITS as i16)) != 0 {
+        return None;
+    }
+    // each row's gold column in lanes r, 8 + r, 16 + r and 24 + r; the plan checked every class
+    // index, clamped into the row all the same, as elsewhere
+    let golds = _mm512_min_epu64(_mm512_loadu_si512(classes[i..i + GROUP].as_ptr().cast()), _mm512_set1_epi64(WIDTH as i64 - 1));
+    let golds = _mm512_broadcast_i32x4(_mm512_cvtepi64_epi16(golds));
+    // lane 8c + r: the column c (of the first four) and row r's word position of it; a permute
+    // reads the low 6 bits of a position, so one index serves both register pairs, and lanes at
+    // 64 and on take the second pair's word
+    #[rustfmt::skip]
+    let first_columns = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    #[rustfmt::skip]
+    let rows = _mm512_set_epi16(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0);
+    let first_positions = _mm512_add_epi16(_mm512_mullo_epi16(rows, _mm512_set1_epi16(WIDTH as i16)), first_columns);
+    let (mut max, mut gold) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    let mut sum: Option<__m512d> = None;
+    for block in 0..WIDTH.div_ceil(4) {
+        let columns = _mm512_add_epi16(first_columns, _mm512_set1_epi16(4 * block as i16));
+        let at = _mm512_add_epi16(first_positions, _mm512_set1_epi16(4 * block as i16));
+        let mut four = _mm512_permutex2var_epi16(low.0, at, low.1);
+        if words > 64 {
+            let second = _mm512_cmpge_epu16_mask(at, _mm512_set1_epi16(64));
+            four = _mm512_mask_blend_epi16(second, four, _mm512_permutex2var_epi16(high.0, at, high.1));
+        }
+        let present = _mm512_cmplt_epu16_mask(columns, _mm512_set1_epi16(WIDTH as i16));
+        let is_gold = _mm512_cmpeq_epi16_mask(columns, golds);
+        let keep = present & !is_gold;
+        max = _mm512_mask_max_epu16(max, keep, max, four);
+        gold = _mm512_mask_mov_epi16(gold, is_gold, four);
+        // float16 -> float32 -> float64 is exact, as is the square in float64
+        for half in 0..2 {
+            if 4 * block + 2 * half >= WIDTH {
+                break;
+            }
+            let two = _mm512_cvtph_ps(if half == 0 { _mm512_castsi512_si256(four) } else { _mm512_extracti64x4_epi64::<1>(four) });
+            for side in 0..2 {
+                if 4 * block + 2 * half + side >= WIDTH {
+                    break;
+                }
+                let v = _mm512_cvtps_pd(if side == 0 { _mm512_castps512_ps256(two) } else { _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(two))) });
+                let square = _mm512_maskz_mul_pd((keep >> (16 * half + 8 * side)) as u8, v, v);
+                sum = Some(match sum {
+                    Some(sum) => _mm512_add_pd(sum, square),
+                    None => square,
+                });
+            }
+        }
+    }
+    // the four columns' lanes of each row folded into lanes 0-7 (a gold lane is the only
+    // non-zero one of its row, so a max folds it too)
+    macro_rules! fold {
+        ($v:expr) => {{
+            let v = $v;
+            let v = _mm256_max_epu16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+            _mm_max_epu16(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v))
+        }};
+    }
+    _mm512_storeu_pd(p_gold[i..i + GROUP].as_mut_ptr(), _mm512_cvtps_pd(_mm256_cvtph_ps(fold!(gold))));
+    Some((_mm512_cvtps_pd(_mm256_cvtph_ps(fold!(max))), sum.expect("a row has a column")))
 }
 
 /// Fold 16 float32 lanes (`v`, zero where `load` has no lane; `ok`: the lanes that are
