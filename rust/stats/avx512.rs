@@ -273,8 +273,8 @@ impl Lanes for half::f16 {
 /// the squares one widening and one product per column, with no transpose at the end.
 ///
 /// The sums of squares are exact: a float16 in [+0, 1] is a multiple of 2^-24, so its square is
-/// a multiple of 2^-48 below 1, and any sum of up to 32 such squares is below 2^5 and needs at
-/// most 53 bits. So the order of the additions cannot change a bit, and these sums equal the
+/// a multiple of 2^-48 of at most 1, and any sum of up to 32 such squares is at most 2^5 and
+/// needs at most 53 bits (a row here has at most 15 others). So the order of the additions cannot change a bit, and these sums equal the
 /// exact path's.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -399,6 +399,7 @@ unsafe fn columns_f32(values: &[f32], row_len: usize, i: usize, classes: &[i64],
 /// The widest float32 rows of [`columns_f32`]. Measured on Zen 4 against the exact path (one
 /// thread, `[10, 1M, L]`): 0.56x at 4 columns, 0.61x at 6, 0.88x at 10, 0.90x at 12 and 14,
 /// even at 16 (where the permutes read four register pairs per two columns).
+#[cfg(target_arch = "x86_64")]
 const COLUMNS_F32_MAX: usize = 14;
 
 /// [`columns_f32`] for rows of `WIDTH` columns.
