@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use crate::dynamics::{Dims, DynamicsFile, DynamicsView, Probs};
 use crate::error::Error;
-use crate::stats::{self, Correctness, Labels, Offsets, Options, Outputs, Progress, State, Statistics, Task};
+use crate::stats::{self, Correctness, Labels, Offsets, Options, Outputs, Progress, State, Statistic, Statistics, Task};
 
 /// Large outputs (tens of MiB per call) freed by Python come back to this allocator, which
 /// reuses their pages on the next call; the system allocator unmaps them, and the kernel then
@@ -249,20 +249,27 @@ where
 /// The statistics in `outputs` as a dict of arrays (moved, not copied); the others are absent.
 fn statistics_dict(py: Python<'_>, stats: Statistics, outputs: Outputs) -> PyResult<Bound<'_, PyDict>> {
     let dict = PyDict::new(py);
-    // bit positions: the order of `Outputs` (and of datacarto.STATISTICS)
-    let f64s = [(0, "confidence", stats.confidence), (1, "variability", stats.variability), (2, "correctness", stats.correctness), (6, "threshold_closeness", stats.threshold_closeness), (7, "margin", stats.margin), (8, "aleatoric", stats.aleatoric), (9, "el2n", stats.el2n)];
-    for (bit, name, values) in f64s {
-        if outputs.has(bit) {
-            dict.set_item(name, values.into_pyarray(py))?;
+    let f64s = [
+        (Statistic::Confidence, stats.confidence),
+        (Statistic::Variability, stats.variability),
+        (Statistic::Correctness, stats.correctness),
+        (Statistic::ThresholdCloseness, stats.threshold_closeness),
+        (Statistic::Margin, stats.margin),
+        (Statistic::Aleatoric, stats.aleatoric),
+        (Statistic::El2n, stats.el2n),
+    ];
+    for (statistic, values) in f64s {
+        if outputs.has(statistic) {
+            dict.set_item(statistic.name(), values.into_pyarray(py))?;
         }
     }
-    for (bit, name, values) in [(3, "forgetting", stats.forgetting), (5, "first_learned", stats.first_learned)] {
-        if outputs.has(bit) {
-            dict.set_item(name, values.into_pyarray(py))?;
+    for (statistic, values) in [(Statistic::Forgetting, stats.forgetting), (Statistic::FirstLearned, stats.first_learned)] {
+        if outputs.has(statistic) {
+            dict.set_item(statistic.name(), values.into_pyarray(py))?;
         }
     }
-    if outputs.has(4) {
-        dict.set_item("never_learned", stats.never_learned.into_pyarray(py))?;
+    if outputs.has(Statistic::NeverLearned) {
+        dict.set_item(Statistic::NeverLearned.name(), stats.never_learned.into_pyarray(py))?;
     }
     if !stats.class_means.is_empty() {
         // flat [N * L]; datacarto.compute reshapes it to [N, L]

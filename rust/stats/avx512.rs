@@ -329,7 +329,7 @@ unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, cla
     let rows = _mm512_set_epi16(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0);
     let first_positions = _mm512_add_epi16(_mm512_mullo_epi16(rows, _mm512_set1_epi16(WIDTH as i16)), first_columns);
     let (mut max, mut gold) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-    let mut sum: Option<__m512d> = None;
+    let mut squares = [None::<__m512d>; 16];
     for block in 0..WIDTH.div_ceil(4) {
         let columns = _mm512_add_epi16(first_columns, _mm512_set1_epi16(4 * block as i16));
         let at = _mm512_add_epi16(first_positions, _mm512_set1_epi16(4 * block as i16));
@@ -354,11 +354,7 @@ unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, cla
                     break;
                 }
                 let v = _mm512_cvtps_pd(if side == 0 { _mm512_castps512_ps256(two) } else { _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(two))) });
-                let square = _mm512_maskz_mul_pd((keep >> (16 * half + 8 * side)) as u8, v, v);
-                sum = Some(match sum {
-                    Some(sum) => _mm512_add_pd(sum, square),
-                    None => square,
-                });
+                squares[4 * block + 2 * half + side] = Some(_mm512_maskz_mul_pd((keep >> (16 * half + 8 * side)) as u8, v, v));
             }
         }
     }
@@ -372,7 +368,7 @@ unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, cla
         }};
     }
     _mm512_storeu_pd(p_gold[i..i + GROUP].as_mut_ptr(), _mm512_cvtps_pd(_mm256_cvtph_ps(fold!(gold))));
-    Some((_mm512_cvtps_pd(_mm256_cvtph_ps(fold!(max))), sum.expect("a row has a column")))
+    Some((_mm512_cvtps_pd(_mm256_cvtph_ps(fold!(max))), sum_squares(&squares)))
 }
 
 /// The fast path of a group of eight float32 rows of up to [`COLUMNS_F32_MAX`] columns: read
@@ -457,14 +453,6 @@ unsafe fn columns_f32_of<const WIDTH: usize>(values: &[f32], i: usize, classes: 
             squares[2 * pair + 1] = Some(_mm512_maskz_mul_pd((keep >> 8) as u8, v, v));
         }
     }
-    // an absent column is a +0 in the exact path, and adding +0 to a non-negative sum changes
-    // no bit, so it is left out
-    macro_rules! lane {
-        ($k:literal) => {
-            add_present(squares[$k], squares[$k + 8])
-        };
-    }
-    let sum = add_present(add_present(add_present(lane!(0), lane!(1)), add_present(lane!(2), lane!(3))), add_present(add_present(lane!(4), lane!(5)), add_present(lane!(6), lane!(7))));
     // the two columns' lanes of each row folded into lanes 0-7 (a gold lane is the only
     // non-zero one of its row, and every value is in [+0, 1], so a max folds it too)
     macro_rules! fold {
@@ -474,7 +462,23 @@ unsafe fn columns_f32_of<const WIDTH: usize>(values: &[f32], i: usize, classes: 
         }};
     }
     _mm512_storeu_pd(p_gold[i..i + GROUP].as_mut_ptr(), fold!(gold));
-    Some((fold!(max), sum.expect("a row has a column")))
+    Some((fold!(max), sum_squares(&squares)))
+}
+
+/// The sum of a group's squares, column by column (`None`: no such column), in the exact
+/// path's order: lane k holds columns k and k + 8, then the lanes pair as ((0 1) (2 3))
+/// ((4 5) (6 7)). An absent column is a +0 there, and adding +0 to a non-negative sum changes
+/// no bit, so it is left out. A tree, too: a short chain of dependent additions.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn sum_squares(squares: &[Option<__m512d>; 16]) -> __m512d {
+    macro_rules! lane {
+        ($k:literal) => {
+            add_present(squares[$k], squares[$k + 8])
+        };
+    }
+    let sum = add_present(add_present(add_present(lane!(0), lane!(1)), add_present(lane!(2), lane!(3))), add_present(add_present(lane!(4), lane!(5)), add_present(lane!(6), lane!(7))));
+    sum.expect("a row has a column")
 }
 
 /// The sum of the present vectors of two (an absent one stands for a +0 in a sum of

@@ -41,7 +41,7 @@ use crate::dynamics::DynamicsView;
 use crate::error::{Error, Result};
 
 pub use kernels::Float;
-pub use output::{Outputs, Statistics};
+pub use output::{Outputs, Statistic, Statistics};
 pub use partial::{partial, partial_file, Offsets, State};
 use plan::Plan;
 

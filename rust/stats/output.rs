@@ -7,19 +7,65 @@
 
 use std::mem::MaybeUninit;
 
-/// Which of the ten results a computation returns: bit `i` is the `i`-th field of
-/// [`Statistics`] in declaration order (confidence, variability, correctness, forgetting,
-/// never_learned, first_learned, threshold_closeness, margin, aleatoric, el2n).
+/// The ten statistics, in the order of [`Statistics`]' fields and of Python's
+/// `datacarto.STATISTICS`: a statistic's value is its bit in [`Outputs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Statistic {
+    Confidence,
+    Variability,
+    Correctness,
+    Forgetting,
+    NeverLearned,
+    FirstLearned,
+    ThresholdCloseness,
+    Margin,
+    Aleatoric,
+    El2n,
+}
+
+impl Statistic {
+    /// Every statistic, in bit order.
+    pub const ALL: [Statistic; 10] = [
+        Statistic::Confidence,
+        Statistic::Variability,
+        Statistic::Correctness,
+        Statistic::Forgetting,
+        Statistic::NeverLearned,
+        Statistic::FirstLearned,
+        Statistic::ThresholdCloseness,
+        Statistic::Margin,
+        Statistic::Aleatoric,
+        Statistic::El2n,
+    ];
+
+    /// Its name, as Python spells it (a key of `datacarto.compute`'s results).
+    pub fn name(self) -> &'static str {
+        match self {
+            Statistic::Confidence => "confidence",
+            Statistic::Variability => "variability",
+            Statistic::Correctness => "correctness",
+            Statistic::Forgetting => "forgetting",
+            Statistic::NeverLearned => "never_learned",
+            Statistic::FirstLearned => "first_learned",
+            Statistic::ThresholdCloseness => "threshold_closeness",
+            Statistic::Margin => "margin",
+            Statistic::Aleatoric => "aleatoric",
+            Statistic::El2n => "el2n",
+        }
+    }
+}
+
+/// Which of the ten results a computation returns: bit `i` is [`Statistic::ALL`]`[i]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outputs(pub u16);
 
 impl Outputs {
-    pub const ALL: Outputs = Outputs((1 << 10) - 1);
+    pub const ALL: Outputs = Outputs((1 << Statistic::ALL.len()) - 1);
 
-    /// Whether result `index` (a bit position, see [`Outputs`]) is returned.
+    /// Whether `statistic` is returned.
     #[inline]
-    pub fn has(self, index: u32) -> bool {
-        self.0 & (1 << index) != 0
+    pub fn has(self, statistic: Statistic) -> bool {
+        self.0 & (1 << statistic as u32) != 0
     }
 
     /// Refuse bits past the ten results and an empty set.
@@ -60,18 +106,18 @@ impl Statistics {
     /// 0: [`Plan::run`] writes every element, then sets the lengths, so the memory is never
     /// zeroed first (a memset of the whole output).
     pub(super) fn with_capacity(units: usize, outputs: Outputs) -> Self {
-        let room = |index: u32| if outputs.has(index) { units } else { 0 };
+        let room = |statistic| if outputs.has(statistic) { units } else { 0 };
         Statistics {
-            confidence: Vec::with_capacity(room(0)),
-            variability: Vec::with_capacity(room(1)),
-            correctness: Vec::with_capacity(room(2)),
-            forgetting: Vec::with_capacity(room(3)),
-            never_learned: Vec::with_capacity(room(4)),
-            first_learned: Vec::with_capacity(room(5)),
-            threshold_closeness: Vec::with_capacity(room(6)),
-            margin: Vec::with_capacity(room(7)),
-            aleatoric: Vec::with_capacity(room(8)),
-            el2n: Vec::with_capacity(room(9)),
+            confidence: Vec::with_capacity(room(Statistic::Confidence)),
+            variability: Vec::with_capacity(room(Statistic::Variability)),
+            correctness: Vec::with_capacity(room(Statistic::Correctness)),
+            forgetting: Vec::with_capacity(room(Statistic::Forgetting)),
+            never_learned: Vec::with_capacity(room(Statistic::NeverLearned)),
+            first_learned: Vec::with_capacity(room(Statistic::FirstLearned)),
+            threshold_closeness: Vec::with_capacity(room(Statistic::ThresholdCloseness)),
+            margin: Vec::with_capacity(room(Statistic::Margin)),
+            aleatoric: Vec::with_capacity(room(Statistic::Aleatoric)),
+            el2n: Vec::with_capacity(room(Statistic::El2n)),
             class_means: Vec::new(),
         }
     }
@@ -81,17 +127,17 @@ impl Statistics {
     /// # Safety
     /// Every output in `outputs` must have all of its first `units` elements initialized.
     pub(super) unsafe fn set_len(&mut self, units: usize, outputs: Outputs) {
-        let len = |index: u32| if outputs.has(index) { units } else { 0 };
-        self.confidence.set_len(len(0));
-        self.variability.set_len(len(1));
-        self.correctness.set_len(len(2));
-        self.forgetting.set_len(len(3));
-        self.never_learned.set_len(len(4));
-        self.first_learned.set_len(len(5));
-        self.threshold_closeness.set_len(len(6));
-        self.margin.set_len(len(7));
-        self.aleatoric.set_len(len(8));
-        self.el2n.set_len(len(9));
+        let len = |statistic| if outputs.has(statistic) { units } else { 0 };
+        self.confidence.set_len(len(Statistic::Confidence));
+        self.variability.set_len(len(Statistic::Variability));
+        self.correctness.set_len(len(Statistic::Correctness));
+        self.forgetting.set_len(len(Statistic::Forgetting));
+        self.never_learned.set_len(len(Statistic::NeverLearned));
+        self.first_learned.set_len(len(Statistic::FirstLearned));
+        self.threshold_closeness.set_len(len(Statistic::ThresholdCloseness));
+        self.margin.set_len(len(Statistic::Margin));
+        self.aleatoric.set_len(len(Statistic::Aleatoric));
+        self.el2n.set_len(len(Statistic::El2n));
     }
 
     pub fn len(&self) -> usize {
@@ -250,18 +296,18 @@ impl Scratch {
         fn sink<T>(len: usize) -> Vec<MaybeUninit<T>> {
             (0..len).map(|_| MaybeUninit::uninit()).collect()
         }
-        let room = |index: u32| if outputs.has(index) { 0 } else { block };
+        let room = |statistic| if outputs.has(statistic) { 0 } else { block };
         Scratch {
-            confidence: sink(room(0)),
-            variability: sink(room(1)),
-            correctness: sink(room(2)),
-            forgetting: sink(room(3)),
-            never_learned: sink(room(4)),
-            first_learned: sink(room(5)),
-            threshold_closeness: sink(room(6)),
-            margin: sink(room(7)),
-            aleatoric: sink(room(8)),
-            el2n: sink(room(9)),
+            confidence: sink(room(Statistic::Confidence)),
+            variability: sink(room(Statistic::Variability)),
+            correctness: sink(room(Statistic::Correctness)),
+            forgetting: sink(room(Statistic::Forgetting)),
+            never_learned: sink(room(Statistic::NeverLearned)),
+            first_learned: sink(room(Statistic::FirstLearned)),
+            threshold_closeness: sink(room(Statistic::ThresholdCloseness)),
+            margin: sink(room(Statistic::Margin)),
+            aleatoric: sink(room(Statistic::Aleatoric)),
+            el2n: sink(room(Statistic::El2n)),
         }
     }
 }
@@ -303,16 +349,16 @@ pub(super) fn split_outputs(out: &mut Statistics, units: usize, block: usize, ou
     }
     let Statistics { confidence, variability, correctness, forgetting, never_learned, first_learned, threshold_closeness, margin, aleatoric, el2n, .. } = out;
     let mut iters = (
-        blocks_of(confidence, outputs.has(0), units, block),
-        blocks_of(variability, outputs.has(1), units, block),
-        blocks_of(correctness, outputs.has(2), units, block),
-        blocks_of(forgetting, outputs.has(3), units, block),
-        blocks_of(never_learned, outputs.has(4), units, block),
-        blocks_of(first_learned, outputs.has(5), units, block),
-        blocks_of(threshold_closeness, outputs.has(6), units, block),
-        blocks_of(margin, outputs.has(7), units, block),
-        blocks_of(aleatoric, outputs.has(8), units, block),
-        blocks_of(el2n, outputs.has(9), units, block),
+        blocks_of(confidence, outputs.has(Statistic::Confidence), units, block),
+        blocks_of(variability, outputs.has(Statistic::Variability), units, block),
+        blocks_of(correctness, outputs.has(Statistic::Correctness), units, block),
+        blocks_of(forgetting, outputs.has(Statistic::Forgetting), units, block),
+        blocks_of(never_learned, outputs.has(Statistic::NeverLearned), units, block),
+        blocks_of(first_learned, outputs.has(Statistic::FirstLearned), units, block),
+        blocks_of(threshold_closeness, outputs.has(Statistic::ThresholdCloseness), units, block),
+        blocks_of(margin, outputs.has(Statistic::Margin), units, block),
+        blocks_of(aleatoric, outputs.has(Statistic::Aleatoric), units, block),
+        blocks_of(el2n, outputs.has(Statistic::El2n), units, block),
     );
     (0..units)
         .step_by(block.max(1))
