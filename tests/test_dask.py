@@ -113,3 +113,42 @@ def test_outputs_written_per_chunk_by_the_workers(client, tmp_path):
     np.testing.assert_allclose(frame["variability"].to_numpy(), want["variability"].to_numpy(), rtol=1e-12, atol=1e-12)
     with pytest.raises(FileNotFoundError):
         dcd.write_parquet(x, targets, tmp_path / "missing", client=client)
+
+
+def test_a_subset_of_statistics_on_the_cluster(client, tmp_path):
+    """statistics=[...] returns those arrays, equal to the full computation's, and None for the
+    rest, from a dask array and from shard files of either axis; write_parquet writes only
+    their columns; bad names are refused before any task runs."""
+    pl = pytest.importorskip("polars")
+    names = ["el2n", "confidence", "forgetting"]
+    in_order = [name for name in dc.STATISTICS if name in names]
+    rng = np.random.default_rng(9)
+    probs = rng.dirichlet(np.ones(4), size=(5, 200)).astype(np.float32)
+    labels = rng.integers(0, 4, 200)
+    full = dc.compute(probs, labels, ddof=1)
+
+    def check(stats):
+        assert stats.computed == tuple(in_order)
+        for name in dc.STATISTICS:
+            if name in names:
+                np.testing.assert_allclose(getattr(stats, name), getattr(full, name), rtol=1e-12, atol=1e-12, err_msg=name)
+            else:
+                assert getattr(stats, name) is None, name
+
+    x = da.from_array(probs, chunks=(2, 70, 4))
+    check(dcd.compute(x, labels, client=client, ddof=1, statistics=names))
+    for axis, bounds in (("examples", (0, 120, 200)), ("epochs", (0, 3, 5))):
+        paths = []
+        for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            paths.append(str(tmp_path / f"{axis}-{k}.npy"))
+            np.save(paths[-1], probs[a:b] if axis == "epochs" else probs[:, a:b])
+        check(dcd.compute(paths, labels, shards=axis, client=client, ddof=1, statistics=names))
+    out = tmp_path / "parts"
+    out.mkdir()
+    frame = pl.concat([pl.read_parquet(p) for p in dcd.write_parquet(x, labels, out, client=client, statistics=names)])
+    assert frame.columns == ["example", "gold", *in_order]
+    np.testing.assert_array_equal(frame["forgetting"].to_numpy(), dc.compute(probs, labels).forgetting)
+    with pytest.raises(dc.DatacartoError, match="statistics: expected names from"):
+        dcd.compute(x, labels, client=client, statistics=["confidance"])
+    with pytest.raises(TypeError, match="statistics"):
+        dcd.write_parquet(x, labels, out, client=client, statistics="confidence")

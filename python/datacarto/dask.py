@@ -26,7 +26,7 @@ import numpy as np
 from datacarto._args import EpochWindow, LabelsLike, resolve
 from datacarto._core import DatacartoError
 from datacarto._optional import require
-from datacarto._stats import STATISTICS, Statistics, _check_argument_types, _is_pattern
+from datacarto._stats import STATISTICS, Statistics, _check_argument_types, _is_pattern, output_mask, output_names
 
 if TYPE_CHECKING:
     from datacarto._partial import State
@@ -49,6 +49,7 @@ def compute(
     threads: Optional[int] = None,
     client: Any = None,
     scheduler: Optional[str] = None,
+    statistics: Optional[Sequence[str]] = None,
 ) -> Statistics:
     """Every statistic of a dask array or of shard files, computed on a Dask cluster.
 
@@ -63,11 +64,15 @@ def compute(
         threads: threads of the core inside each task (default: all cores of the worker).
         client: a ``dask.distributed.Client`` to run on (default: dask's current scheduler).
         scheduler: a dask scheduler name (``"threads"``, ``"synchronous"``) when no client.
+        statistics: return only these statistics (names from :data:`datacarto.STATISTICS`), as
+            :func:`datacarto.compute` does: the others are ``None``, and neither travel back
+            from the workers nor take memory here.
 
     Returns the same :class:`~datacarto.Statistics` as :func:`datacarto.compute` over the
     whole (equal within 1e-12, integers exactly); ``source`` is ``None``.
     """
     _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=False)
+    names = output_names(output_mask(statistics))
     # labels go to the workers once, as data, rather than inside every task of the graph; the
     # futures are held until the result is in (a graph does not keep them alive), and unhashed
     # (a later call scattering equal labels must not share, then release, the same key)
@@ -80,10 +85,10 @@ def compute(
         scattered.append(future)
         return future
 
-    tasks, _, args, shape, extra = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads)
+    tasks, _, args, shape, extra = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, names=names)
     parts = _run(tasks, client, scheduler)
     scattered.clear()
-    return assemble(list(parts), args, shape, extra)
+    return assemble(list(parts), args, shape, extra, names)
 
 
 def write_parquet(
@@ -100,17 +105,20 @@ def write_parquet(
     threads: Optional[int] = None,
     client: Any = None,
     scheduler: Optional[str] = None,
+    statistics: Optional[Sequence[str]] = None,
 ) -> List[str]:
     """Like :func:`compute`, but each example chunk's statistics are written by its worker as
     ``directory/part-00000.parquet``, ... (atomically), never gathered: for outputs bigger than
     one machine's memory. Returns the paths in example order; each file has the columns of
-    :meth:`datacarto.Statistics.to_polars` (``example`` counts from 0 over the whole).
+    :meth:`datacarto.Statistics.to_polars` (``example`` counts from 0 over the whole), with
+    only the statistics named by ``statistics`` when it is given.
 
     The directory must exist and be visible at the same path to every worker.
     """
     from datacarto._atomic import check_writable_target
 
     _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=False)
+    names = output_names(output_mask(statistics))
     directory = os.fspath(directory)
     check_writable_target(os.path.join(directory, "part-00000.parquet"), what="parquet output")
     scattered: List[Any] = []
@@ -122,11 +130,11 @@ def write_parquet(
         scattered.append(future)
         return future
 
-    tasks, ranges, args, shape, _ = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads)
+    tasks, ranges, args, shape, _ = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, names=names)
     write_task = dask.delayed(_write_part, pure=False)
     n_labels = int(shape[2])
     writes = [
-        write_task(part, os.path.join(directory, f"part-{k:05d}.parquet"), put(args.labels[a:b]), a, args.task, n_labels)
+        write_task(part, os.path.join(directory, f"part-{k:05d}.parquet"), put(args.labels[a:b]), a, args.task, n_labels, names)
         for k, (part, (a, b)) in enumerate(zip(tasks, ranges))
     ]
     paths = list(_run(writes, client, scheduler))
@@ -156,7 +164,7 @@ def _options(args: Any, threads: Optional[int]) -> Dict[str, Any]:
     return dict(task=args.task, correctness=args.correctness, threshold=args.threshold, threads=threads)
 
 
-def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int]) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
+def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int], names: Tuple[str, ...]) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
     if x.ndim != 3:
         raise DatacartoError(f"x: expected 3 dimensions [epochs, examples, labels], found shape {x.shape}")
     if x.dtype.kind != "f" or x.dtype.itemsize not in (2, 4, 8):
@@ -183,11 +191,11 @@ def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *
         ranges.append((a, b))
         gold = put(args.labels[a:b])
         states = [partial_task(blocks[i, j, 0], gold, int(epoch_starts[i]), a, options) for i in range(len(x.chunks[0]))]
-        tasks.append(finish_task(_merge_in_order(states), ddof))
+        tasks.append(finish_task(_merge_in_order(states), ddof, names))
     return tasks, ranges, args, shape, {"dask_chunks": (len(x.chunks[0]), len(x.chunks[1]))}
 
 
-def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, shards: Optional[str], task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int]) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
+def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, shards: Optional[str], task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int], names: Tuple[str, ...]) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
     from datacarto._shards import expand, layout
 
     if not isinstance(source, (list, tuple)) and not _is_pattern(source) and shards is None:
@@ -201,7 +209,7 @@ def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], An
     options = _options(args, threads)
     if plan.axis == "examples":
         compute_task = dask.delayed(_compute_shard, pure=True)
-        tasks = [compute_task(path, put(args.labels[a:b]), (start, stop), ddof, options) for path, (a, b) in zip(plan.paths, plan.ranges)]
+        tasks = [compute_task(path, put(args.labels[a:b]), (start, stop), ddof, options, names) for path, (a, b) in zip(plan.paths, plan.ranges)]
         ranges = list(plan.ranges)
     else:
         file_task = dask.delayed(_partial_file, pure=True)
@@ -211,7 +219,7 @@ def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], An
             for path, (a, b) in zip(plan.paths, plan.ranges)
             if a < stop and b > start
         ]
-        tasks = [dask.delayed(_finish, pure=True)(_merge_in_order(states), ddof)]
+        tasks = [dask.delayed(_finish, pure=True)(_merge_in_order(states), ddof, names)]
         ranges = [(0, plan.shape[1])]
     return tasks, ranges, args, plan.shape, {"shards": list(plan.paths), "shard_axis": plan.axis}
 
@@ -247,19 +255,19 @@ def _merge(earlier: "State", later: "State") -> "State":
     return earlier.merge(later)
 
 
-def _finish(state: "State", ddof: int) -> Dict[str, np.ndarray]:
+def _finish(state: "State", ddof: int, names: Tuple[str, ...]) -> Dict[str, np.ndarray]:
     stats = state.finish(ddof)
-    return {name: np.asarray(getattr(stats, name)) for name in STATISTICS}
+    return {name: np.asarray(getattr(stats, name)) for name in names}
 
 
-def _compute_shard(path: str, labels: np.ndarray, window: Tuple[int, int], ddof: int, options: Dict[str, Any]) -> Dict[str, np.ndarray]:
+def _compute_shard(path: str, labels: np.ndarray, window: Tuple[int, int], ddof: int, options: Dict[str, Any], names: Tuple[str, ...]) -> Dict[str, np.ndarray]:
     from datacarto._stats import compute as compute_file
 
-    stats = compute_file(path, labels, epochs=window, ddof=ddof, **options)
-    return {name: np.asarray(getattr(stats, name)) for name in STATISTICS}
+    stats = compute_file(path, labels, epochs=window, ddof=ddof, statistics=list(names), **options)
+    return {name: np.asarray(getattr(stats, name)) for name in names}
 
 
-def _write_part(stats: Dict[str, np.ndarray], path: str, gold: np.ndarray, start: int, task: str, n_labels: int) -> str:
+def _write_part(stats: Dict[str, np.ndarray], path: str, gold: np.ndarray, start: int, task: str, n_labels: int, names: Tuple[str, ...]) -> str:
     """Write one example chunk's rows as :meth:`Statistics.to_polars` would, atomically."""
     import polars as pl
 
@@ -273,15 +281,16 @@ def _write_part(stats: Dict[str, np.ndarray], path: str, gold: np.ndarray, start
     else:
         columns["example"] = np.arange(start, start + n, dtype=np.int64)
     columns["gold"] = np.asarray(gold).reshape(-1).astype(np.int64)
-    for name in STATISTICS:
+    for name in names:
         columns[name] = np.asarray(stats[name]).reshape(-1)
     with atomic_path(path) as tmp:
         pl.DataFrame(columns).write_parquet(tmp)
     return path
 
 
-def assemble(parts: Sequence[Dict[str, np.ndarray]], args: Any, shape: Tuple[int, int, int], extra: Dict[str, Any]) -> Statistics:
-    """One :class:`~datacarto.Statistics` from the statistics of consecutive example ranges."""
+def assemble(parts: Sequence[Dict[str, np.ndarray]], args: Any, shape: Tuple[int, int, int], extra: Dict[str, Any], names: Tuple[str, ...] = STATISTICS) -> Statistics:
+    """One :class:`~datacarto.Statistics` from the statistics ``names`` of consecutive example
+    ranges (the others are ``None``)."""
     from datacarto import _core
     from datacarto._stats import _statistics_from_raw
 
@@ -291,7 +300,7 @@ def assemble(parts: Sequence[Dict[str, np.ndarray]], args: Any, shape: Tuple[int
         return array if array.flags.aligned else array.copy()
 
     # joined by the core's allocator, which reuses freed pages (see datacarto._core.concat)
-    raw = {name: _core.concat([flat(part[name]) for part in parts]) for name in STATISTICS}
+    raw = {name: _core.concat([flat(part[name]) for part in parts]) for name in names}
     stats = _statistics_from_raw(raw, args, shape, None)
     stats.extra.update(extra)
     return stats
