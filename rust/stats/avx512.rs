@@ -329,7 +329,8 @@ unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, cla
     let rows = _mm512_set_epi16(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0);
     let first_positions = _mm512_add_epi16(_mm512_mullo_epi16(rows, _mm512_set1_epi16(WIDTH as i16)), first_columns);
     let (mut max, mut gold) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-    let mut squares = [None::<__m512d>; 16];
+    // added as they come (exact in any order, see above)
+    let mut sum: Option<__m512d> = None;
     for block in 0..WIDTH.div_ceil(4) {
         let columns = _mm512_add_epi16(first_columns, _mm512_set1_epi16(4 * block as i16));
         let at = _mm512_add_epi16(first_positions, _mm512_set1_epi16(4 * block as i16));
@@ -354,7 +355,11 @@ unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, cla
                     break;
                 }
                 let v = _mm512_cvtps_pd(if side == 0 { _mm512_castps512_ps256(two) } else { _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(two))) });
-                squares[4 * block + 2 * half + side] = Some(_mm512_maskz_mul_pd((keep >> (16 * half + 8 * side)) as u8, v, v));
+                let square = _mm512_maskz_mul_pd((keep >> (16 * half + 8 * side)) as u8, v, v);
+                sum = Some(match sum {
+                    Some(sum) => _mm512_add_pd(sum, square),
+                    None => square,
+                });
             }
         }
     }
@@ -368,7 +373,7 @@ unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, cla
         }};
     }
     _mm512_storeu_pd(p_gold[i..i + GROUP].as_mut_ptr(), _mm512_cvtps_pd(_mm256_cvtph_ps(fold!(gold))));
-    Some((_mm512_cvtps_pd(_mm256_cvtph_ps(fold!(max))), sum_squares(&squares)))
+    Some((_mm512_cvtps_pd(_mm256_cvtph_ps(fold!(max))), sum.expect("a row has a column")))
 }
 
 /// The fast path of a group of eight float32 rows of up to [`COLUMNS_F32_MAX`] columns: read
