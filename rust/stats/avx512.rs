@@ -211,14 +211,14 @@ impl Lanes for half::f16 {
     }
     #[inline(always)]
     unsafe fn fast_group<const CHUNKS: usize>(values: &[half::f16], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16) -> Option<(__m512d, __m512d)> {
-        // Values in [+0, 1] are the ones whose bits are at most 1.0's, ordered as their bits
-        // (`F16_ONE_BITS`): the check and the max run on the stored 16-bit lanes (no
-        // tolerance, no clamp: the exact path takes the rest), and
-        // only the squares are widened. The check is one max over the group's lanes (the
-        // lanes past a row are loaded as zeros), compared once at the end.
         if CHUNKS == 1 {
             return columns_f16(values, row_len, i, classes, p_gold);
         }
+        // Values in [+0, 1] are the ones whose bits are at most 1.0's, ordered as their bits
+        // (`F16_ONE_BITS`): the check and the max run on the stored 16-bit lanes (no
+        // tolerance, no clamp: the exact path takes the rest), and only the squares are
+        // widened. The check is one max over the group's lanes (the lanes past a row are
+        // loaded as zeros), compared once at the end.
         let golds: &[i64; GROUP] = classes[i..i + GROUP].try_into().expect("a full group");
         let first = values[i * row_len..(i + GROUP) * row_len].as_ptr();
         let row_bytes = row_len * 2;
@@ -274,8 +274,8 @@ impl Lanes for half::f16 {
 ///
 /// The sums of squares are exact: a float16 in [+0, 1] is a multiple of 2^-24, so its square is
 /// a multiple of 2^-48 of at most 1, and any sum of up to 32 such squares is at most 2^5 and
-/// needs at most 53 bits (a row here has at most 15 others). So the order of the additions cannot change a bit, and these sums equal the
-/// exact path's.
+/// needs at most 53 bits (a row here has at most 15 others). So the order of the additions
+/// cannot change a bit, and these sums equal the exact path's.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn columns_f16(values: &[half::f16], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64]) -> Option<(__m512d, __m512d)> {
@@ -306,20 +306,14 @@ unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, cla
             _mm512_maskz_loadu_epi16(mask, group.wrapping_add(32 * $k))
         }};
     }
-    let mut line = 0;
-    while line < 2 * words {
-        _mm_prefetch::<_MM_HINT_T0>(group.cast::<i8>().wrapping_add(AHEAD + line));
-        line += 64;
-    }
+    prefetch_lines(group, 2 * words);
     let (low, high) = ((load!(0), load!(1)), if words > 64 { (load!(2), load!(3)) } else { (_mm512_setzero_si512(), _mm512_setzero_si512()) });
     let highest = _mm512_max_epu16(_mm512_max_epu16(low.0, low.1), _mm512_max_epu16(high.0, high.1));
     if _mm512_cmpgt_epu16_mask(highest, _mm512_set1_epi16(F16_ONE_BITS as i16)) != 0 {
         return None;
     }
-    // each row's gold column in lanes r, 8 + r, 16 + r and 24 + r; the plan checked every class
-    // index, clamped into the row all the same, as elsewhere
-    let golds = _mm512_min_epu64(_mm512_loadu_si512(classes[i..i + GROUP].as_ptr().cast()), _mm512_set1_epi64(WIDTH as i64 - 1));
-    let golds = _mm512_broadcast_i32x4(_mm512_cvtepi64_epi16(golds));
+    // each row's gold column in lanes r, 8 + r, 16 + r and 24 + r
+    let golds = _mm512_broadcast_i32x4(_mm512_cvtepi64_epi16(group_golds(classes, i, WIDTH)));
     // lane 8c + r: the column c (of the first four) and row r's word position of it; a permute
     // reads the low 6 bits of a position, so one index serves both register pairs, and lanes at
     // 64 and on take the second pair's word
@@ -355,11 +349,7 @@ unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, cla
                     break;
                 }
                 let v = _mm512_cvtps_pd(if side == 0 { _mm512_castps512_ps256(two) } else { _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(two))) });
-                let square = _mm512_maskz_mul_pd((keep >> (16 * half + 8 * side)) as u8, v, v);
-                sum = Some(match sum {
-                    Some(sum) => _mm512_add_pd(sum, square),
-                    None => square,
-                });
+                sum = add_present(sum, Some(_mm512_maskz_mul_pd((keep >> (16 * half + 8 * side)) as u8, v, v)));
             }
         }
     }
@@ -410,11 +400,7 @@ unsafe fn columns_f32_of<const WIDTH: usize>(values: &[f32], i: usize, classes: 
     const { assert!(WIDTH <= COLUMNS_F32_MAX) };
     let floats = GROUP * WIDTH;
     let group = values[i * WIDTH..i * WIDTH + floats].as_ptr();
-    let mut line = 0;
-    while line < 4 * floats {
-        _mm_prefetch::<_MM_HINT_T0>(group.cast::<i8>().wrapping_add(AHEAD + line));
-        line += 64;
-    }
+    prefetch_lines(group, 4 * floats);
     // the group's values, 16 to a register; the last load is masked to the group
     let mut z = [_mm512_setzero_ps(); 2 * (GROUP * COLUMNS_F32_MAX).div_ceil(32)];
     let mut highest = _mm512_setzero_si512();
@@ -426,10 +412,8 @@ unsafe fn columns_f32_of<const WIDTH: usize>(values: &[f32], i: usize, classes: 
     if _mm512_cmpgt_epu32_mask(highest, _mm512_set1_epi32(1.0f32.to_bits() as i32)) != 0 {
         return None;
     }
-    // each row's gold column in lanes r and 8 + r; the plan checked every class index,
-    // clamped into the row all the same, as elsewhere
-    let golds = _mm512_min_epu64(_mm512_loadu_si512(classes[i..i + GROUP].as_ptr().cast()), _mm512_set1_epi64(WIDTH as i64 - 1));
-    let golds = _mm512_broadcast_i64x4(_mm512_cvtepi64_epi32(golds));
+    // each row's gold column in lanes r and 8 + r
+    let golds = _mm512_broadcast_i64x4(_mm512_cvtepi64_epi32(group_golds(classes, i, WIDTH)));
     let first_columns = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     let rows = _mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0);
     let first_positions = _mm512_add_epi32(_mm512_mullo_epi32(rows, _mm512_set1_epi32(WIDTH as i32)), first_columns);
@@ -468,6 +452,14 @@ unsafe fn columns_f32_of<const WIDTH: usize>(values: &[f32], i: usize, classes: 
     }
     _mm512_storeu_pd(p_gold[i..i + GROUP].as_mut_ptr(), fold!(gold));
     Some((fold!(max), sum_squares(&squares)))
+}
+
+/// The gold columns of rows `i..i + 8`, one 64-bit lane each. The plan checked every class
+/// index; clamped into the row (`row_len` columns) all the same, as [`row_start`] does.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn group_golds(classes: &[i64], i: usize, row_len: usize) -> __m512i {
+    _mm512_min_epu64(_mm512_loadu_si512(classes[i..i + GROUP].as_ptr().cast()), _mm512_set1_epi64(row_len as i64 - 1))
 }
 
 /// The sum of a group's squares, column by column (`None`: no such column), in the exact
@@ -678,11 +670,19 @@ unsafe fn prefetch_row<T, const CHUNKS: usize>(row: *const T, row_bytes: usize) 
         _mm_prefetch::<_MM_HINT_T0>(ahead);
         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(row_bytes - 1));
     } else {
-        let mut line = 0;
-        while line < row_bytes {
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
-            line += 64;
-        }
+        prefetch_lines(row, row_bytes);
+    }
+}
+
+/// Ask for every line of the `bytes` from `start`, `AHEAD` bytes on (see [`prefetch_row`]).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn prefetch_lines<T>(start: *const T, bytes: usize) {
+    let ahead = start.cast::<i8>().wrapping_add(AHEAD);
+    let mut line = 0;
+    while line < bytes {
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+        line += 64;
     }
 }
 
