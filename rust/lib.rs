@@ -14,6 +14,7 @@ pub mod mapguard;
 pub mod npy;
 pub mod recycle;
 pub mod stats;
+pub mod stream;
 
 #[cfg(feature = "python")]
 mod python;

@@ -197,19 +197,34 @@ impl<const W: usize> TileOut<W> {
         }
     }
 
-    /// Copy every output to `out` (cut to `W` units); initialized elements stay initialized.
+    /// Units `0..n` of every output to `out` (`n` units long). With `avx512`, the float64
+    /// outputs of a full tile of eight, each one whole 64-byte line, are streamed past the
+    /// cache ([`crate::stream::line`]; the worker fences once its block is done); the rest is
+    /// copied.
+    ///
+    /// # Safety
+    /// `avx512` only where the CPU has AVX-512F; units `0..n` of every output were written.
     #[inline(always)]
-    pub(super) fn copy_to(&self, out: &mut OutBlock<'_>) {
-        out.confidence.copy_from_slice(&self.confidence);
-        out.variability.copy_from_slice(&self.variability);
-        out.correctness.copy_from_slice(&self.correctness);
-        out.forgetting.copy_from_slice(&self.forgetting);
-        out.never_learned.copy_from_slice(&self.never_learned);
-        out.first_learned.copy_from_slice(&self.first_learned);
-        out.threshold_closeness.copy_from_slice(&self.threshold_closeness);
-        out.margin.copy_from_slice(&self.margin);
-        out.aleatoric.copy_from_slice(&self.aleatoric);
-        out.el2n.copy_from_slice(&self.el2n);
+    pub(super) unsafe fn stream_to(&self, out: &mut OutBlock<'_>, avx512: bool) {
+        let n = out.len();
+        let line = |into: &mut [MaybeUninit<f64>], from: &[MaybeUninit<f64>]| {
+            if avx512 {
+                // SAFETY: AVX-512F is present with `avx512`, and `from` is written (the contract)
+                unsafe { crate::stream::line(into, from) }
+            } else {
+                into.copy_from_slice(from)
+            }
+        };
+        line(out.confidence, &self.confidence[..n]);
+        line(out.variability, &self.variability[..n]);
+        line(out.correctness, &self.correctness[..n]);
+        out.forgetting.copy_from_slice(&self.forgetting[..n]);
+        out.never_learned.copy_from_slice(&self.never_learned[..n]);
+        out.first_learned.copy_from_slice(&self.first_learned[..n]);
+        line(out.threshold_closeness, &self.threshold_closeness[..n]);
+        line(out.margin, &self.margin[..n]);
+        line(out.aleatoric, &self.aleatoric[..n]);
+        line(out.el2n, &self.el2n[..n]);
     }
 }
 
@@ -378,3 +393,4 @@ pub(super) fn split_outputs(out: &mut Statistics, units: usize, block: usize, ou
         })
         .collect()
 }
+

@@ -147,6 +147,8 @@ impl<'a> Plan<'a> {
             }
             let mut out_block: OutBlock<'_> = slots.complete(scratch);
             self.process(&mut out_block, acc)?;
+            // the block's outputs were streamed: visible to the caller once the pool joins
+            crate::stream::fence();
             if let Some(block_means) = block_means {
                 // right after the block's statistics, while its chunks are still in cache
                 self.mean_columns(out_block.start..out_block.start + out_block.len(), block_means);
