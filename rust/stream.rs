@@ -11,13 +11,14 @@ use std::mem::MaybeUninit;
 /// The line a non-temporal store writes whole.
 const LINE: usize = 64;
 
-/// `source` to `target` (the same length): one 64-byte non-temporal store when `target` is
-/// exactly one aligned line (a tile's float64 output), an ordinary copy otherwise. Until
-/// [`fence`], other threads may not see a streamed line.
+/// `source` to `target` (the same length): one 64-byte non-temporal store per line when
+/// `target` is whole aligned lines (a tile's float64 output: its length is a constant where
+/// this is inlined), an ordinary copy otherwise. Until [`fence`], other threads may not see a
+/// streamed line.
 ///
 /// The stores are single 64-byte ones: four 16-byte SSE2 stores to a line measured 20% slower
-/// on a whole pass over a binary file (Zen 4), and a general copy's branches in the tile loop
-/// changed how the compiler laid that loop out (twice as slow).
+/// on a whole pass over a binary file (Zen 4), and a general copy's branches (partial lines
+/// at both ends) in the tile loop changed how the compiler laid that loop out (twice as slow).
 ///
 /// # Safety
 /// The CPU has AVX-512F. Every element of `source` is initialized (it is read as raw bytes).
@@ -40,11 +41,15 @@ const LINE: usize = 64;
 pub unsafe fn line<T: Copy>(target: &mut [MaybeUninit<T>], source: &[MaybeUninit<T>]) {
     assert_eq!(target.len(), source.len(), "a copy needs slices of one length");
     #[cfg(target_arch = "x86_64")]
-    if std::mem::size_of_val(target) == LINE && (target.as_ptr() as usize).is_multiple_of(LINE) {
+    if std::mem::size_of_val(target).is_multiple_of(LINE) && (target.as_ptr() as usize).is_multiple_of(LINE) {
         use std::arch::x86_64::{_mm512_loadu_si512, _mm512_stream_si512};
-        // SAFETY: AVX-512F is present (the contract); one aligned line of `target`, one line of
-        // `source` (the same length), which cannot overlap (`target` is borrowed mutably)
-        unsafe { _mm512_stream_si512(target.as_mut_ptr().cast(), _mm512_loadu_si512(source.as_ptr().cast())) };
+        let (to, from) = (target.as_mut_ptr().cast::<u8>(), source.as_ptr().cast::<u8>());
+        for at in (0..std::mem::size_of_val(target)).step_by(LINE) {
+            // SAFETY: AVX-512F is present (the contract); aligned whole lines of `target`, the
+            // same bytes of `source` (one length), which cannot overlap (`target` is borrowed
+            // mutably)
+            unsafe { _mm512_stream_si512(to.add(at).cast(), _mm512_loadu_si512(from.add(at).cast())) };
+        }
         return;
     }
     target.copy_from_slice(source);
