@@ -56,7 +56,7 @@ pub unsafe fn line<T: Copy>(target: &mut [MaybeUninit<T>], source: &[MaybeUninit
 }
 
 /// Make this thread's streamed stores visible to any thread that later synchronizes with it
-/// (a rayon join, a mutex): call once after the last [`line`] of a piece of work.
+/// (a rayon join, a mutex): call once after the last [`line()`] of a piece of work.
 #[inline]
 pub fn fence() {
     #[cfg(target_arch = "x86_64")]

@@ -13,7 +13,7 @@ use super::state::{AccSlices, Accumulators, RowSummaries, Rule, Stream, TileAcc,
 struct Isa {
     /// F16C (float16 widening)
     f16c: bool,
-    /// AVX-512F (64-byte non-temporal stores, [`crate::stream::line`])
+    /// AVX-512F (64-byte non-temporal stores, [`crate::stream::line()`])
     avx512: bool,
 }
 

@@ -8,9 +8,10 @@
 //! beyond the outputs is a few KiB of accumulators per block in flight.
 //!
 //! Rows of one or two columns (binary, multilabel, two-class; float16 widened in registers)
-//! take the tiled path instead: within a block, tiles of 8 units each walk every epoch with
-//! their accumulators in registers, one prefetched stream per epoch, and write their outputs
-//! directly. There the per-unit work is a few instructions, and the epoch-major path spent most
+//! take the tiled path instead: within a block, tiles of 8 units (16 for float16) each walk
+//! every epoch with their accumulators in registers, one prefetched stream per epoch, and write
+//! their outputs directly, the float64 ones by non-temporal stores where AVX-512 is present
+//! ([`crate::stream`]: whole lines, not read first). There the per-unit work is a few instructions, and the epoch-major path spent most
 //! of its time loading and storing accumulators. Both paths run the same per-unit operations
 //! in the same order, so they agree bit for bit (a proptest checks it).
 //!

@@ -199,7 +199,7 @@ impl<const W: usize> TileOut<W> {
 
     /// Units `0..n` of every output to `out` (`n` units long). With `avx512`, the float64
     /// outputs of a full tile (whole 64-byte lines) are streamed past the
-    /// cache ([`crate::stream::line`]; the worker fences once its block is done); the rest is
+    /// cache ([`crate::stream::line()`]; the worker fences once its block is done); the rest is
     /// copied.
     ///
     /// # Safety
