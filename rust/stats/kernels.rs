@@ -339,7 +339,7 @@ pub(super) fn finalize<'o>(acc: &mut Accumulators, out: &mut OutBlock<'o>, n: f6
 
 /// Write the outputs of `a.len()` units from their accumulators (`o` cut to the same length).
 #[inline(always)]
-fn finish(a: &AccSlices<'_>, o: &mut OutBlock<'_>, n: f64, divisor: f64, multiclass: bool) {
+pub(super) fn finish(a: &AccSlices<'_>, o: &mut OutBlock<'_>, n: f64, divisor: f64, multiclass: bool) {
     let len = a.shift.len();
     let (inv_n, inv_divisor) = (1.0 / n, 1.0 / divisor);
     // one simple loop per group of outputs, so each vectorizes
@@ -454,14 +454,21 @@ pub(super) fn avx512_rows(row_len: usize) -> bool {
 fn fold_summaries(slices: &mut AccSlices<'_>, rows: &RowSummaries, n: usize, k: u32, rule: Rule) {
     let (p_gold, other, others_sq, gold_first) = (&rows.p_gold[..n], &rows.other[..n], &rows.others_sq[..n], &rows.gold_first[..n]);
     for i in 0..n {
-        let (p, q) = (p_gold[i], other[i]);
-        let tie_won = rule.first_index & (p == q) & gold_first[i];
-        let right = if rule.argmax { (p > q) | tie_won } else { p >= rule.threshold };
-        let miss = 1.0 - p;
-        slices.margin_sum[i] += p - q;
-        slices.el2n_sum[i] += (others_sq[i] + miss * miss).sqrt();
-        slices.update(i, k, p, right);
+        multiclass_step(p_gold[i], other[i], others_sq[i], gold_first[i], k, rule, slices, i);
     }
+}
+
+/// Fold unit `i`'s multiclass row at window epoch `k` from its summary: the gold probability
+/// `p`, the others' max `q` and sum of squares; `gold_first` (looked at under the first-index
+/// rule only): no column before gold holds gold's value.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn multiclass_step(p: f64, q: f64, others_sq: f64, gold_first: bool, k: u32, rule: Rule, acc: &mut impl UnitState, i: usize) {
+    let tie_won = rule.first_index & (p == q) & gold_first;
+    let right = if rule.argmax { (p > q) | tie_won } else { p >= rule.threshold };
+    let miss = 1.0 - p;
+    acc.add_terms(i, p - q, (others_sq + miss * miss).sqrt());
+    acc.update(i, k, p, right);
 }
 
 /// Pass 1's outputs, one entry per row.

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
+use super::avx512;
 use super::kernels::{self, Float, Stored};
 use super::output::{split_outputs, OutBlock, OutSlots, Outputs, Scratch, Statistics};
 use super::state::{Accumulators, Rule, Stream};
@@ -123,7 +124,9 @@ impl<'a> Plan<'a> {
             Probs::F32(_) => 4,
             Probs::F64(_) => 8,
         };
-        (CHUNK_BYTES / (self.row_len * element)).clamp(MIN_BLOCK_UNITS, MAX_BLOCK_UNITS)
+        // whole groups of eight (the bounds are multiples of 8): only a file's last block may
+        // end in a partial group, which the AVX-512 tiled path leaves to the epoch-major one
+        (CHUNK_BYTES / (self.row_len * element)).clamp(MIN_BLOCK_UNITS, MAX_BLOCK_UNITS) / 8 * 8
     }
 
     pub(super) fn run(&self, progress: Option<Progress<'_>>) -> Result<Statistics> {
@@ -230,6 +233,9 @@ impl<'a> Plan<'a> {
             // rounding and locates anything worse (it rewrites every output of the block, and
             // both paths agree bit for bit).
         }
+        if self.fold_tiled_multiclass(rule, out) {
+            return Ok(());
+        }
         let (gold_bits, classes) = self.block_gold(&range);
         // The kernels see only values in [0, 1] (they check it, nothing more). A chunk that
         // fails the check is folded again from a repaired copy: rounding clamped into [0, 1],
@@ -327,6 +333,25 @@ impl<'a> Plan<'a> {
             Labels::Classes(classes) if self.task == Task::Multiclass => kernels::tiled_two_class(data, &stream, &classes[range], rule, n, divisor, out),
             Labels::Classes(classes) => kernels::tiled_binary(data, &stream, &classes[range], rule, n, divisor, out),
             Labels::Multilabel(targets) => kernels::tiled_binary(data, &stream, &targets[range], rule, n, divisor, out),
+        }
+    }
+
+    /// The whole window for one block of multiclass rows that AVX-512's column path summarizes
+    /// (float16 of 3 to 16 columns, float32 of 3 to 14), eight units at a time with their
+    /// running state in registers ([`avx512::tiled_f16`]); false when that path declines the
+    /// block, whose outputs the epoch-major path then writes.
+    fn fold_tiled_multiclass(&self, rule: Rule, out: &mut OutBlock<'_>) -> bool {
+        let Labels::Classes(classes) = self.labels else { return false };
+        if self.task != Task::Multiclass || !kernels::avx512_rows(self.row_len) {
+            return false;
+        }
+        let stream = Stream { epoch_len: self.units * self.row_len, epochs: self.epochs.clone() };
+        let n = stream.epochs.len() as f64;
+        let divisor = n - self.ddof as f64;
+        match self.view.probs {
+            Probs::F16(data) => avx512::tiled_f16(data, &stream, self.row_len, classes, rule, n, divisor, out),
+            Probs::F32(data) => avx512::tiled_f32(data, &stream, self.row_len, classes, rule, n, divisor, out),
+            Probs::F64(_) => false,
         }
     }
 

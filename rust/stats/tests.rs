@@ -437,3 +437,46 @@ fn an_output_mask_names_some_of_the_ten_statistics() {
     assert_eq!(Outputs(5).check(), Ok(Outputs(5)));
     assert!(Outputs(5).has(Statistic::Confidence) && !Outputs(5).has(Statistic::Variability) && Outputs(5).has(Statistic::Correctness));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 120, .. ProptestConfig::default() })]
+
+    /// Multiclass rows of 3 to 16 columns: where AVX-512 is present, the tiled path (groups of
+    /// eight units walking every epoch: float16 rows of up to 16 columns, float32 ones of up to
+    /// 14) and the epoch-major path (float64 rows, wider float32 ones, a last block ending in a
+    /// partial group, and float32 rounding outside [0, 1], which the tiled path declines) agree
+    /// bit for bit; float16 rounding within its tolerance is clamped on the tiled path itself
+    /// (the group's exact rows). Over several blocks, windows, ddof, thread counts and both
+    /// rules (the first-index rule is left to the epoch-major path).
+    #[test]
+    fn tiled_and_epoch_major_multiclass_agree_exactly(
+        (e, n, l, eighths, gold) in (1usize..6, prop_oneof![1usize..40, 2040usize..2100], 3usize..17).prop_flat_map(|(e, n, l)| (
+            Just(e), Just(n), Just(l),
+            proptest::collection::vec(0u8..=8, e * n * l),
+            proptest::collection::vec(0..l as i64, n),
+        )),
+        threshold in prop_oneof![Just(None), (0.0f64..=1.0).prop_map(Some)],
+        skip in 0usize..3,
+        ddof in 0usize..2,
+        threads in 1usize..4,
+    ) {
+        let start = skip.min(e - 1);
+        prop_assume!(ddof < e - start);
+        // p in eighths: exact in float16, and every sum of squares exact
+        let narrow: Vec<f32> = eighths.iter().map(|&k| k as f32 / 8.0).collect();
+        let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
+        let correctness = threshold.map_or(Correctness::Argmax, Correctness::Threshold);
+        let options = Options { task: Task::Multiclass, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL };
+        let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
+        let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
+        let epoch_major = run(Probs::F64(&wide));
+        prop_assert_eq!(&run(Probs::F32(&narrow)), &epoch_major);
+        let half: Vec<f16> = narrow.iter().map(|&x| f16::from_f32(x)).collect();
+        prop_assert_eq!(&run(Probs::F16(&half)), &epoch_major);
+        // one unit in the last place above 1, clamped back to 1: float32's on the epoch-major path
+        let rounded: Vec<f32> = narrow.iter().map(|&x| if x == 1.0 { 1.0 + f32::EPSILON } else { x }).collect();
+        prop_assert_eq!(&run(Probs::F32(&rounded)), &epoch_major);
+        let rounded16: Vec<f16> = half.iter().map(|&x| if x == f16::ONE { f16::from_bits(0x3c01) } else { x }).collect();
+        prop_assert_eq!(&run(Probs::F16(&rounded16)), &epoch_major);
+    }
+}
