@@ -403,8 +403,9 @@ impl Lanes for half::f16 {
     }
 }
 
-/// The float16 fast path ([`Lanes::fast_group`]) for rows of up to 16 columns, which fit one
-/// chunk: the group is read as one run of `8 * row_len` words (at most four 64-byte loads) and
+/// The float16 fast path ([`Lanes::fast_group`]) for rows of 3 to 16 columns, which fit one
+/// chunk (None for other widths, or when a value of the group is not in [+0, 1]; the gold
+/// probabilities come back as a vector): the group is read as one run of `8 * row_len` words (at most four 64-byte loads) and
 /// regrouped by word permutes, four columns of the eight rows to a vector (lane `8c + r`: column
 /// c of row r). The max and the gold value then take one masked operation per four columns, and
 /// the squares one widening and one product per column, with no transpose at the end.

@@ -267,9 +267,10 @@ fn tiles<S: Stored, R: Rows<S::Value>>(data: &[S], stream: &Stream, rows: &R, n:
 }
 
 /// `W` units from block offset `t` walk every epoch of the window, their accumulators in
-/// local arrays the compiler keeps in registers, then write their outputs to `into` (`W`
-/// units long): the data is read once and no accumulator ever goes to memory. Each unit sees the same operations in the
-/// same order as on the epoch-major path, so both give identical results.
+/// local arrays the compiler keeps in registers, then write their outputs to `into` (`W` units
+/// long): the data is read once and no accumulator ever goes to memory. Each unit sees the
+/// same operations in the same order as on the epoch-major path, so both give identical
+/// results.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn tile<S: Stored, const W: usize, R: Rows<S::Value>>(

@@ -197,13 +197,13 @@ impl<const W: usize> TileOut<W> {
         }
     }
 
-    /// Units `0..n` of every output to `out` (`n` units long). With `avx512`, the float64
-    /// outputs of a full tile (whole 64-byte lines) are streamed past the
-    /// cache ([`crate::stream::line()`]; the worker fences once its block is done); the rest is
+    /// The first `out.len()` units of every output to `out`. With `avx512`, the float64 outputs
+    /// of a full tile (whole 64-byte lines) are streamed past the cache
+    /// ([`crate::stream::line()`]; the worker fences once its block is done); the rest is
     /// copied.
     ///
     /// # Safety
-    /// `avx512` only where the CPU has AVX-512F; units `0..n` of every output were written.
+    /// `avx512` only where the CPU has AVX-512F; those units of every output were written.
     #[inline(always)]
     pub(super) unsafe fn stream_to(&self, out: &mut OutBlock<'_>, avx512: bool) {
         let n = out.len();
@@ -393,4 +393,3 @@ pub(super) fn split_outputs(out: &mut Statistics, units: usize, block: usize, ou
         })
         .collect()
 }
-
