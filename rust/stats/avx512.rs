@@ -405,10 +405,11 @@ impl Lanes for half::f16 {
 
 /// The float16 fast path ([`Lanes::fast_group`]) for rows of 3 to 16 columns, which fit one
 /// chunk (None for other widths, or when a value of the group is not in [+0, 1]; the gold
-/// probabilities come back as a vector): the group is read as one run of `8 * row_len` words (at most four 64-byte loads) and
-/// regrouped by word permutes, four columns of the eight rows to a vector (lane `8c + r`: column
-/// c of row r). The max and the gold value then take one masked operation per four columns, and
-/// the squares one widening and one product per column, with no transpose at the end.
+/// probabilities come back as a vector): the group is read as one run of `8 * row_len` words
+/// (at most four 64-byte loads) and regrouped by word permutes, four columns of the eight rows
+/// to a vector (lane `8c + r`: column c of row r). The max and the gold value then take one
+/// masked operation per four columns, and the squares one float32 product per two columns and
+/// one widening per column, with no transpose at the end.
 ///
 /// The sums of squares are exact: a float16 in [+0, 1] is a multiple of 2^-24, so its square is
 /// a multiple of 2^-48 of at most 1, and any sum of up to 32 such squares is at most 2^5 and

@@ -107,8 +107,8 @@ pub trait Stored: Copy + Send + Sync + 'static {
     /// accumulator (two independent chains of additions per epoch) measured faster.
     const TILE: usize = TILE;
     fn value(self) -> Self::Value;
-    /// Every value of `stored` into `values` (the same length, at most two tiles' rows); `f16c`:
-    /// the caller's instruction set has F16C.
+    /// Every value of `stored` into `values` (the same length, at most `2 * MAX_TILE`: a widest
+    /// tile's rows); `f16c`: the caller's instruction set has F16C.
     #[inline(always)]
     fn widen(stored: &[Self], values: &mut [Self::Value], f16c: bool) {
         let _ = f16c;

@@ -325,9 +325,7 @@ impl<'a> Plan<'a> {
     /// every epoch with its accumulators in registers; false when some value is not a probability.
     fn fold_tiled<S: Stored>(&self, data: &[S], rule: Rule, out: &mut OutBlock<'_>) -> bool {
         let range = out.start..out.start + out.len();
-        let stream = Stream { epoch_len: self.units * self.row_len, epochs: self.epochs.clone() };
-        let n = stream.epochs.len() as f64;
-        let divisor = n - self.ddof as f64;
+        let (stream, n, divisor) = self.tile_walk();
         // the gold labels read where they are (no per-block copy): class indices, or 0/1 targets
         match self.labels {
             Labels::Classes(classes) if self.task == Task::Multiclass => kernels::tiled_two_class(data, &stream, &classes[range], rule, n, divisor, out),
@@ -345,9 +343,7 @@ impl<'a> Plan<'a> {
         if self.task != Task::Multiclass || !kernels::avx512_rows(self.row_len) {
             return false;
         }
-        let stream = Stream { epoch_len: self.units * self.row_len, epochs: self.epochs.clone() };
-        let n = stream.epochs.len() as f64;
-        let divisor = n - self.ddof as f64;
+        let (stream, n, divisor) = self.tile_walk();
         match self.view.probs {
             Probs::F16(data) => avx512::tiled_f16(data, &stream, self.row_len, classes, rule, n, divisor, out),
             Probs::F32(data) => avx512::tiled_f32(data, &stream, self.row_len, classes, rule, n, divisor, out),
@@ -400,8 +396,20 @@ impl<'a> Plan<'a> {
     }
 
     fn finalize(&self, acc: &mut Accumulators, out: &mut OutBlock<'_>) {
+        let (n, divisor) = self.counts();
+        kernels::finalize(acc, out, n, divisor, self.task == Task::Multiclass);
+    }
+
+    /// The window's epoch count and the variance's divisor (`n - ddof`), as the outputs use them.
+    fn counts(&self) -> (f64, f64) {
         let n = (self.epochs.end - self.epochs.start) as f64;
-        kernels::finalize(acc, out, n, n - self.ddof as f64, self.task == Task::Multiclass);
+        (n, n - self.ddof as f64)
+    }
+
+    /// What a tiled path walks (every epoch of the window, whole epochs apart) and [`Self::counts`].
+    fn tile_walk(&self) -> (Stream, f64, f64) {
+        let (n, divisor) = self.counts();
+        (Stream { epoch_len: self.units * self.row_len, epochs: self.epochs.clone() }, n, divisor)
     }
 }
 
