@@ -78,7 +78,7 @@ fn two_class_step<F: Float>(a: F, b: F, gold: i64, k: u32, rule: Rule, acc: &mut
     let right = if rule.argmax { (p_gold > other) | tie_won } else { p_gold.to_f64() >= rule.threshold };
     let (p, q) = (p_gold.to_f64(), other.to_f64());
     let miss = 1.0 - p;
-    acc.add_terms(i, p - q, (q * q + miss * miss).sqrt());
+    acc.add_terms(i, p - q, miss.mul_add(miss, q * q).sqrt());
     acc.update(i, k, p, right);
     valid
 }
@@ -468,7 +468,7 @@ pub(super) fn multiclass_step(p: f64, q: f64, others_sq: f64, gold_first: bool, 
     let tie_won = rule.first_index & (p == q) & gold_first;
     let right = if rule.argmax { (p > q) | tie_won } else { p >= rule.threshold };
     let miss = 1.0 - p;
-    acc.add_terms(i, p - q, (others_sq + miss * miss).sqrt());
+    acc.add_terms(i, p - q, miss.mul_add(miss, others_sq).sqrt());
     acc.update(i, k, p, right);
 }
 

@@ -146,7 +146,10 @@ macro_rules! unit_state {
                 self.shift[i] = shift;
                 let d = p - shift;
                 self.sum_d[i] += d;
-                self.sum_d2[i] += d * d;
+                // fused: one rounding, and one operation fewer on the add ports, which bind
+                // the narrow kernels (all paths share this step, so all give the same bits;
+                // a machine without FMA computes the same fused result, in software)
+                self.sum_d2[i] = d.mul_add(d, self.sum_d2[i]);
                 let r = right as u32;
                 self.right[i] += r;
                 self.forgetting[i] += self.last_right[i] & (r ^ 1);
