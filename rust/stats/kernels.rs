@@ -77,9 +77,7 @@ fn two_class_step<F: Float>(a: F, b: F, gold: i64, k: u32, rule: Rule, acc: &mut
     let tie_won = rule.first_index & (gold == 0) & (p_gold == other);
     let right = if rule.argmax { (p_gold > other) | tie_won } else { p_gold.to_f64() >= rule.threshold };
     let (p, q) = (p_gold.to_f64(), other.to_f64());
-    let miss = 1.0 - p;
-    acc.add_terms(i, p - q, miss.mul_add(miss, q * q).sqrt());
-    acc.update(i, k, p, right);
+    fold_verdict(p, q, q * q, right, k, acc, i);
     valid
 }
 
@@ -467,6 +465,14 @@ fn fold_summaries(slices: &mut AccSlices<'_>, rows: &RowSummaries, n: usize, k: 
 pub(super) fn multiclass_step(p: f64, q: f64, others_sq: f64, gold_first: bool, k: u32, rule: Rule, acc: &mut impl UnitState, i: usize) {
     let tie_won = rule.first_index & (p == q) & gold_first;
     let right = if rule.argmax { (p > q) | tie_won } else { p >= rule.threshold };
+    fold_verdict(p, q, others_sq, right, k, acc, i);
+}
+
+/// Fold unit `i`'s epoch `k` once its verdict is known, for every multiclass row: the gold
+/// probability `p`, the others' max `q` and sum of squares. EL2N's squared distance is
+/// `others_sq + (1 - p)²`, fused (one rounding).
+#[inline(always)]
+fn fold_verdict(p: f64, q: f64, others_sq: f64, right: bool, k: u32, acc: &mut impl UnitState, i: usize) {
     let miss = 1.0 - p;
     acc.add_terms(i, p - q, miss.mul_add(miss, others_sq).sqrt());
     acc.update(i, k, p, right);
