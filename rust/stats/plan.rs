@@ -194,7 +194,7 @@ impl<'a> Plan<'a> {
                 }
             }
         }
-        let n = (self.epochs.end - self.epochs.start) as f64;
+        let (n, _) = self.counts();
         for m in means.iter_mut() {
             *m /= n;
         }
