@@ -805,6 +805,7 @@ mod tests {
         let all: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
         let f16c = std::arch::is_x86_feature_detected!("f16c");
         let probability = |x: f32| (0.0..=1.0).contains(&x);
+        let within = |x: &f16| (-F16_TOLERANCE..=1.0 + F16_TOLERANCE).contains(&x.to_f32());
         // every pattern among its neighbours, and alone among probabilities (so that a chunk's
         // fast path, taken when all of it lies in [+0, 1], meets every pattern at its edge)
         let alone = all.iter().map(|&x| {
@@ -816,12 +817,10 @@ mod tests {
             let stored = &stored[..];
             let mut values = [0.0f32; 16];
             let valid = f16::widen(stored, &mut values, f16c);
-            let within = |x: &f16| (-F16_TOLERANCE..=1.0 + F16_TOLERANCE).contains(&x.to_f32());
             assert_eq!(valid, stored.iter().all(within), "{:#06x?}", stored.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
             for (&x, &wide) in stored.iter().zip(&values) {
                 let portable = x.value();
-                let raw = x.to_f32();
-                if (-F16_TOLERANCE..=1.0 + F16_TOLERANCE).contains(&raw) {
+                if within(&x) {
                     assert_eq!(wide.to_bits(), portable.to_bits(), "{:#06x}: {wide} vs {portable}", x.to_bits());
                     assert!(probability(wide), "{:#06x}: {wide}", x.to_bits());
                 } else {
@@ -833,8 +832,7 @@ mod tests {
         // its answer must be the same
         for &x in &all {
             let (stored, mut values) = ([x, f16::from_f32(0.5)], [0.0f32; 2]);
-            let within = (-F16_TOLERANCE..=1.0 + F16_TOLERANCE).contains(&x.to_f32());
-            assert_eq!(f16::widen(&stored, &mut values, f16c), within, "{:#06x}", x.to_bits());
+            assert_eq!(f16::widen(&stored, &mut values, f16c), within(&x), "{:#06x}", x.to_bits());
         }
         if !f16c {
             eprintln!("note: no F16C on this machine, only the portable widening was checked");
