@@ -152,3 +152,39 @@ def test_a_subset_of_statistics_on_the_cluster(client, tmp_path):
         dcd.compute(x, labels, client=client, statistics=["confidance"])
     with pytest.raises(TypeError, match="statistics"):
         dcd.write_parquet(x, labels, out, client=client, statistics="confidence")
+
+
+def test_class_means_on_the_cluster(client, tmp_path):
+    """class_means=True gives dc.compute's class means (float16 clamped as the core clamps it)
+    from a dask array chunked along both axes and from shard files of either axis, over an
+    epoch window; label_issues then flags what it flags on the local result."""
+    rng = np.random.default_rng(11)
+    probs = rng.dirichlet(np.ones(4), size=(7, 300)).astype(np.float16)
+    probs[2, 5, 1] = np.float16(1.0004)  # within float16's rounding tolerance: clamped to 1
+    labels = rng.integers(0, 4, 300)
+    local = dc.compute(probs, labels, epochs=(1, 6), class_means=True)
+    x = da.from_array(probs, chunks=(2, 120, 4))
+    stats = dcd.compute(x, labels, client=client, epochs=(1, 6), class_means=True)
+    np.testing.assert_allclose(stats.class_means, local.class_means, rtol=1e-12, atol=1e-15)
+    assert stats.class_means.shape == (300, 4) and stats.class_means[5, 1] > 0
+    assert_same(stats, local)
+    issues, want = dc.DataMap(stats).label_issues(), dc.DataMap(local).label_issues()
+    assert issues.flags.tolist() == want.flags.tolist() and issues.suggested.tolist() == want.suggested.tolist()
+    assert dcd.compute(x, labels, client=client).class_means is None
+    wide = probs.astype(np.float32)
+    for axis, bounds in (("examples", (0, 100, 300)), ("epochs", (0, 2, 3, 7))):
+        paths = []
+        for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            paths.append(str(tmp_path / f"means-{axis}-{k}.npy"))
+            np.save(paths[-1], wide[a:b] if axis == "epochs" else wide[:, a:b])
+        sharded = dcd.compute(paths, labels, shards=axis, client=client, epochs=(1, 6), class_means=True, statistics=["confidence"])
+        np.testing.assert_allclose(sharded.class_means, local.class_means, rtol=1e-12, atol=1e-15, err_msg=axis)
+        np.testing.assert_allclose(sharded.confidence, local.confidence, rtol=1e-12, atol=1e-15, err_msg=axis)
+
+
+def test_class_means_refuse_bad_chunks_by_place(client):
+    x = da.from_array(np.full((2, 10, 3), 0.5, dtype=np.float32), chunks=(1, 5, 3))
+    bad = x.copy()
+    bad[1, 7, 2] = -1.0
+    with pytest.raises(dc.DatacartoError, match=r"chunk at epochs \[1, 2\), examples \[5, 10\): probs: values: expected probabilities in \[0, 1\], found -1 at epoch 0, example 2, label 2"):
+        dcd.compute(bad, np.zeros(10, dtype=int), client=client, class_means=True)

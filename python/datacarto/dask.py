@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 dask = require("dask", "dask", feature="datacarto.dask")
 
 PathLike = Union[str, "os.PathLike[str]"]
+#: The key of the class means among a chunk's outputs (the core's name for them).
+CLASS_MEANS = "class_means"
 
 
 def compute(
@@ -50,6 +52,7 @@ def compute(
     client: Any = None,
     scheduler: Optional[str] = None,
     statistics: Optional[Sequence[str]] = None,
+    class_means: bool = False,
 ) -> Statistics:
     """Every statistic of a dask array or of shard files, computed on a Dask cluster.
 
@@ -67,6 +70,13 @@ def compute(
         statistics: return only these statistics (names from :data:`datacarto.STATISTICS`), as
             :func:`datacarto.compute` does: the others are ``None``, and neither travel back
             from the workers nor take memory here.
+        class_means: also every class's mean probability over the window,
+            ``Statistics.class_means`` (float64 ``[N, L]``, what
+            :meth:`datacarto.DataMap.label_issues` uses), as :func:`datacarto.compute` gives it.
+            Each chunk's class sums are computed by the worker holding it and added in epoch
+            order there (a dask array: one more pass over each chunk; epoch shards: one more
+            read of each shard, as :func:`datacarto.compute` does); ``N x L`` float64 values
+            come back per example chunk.
 
     Returns the same :class:`~datacarto.Statistics` as :func:`datacarto.compute` over the
     whole (equal within 1e-12, integers exactly); ``source`` is ``None``.
@@ -85,10 +95,10 @@ def compute(
         scattered.append(future)
         return future
 
-    tasks, _, args, shape, extra = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, names=names)
+    tasks, _, args, shape, extra = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, names=names, class_means=bool(class_means))
     parts = _run(tasks, client, scheduler)
     scattered.clear()
-    return assemble(list(parts), args, shape, extra, names)
+    return assemble(list(parts), args, shape, extra, names + ((CLASS_MEANS,) if class_means else ()))
 
 
 def write_parquet(
@@ -130,7 +140,7 @@ def write_parquet(
         scattered.append(future)
         return future
 
-    tasks, ranges, args, shape, _ = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, names=names)
+    tasks, ranges, args, shape, _ = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, names=names, class_means=False)
     write_task = dask.delayed(_write_part, pure=False)
     n_labels = int(shape[2])
     writes = [
@@ -164,7 +174,7 @@ def _options(args: Any, threads: Optional[int]) -> Dict[str, Any]:
     return dict(task=args.task, correctness=args.correctness, threshold=args.threshold, threads=threads)
 
 
-def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int], names: Tuple[str, ...]) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
+def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int], names: Tuple[str, ...], class_means: bool) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
     if x.ndim != 3:
         raise DatacartoError(f"x: expected 3 dimensions [epochs, examples, labels], found shape {x.shape}")
     if x.dtype.kind != "f" or x.dtype.itemsize not in (2, 4, 8):
@@ -184,6 +194,7 @@ def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *
     example_bounds = np.concatenate([[0], np.cumsum(x.chunks[1])]).astype(int)
     options = _options(args, threads)
     partial_task = dask.delayed(_partial_block, pure=True)
+    sums_task = dask.delayed(_class_sums_block, pure=True)
     finish_task = dask.delayed(_finish, pure=True)
     tasks, ranges = [], []
     for j in range(len(x.chunks[1])):
@@ -191,11 +202,12 @@ def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *
         ranges.append((a, b))
         gold = put(args.labels[a:b])
         states = [partial_task(blocks[i, j, 0], gold, int(epoch_starts[i]), a, options) for i in range(len(x.chunks[0]))]
-        tasks.append(finish_task(_merge_in_order(states), ddof, names))
+        sums = _add_in_order([sums_task(blocks[i, j, 0], gold, int(epoch_starts[i]), a, options) for i in range(len(x.chunks[0]))]) if class_means else None
+        tasks.append(finish_task(_merge_in_order(states), ddof, names, sums, stop - start))
     return tasks, ranges, args, shape, {"dask_chunks": (len(x.chunks[0]), len(x.chunks[1]))}
 
 
-def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, shards: Optional[str], task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int], names: Tuple[str, ...]) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
+def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, shards: Optional[str], task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int], names: Tuple[str, ...], class_means: bool) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
     from datacarto._shards import expand, layout
 
     if not isinstance(source, (list, tuple)) and not _is_pattern(source) and shards is None:
@@ -209,27 +221,34 @@ def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], An
     options = _options(args, threads)
     if plan.axis == "examples":
         compute_task = dask.delayed(_compute_shard, pure=True)
-        tasks = [compute_task(path, put(args.labels[a:b]), (start, stop), ddof, options, names) for path, (a, b) in zip(plan.paths, plan.ranges)]
+        tasks = [compute_task(path, put(args.labels[a:b]), (start, stop), ddof, options, names, class_means) for path, (a, b) in zip(plan.paths, plan.ranges)]
         ranges = list(plan.ranges)
     else:
         file_task = dask.delayed(_partial_file, pure=True)
         gold = put(args.labels)
-        states = [
-            file_task(path, gold, (max(start, a) - a, min(stop, b) - a), a, options)
-            for path, (a, b) in zip(plan.paths, plan.ranges)
-            if a < stop and b > start
-        ]
-        tasks = [dask.delayed(_finish, pure=True)(_merge_in_order(states), ddof, names)]
+        windows = [(path, (max(start, a) - a, min(stop, b) - a), a) for path, (a, b) in zip(plan.paths, plan.ranges) if a < stop and b > start]
+        states = [file_task(path, gold, window, offset, options) for path, window, offset in windows]
+        sums_task = dask.delayed(_class_sums_file, pure=True)
+        sums = _add_in_order([sums_task(path, gold, window, options) for path, window, _ in windows]) if class_means else None
+        tasks = [dask.delayed(_finish, pure=True)(_merge_in_order(states), ddof, names, sums, stop - start)]
         ranges = [(0, plan.shape[1])]
     return tasks, ranges, args, plan.shape, {"shards": list(plan.paths), "shard_axis": plan.axis}
 
 
 def _merge_in_order(states: List[Any]) -> Any:
     """A balanced tree of adjacent merges: log depth, and epoch order kept at every level."""
-    merge_task = dask.delayed(_merge, pure=True)
-    while len(states) > 1:
-        states = [merge_task(states[k], states[k + 1]) if k + 1 < len(states) else states[k] for k in range(0, len(states), 2)]
-    return states[0]
+    return _tree(states, dask.delayed(_merge, pure=True))
+
+
+def _add_in_order(sums: List[Any]) -> Any:
+    """Class sums of consecutive epoch ranges added as a balanced tree of adjacent pairs."""
+    return _tree(sums, dask.delayed(np.add, pure=True))
+
+
+def _tree(items: List[Any], combine: Any) -> Any:
+    while len(items) > 1:
+        items = [combine(items[k], items[k + 1]) if k + 1 < len(items) else items[k] for k in range(0, len(items), 2)]
+    return items[0]
 
 
 # --- what runs on the workers (module-level, so tasks pickle by reference) -------------------
@@ -240,9 +259,37 @@ def _partial_block(block: np.ndarray, labels: np.ndarray, epoch_offset: int, exa
     try:
         return partial(block, labels, epoch_offset=epoch_offset, example_offset=example_offset, **options)
     except DatacartoError as error:
-        # the core names positions inside the chunk: say where the chunk is
-        where = f"epochs [{epoch_offset}, {epoch_offset + block.shape[0]}), examples [{example_offset}, {example_offset + block.shape[1]})"
-        raise DatacartoError(f"x: the chunk at {where}: {error} (positions counted within the chunk)") from None
+        raise _in_chunk(error, block, epoch_offset, example_offset) from None
+
+
+def _class_sums_block(block: np.ndarray, labels: np.ndarray, epoch_offset: int, example_offset: int, options: Dict[str, Any]) -> np.ndarray:
+    """A chunk's class sums over its epochs, ``[n * L]`` float64, by the core (its checks and
+    its clamping of float16, as :func:`datacarto.compute` takes the class means)."""
+    block = np.asarray(block)
+    try:
+        return _class_sums(block, labels, (0, block.shape[0]), options)
+    except DatacartoError as error:
+        raise _in_chunk(error, block, epoch_offset, example_offset) from None
+
+
+def _class_sums_file(path: str, labels: np.ndarray, window: Tuple[int, int], options: Dict[str, Any]) -> np.ndarray:
+    return _class_sums(path, labels, window, options)
+
+
+def _class_sums(source: Any, labels: np.ndarray, window: Tuple[int, int], options: Dict[str, Any]) -> np.ndarray:
+    from datacarto._stats import compute as compute_file
+
+    # confidence alone: the least the core can be asked for besides the means
+    stats = compute_file(source, labels, epochs=window, statistics=["confidence"], class_means=True, **options)
+    assert stats.class_means is not None
+    return stats.class_means.reshape(-1) * (window[1] - window[0])
+
+
+def _in_chunk(error: DatacartoError, block: np.ndarray, epoch_offset: int, example_offset: int) -> DatacartoError:
+    """The core's error about a chunk, saying where the chunk is (the core counts positions
+    inside it)."""
+    where = f"epochs [{epoch_offset}, {epoch_offset + block.shape[0]}), examples [{example_offset}, {example_offset + block.shape[1]})"
+    return DatacartoError(f"x: the chunk at {where}: {error} (positions counted within the chunk)")
 
 
 def _partial_file(path: str, labels: np.ndarray, window: Tuple[int, int], epoch_offset: int, options: Dict[str, Any]) -> "State":
@@ -255,16 +302,23 @@ def _merge(earlier: "State", later: "State") -> "State":
     return earlier.merge(later)
 
 
-def _finish(state: "State", ddof: int, names: Tuple[str, ...]) -> Dict[str, np.ndarray]:
+def _finish(state: "State", ddof: int, names: Tuple[str, ...], class_sums: Optional[np.ndarray], n_epochs: int) -> Dict[str, np.ndarray]:
     stats = state.finish(ddof)
-    return {name: np.asarray(getattr(stats, name)) for name in names}
+    out = {name: np.asarray(getattr(stats, name)) for name in names}
+    if class_sums is not None:
+        out[CLASS_MEANS] = class_sums / n_epochs
+    return out
 
 
-def _compute_shard(path: str, labels: np.ndarray, window: Tuple[int, int], ddof: int, options: Dict[str, Any], names: Tuple[str, ...]) -> Dict[str, np.ndarray]:
+def _compute_shard(path: str, labels: np.ndarray, window: Tuple[int, int], ddof: int, options: Dict[str, Any], names: Tuple[str, ...], class_means: bool) -> Dict[str, np.ndarray]:
     from datacarto._stats import compute as compute_file
 
-    stats = compute_file(path, labels, epochs=window, ddof=ddof, statistics=list(names), **options)
-    return {name: np.asarray(getattr(stats, name)) for name in names}
+    stats = compute_file(path, labels, epochs=window, ddof=ddof, statistics=list(names), class_means=class_means, **options)
+    out = {name: np.asarray(getattr(stats, name)) for name in names}
+    if class_means:
+        assert stats.class_means is not None
+        out[CLASS_MEANS] = stats.class_means.reshape(-1)
+    return out
 
 
 def _write_part(stats: Dict[str, np.ndarray], path: str, gold: np.ndarray, start: int, task: str, n_labels: int, names: Tuple[str, ...]) -> str:
@@ -290,7 +344,7 @@ def _write_part(stats: Dict[str, np.ndarray], path: str, gold: np.ndarray, start
 
 def assemble(parts: Sequence[Dict[str, np.ndarray]], args: Any, shape: Tuple[int, int, int], extra: Dict[str, Any], names: Tuple[str, ...] = STATISTICS) -> Statistics:
     """One :class:`~datacarto.Statistics` from the statistics ``names`` of consecutive example
-    ranges (the others are ``None``)."""
+    ranges (the others are ``None``); ``names`` may also hold :data:`CLASS_MEANS`."""
     from datacarto import _core
     from datacarto._stats import _statistics_from_raw
 
