@@ -501,6 +501,35 @@ def test_a_csv_map_killed_between_its_two_files_is_not_read_with_the_old_setting
         assert dc.DataMap.read_csv(path).frame.equals(back.frame)
 
 
+def test_a_csv_map_rewritten_while_it_is_read_keeps_its_own_settings(tmp_path, monkeypatch):
+    """Another writer replaces the CSV after read_csv has compared it with its sidecar and before
+    polars parses it: the rows parsed are the ones the sidecar describes (read once), so the
+    settings are never applied to another map's rows."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / "map.csv"
+    first = dc.DataMap.from_dynamics(rng.dirichlet(np.ones(2), size=(3, 8)).astype(np.float32), rng.integers(0, 2, 8), label_names=["cat", "dog"])
+    first.write_csv(path)
+    second = dc.DataMap.from_dynamics(rng.dirichlet(np.ones(2), size=(4, 8)).astype(np.float32), rng.integers(0, 2, 8))
+    real_read_csv = pl.read_csv
+    rewrites: List[str] = []
+
+    def rewritten_first(*args: Any, **kwargs: Any) -> pl.DataFrame:
+        if not rewrites:  # the first parse: another writer's CSV lands now, whole, by rename
+            second.frame.write_csv(tmp_path / "other.csv")
+            os.replace(tmp_path / "other.csv", path)
+            rewrites.append(str(path))
+        return real_read_csv(*args, **kwargs)
+
+    monkeypatch.setattr(pl, "read_csv", rewritten_first)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = dc.DataMap.read_csv(path)
+    assert rewrites, "the fault was not provoked"
+    assert path.read_text() == second.frame.write_csv()  # the file on disk is the other map's now
+    assert back.frame.equals(first.frame)
+    assert back.label_names == ["cat", "dog"] and back.epochs == (0, 3)
+
+
 # --- temporary files a killed writer leaves -----------------------------------------------------------
 
 HOLD_A_TEMPORARY = """

@@ -876,7 +876,9 @@ class DataMap:
 
         A sidecar that describes another version of the CSV (a write interrupted between the
         two files, or a CSV replaced by hand) is not applied: a :class:`UserWarning` says so
-        and the settings are inferred from the CSV."""
+        and the settings are inferred from the CSV. With a sidecar, the CSV is read once and
+        the bytes compared with the sidecar are the bytes parsed, so a CSV rewritten while it
+        is read cannot get the settings of the version it replaced."""
         name = os.fspath(path)
         if not os.path.exists(name):
             raise FileNotFoundError(f"{name}: statistics file not found")
@@ -884,13 +886,17 @@ class DataMap:
         info = None
         schema: Dict[str, Any] = {}
         data: Any = None
+        # what polars parses: the path, or (with a sidecar that names a CSV) the bytes hashed
+        source: Union[str, bytes] = name
         if sidecar_path.exists():
             try:
                 data = json.loads(sidecar_path.read_text())
             except ValueError as exc:
                 raise DatacartoError(f"{sidecar_path}: expected JSON written by DataMap.write_csv ({exc})") from exc
             described = data.get("csv") if isinstance(data, dict) else None
-            if described is not None and described != _csv_identity(name):
+            if described is not None:
+                source = Path(name).read_bytes()
+            if described is not None and described != _csv_identity(source):
                 warnings.warn(f"{sidecar_path}: describes another version of {name} (a write interrupted between the two files?); not applied, the settings are inferred from the CSV", UserWarning, stacklevel=2)
                 data = None
         if data is not None:
@@ -898,9 +904,9 @@ class DataMap:
             schema = {col: getattr(pl, dt) for col, dt in (data.get("schema") or {}).items() if dt in _SIMPLE_DTYPES}
         with _read_failures_named(name, "a CSV file of map rows"):
             if schema:
-                header = pl.read_csv(name, separator=separator, n_rows=0).columns
+                header = pl.read_csv(source, separator=separator, n_rows=0).columns
                 schema = {col: dtype for col, dtype in schema.items() if col in header}
-            frame = pl.read_csv(name, separator=separator, schema_overrides=schema or None, infer_schema_length=None)
+            frame = pl.read_csv(source, separator=separator, schema_overrides=schema or None, infer_schema_length=None)
         return cls._from_file_frame(frame, info, name, dynamics)
 
     @classmethod
@@ -1105,13 +1111,17 @@ def _count(name: str, n: Optional[int]) -> Optional[int]:
     return int(n)
 
 
-def _csv_identity(path: PathLike) -> Dict[str, Any]:
-    """What a CSV's sidecar records of it: its size and BLAKE2b digest."""
+def _csv_identity(source: Union[PathLike, bytes]) -> Dict[str, Any]:
+    """What a CSV's sidecar records of it: its size and BLAKE2b digest (of a file, read in
+    pieces, or of its bytes already read)."""
     import hashlib
 
     digest = hashlib.blake2b(digest_size=16)
+    if isinstance(source, bytes):
+        digest.update(source)
+        return {"bytes": len(source), "blake2b": digest.hexdigest()}
     size = 0
-    with open(path, "rb") as handle:
+    with open(source, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
             size += len(chunk)
