@@ -530,6 +530,34 @@ def test_a_csv_map_rewritten_while_it_is_read_keeps_its_own_settings(tmp_path, m
     assert back.label_names == ["cat", "dog"] and back.epochs == (0, 3)
 
 
+def test_a_parquet_map_replaced_while_it_is_read_keeps_its_own_settings(tmp_path, monkeypatch):
+    """Another writer renames its parquet map into place after the rows are read and before the
+    settings are: both come from the file that was opened, never one map's rows with another's
+    settings."""
+    rng = np.random.default_rng(2)
+    path = tmp_path / "map.parquet"
+    first = dc.DataMap.from_dynamics(rng.dirichlet(np.ones(3), size=(3, 8)).astype(np.float32), rng.integers(0, 3, 8), label_names=["cat", "dog", "eel"])
+    first.write_parquet(path)
+    second = dc.DataMap.from_dynamics(rng.dirichlet(np.ones(3), size=(5, 8)).astype(np.float32), rng.integers(0, 3, 8), epochs=(1, 4))
+    real_read_parquet = pl.read_parquet
+    replaced: List[bool] = []
+
+    def replaced_after_the_rows(*args: Any, **kwargs: Any) -> pl.DataFrame:
+        frame = real_read_parquet(*args, **kwargs)
+        if not replaced:
+            second.write_parquet(tmp_path / "other.parquet")
+            os.replace(tmp_path / "other.parquet", path)
+            replaced.append(True)
+        return frame
+
+    monkeypatch.setattr(pl, "read_parquet", replaced_after_the_rows)
+    back = dc.DataMap.read_parquet(path)
+    assert replaced, "the fault was not provoked"
+    assert dc.DataMap.read_parquet(path).epochs == (1, 4)  # the file on disk is the other map now
+    assert back.frame.equals(first.frame)
+    assert back.label_names == ["cat", "dog", "eel"] and back.epochs == (0, 3)
+
+
 # --- temporary files a killed writer leaves -----------------------------------------------------------
 
 HOLD_A_TEMPORARY = """

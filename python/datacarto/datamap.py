@@ -827,14 +827,16 @@ class DataMap:
 
         A parquet file without datacarto settings is accepted when it has the ``example``,
         ``gold`` and statistic columns; the settings are then inferred (task from a ``label``
-        column, epoch window unknown).
+        column, epoch window unknown). The rows and the settings come from one open file, so a
+        file replaced while it is read cannot mix one version's rows with another's settings.
         """
         name = os.fspath(path)
         if not os.path.exists(name):
             raise FileNotFoundError(f"{name}: statistics file not found")
-        with _read_failures_named(name, "a parquet file"):
-            frame = pl.read_parquet(name)
-            raw = _read_parquet_kv(name).get(_METADATA_KEY)
+        with _read_failures_named(name, "a parquet file"), open(name, "rb") as handle:
+            frame = pl.read_parquet(handle)
+            handle.seek(0)
+            raw = _read_parquet_kv(handle).get(_METADATA_KEY)
         try:
             settings = json.loads(raw) if raw else None
         except ValueError as exc:
@@ -1165,13 +1167,14 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _read_parquet_kv(name: str) -> Dict[str, str]:
+def _read_parquet_kv(source: Any) -> Dict[str, str]:
+    """A parquet file's key-value metadata (``source``: a path or a binary file open at 0)."""
     reader = getattr(pl, "read_parquet_metadata", None)
     if reader is not None:
-        return dict(reader(name))
+        return dict(reader(source))
     import pyarrow.parquet as pq
 
-    meta = pq.read_schema(name).metadata or {}
+    meta = pq.read_schema(source).metadata or {}
     return {k.decode(): v.decode() for k, v in meta.items()}
 
 
