@@ -4,6 +4,7 @@ recorders' warnings about memorised and degenerate dynamics."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -319,3 +320,44 @@ def test_cv_map_label_issues_count_the_flips_of_a_memorising_model(capsys):
     assert hidden.n_issues < 0.6 * n_flipped
     assert abs(issues.n_issues - n_flipped) <= 0.25 * n_flipped
     assert precision > 0.7 and recall > 0.7
+
+
+def _weighted_map(path: Path, labels: np.ndarray) -> "dc.DataMap":
+    stats = dc.compute(path, labels, epochs=(1, 4))
+    stats.extra["epoch_weights"] = np.array([0.5, 0.0, 0.5])
+    return dc.DataMap(stats, dynamics=path)
+
+
+def test_cv_map_label_issues_refuse_a_dynamics_file_changed_after_recording(tmp_path):
+    """The mixture's class means are read by the core, epoch by epoch: a file truncated, or
+    rewritten with a NaN at a weighted epoch, after the map was computed is a DatacartoError
+    naming the file and the field, never a crash (a memory map of a truncated file) or class
+    means computed from garbage. An epoch with weight 0 is not read."""
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(3), size=(4, 60)).astype(np.float32)
+    labels = rng.integers(0, 3, 60)
+    path = tmp_path / "d.npy"
+    np.save(path, probs)
+    from datacarto._confident import confident_learning
+
+    expected = 0.5 * probs[1].astype(np.float64) + 0.5 * probs[3].astype(np.float64)
+    np.testing.assert_array_equal(_weighted_map(path, labels).label_issues().flags, confident_learning(expected, labels).flags)
+    dm = _weighted_map(path, labels)
+    bad = probs.copy()
+    bad[3, 7, 1] = np.nan
+    np.save(path, bad)
+    with pytest.raises(dc.DatacartoError, match=r"d\.npy.*NaN"):
+        dm.label_issues()
+    # a NaN at the epoch of weight 0 is never read
+    np.save(path, probs)
+    dm = _weighted_map(path, labels)
+    unread = probs.copy()
+    unread[2, 7, 1] = np.nan
+    np.save(path, unread)
+    np.testing.assert_array_equal(dm.label_issues().flags, confident_learning(expected, labels).flags)
+    np.save(path, probs)
+    dm = _weighted_map(path, labels)
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+    with pytest.raises(dc.DatacartoError, match=r"d\.npy.*(truncated|shorter)"):
+        dm.label_issues()

@@ -76,47 +76,64 @@ def add_mixture(stats: Any, gold_probs: np.ndarray, path: Any = None) -> None:
     stats.extra["epoch_weights"] = weights
     stats.extra["mixture_confidence"] = weights @ gold_probs[start:stop]
     if path is not None and getattr(stats, "class_means", None) is not None:
-        stats.extra["mixture_class_means"] = mixture_class_means(path, weights, start)
+        stats.extra["mixture_class_means"] = mixture_class_means(path, weights, start, stats.labels, stats.task)
 
 
-def gold_probabilities(path: Any, labels: np.ndarray) -> np.ndarray:
+def epoch_statistics(path: Any, labels: Any, task: str, epoch: int, *, class_means: bool = False) -> Any:
+    """One epoch of a dynamics file read by the core: ``confidence`` is each unit's probability
+    of its label at that epoch, and ``class_means`` (when asked for) the epoch's probabilities,
+    float64 ``[N, L]``. The core checks the values and clamps them as the statistics see them,
+    and a file truncated or rewritten meanwhile is a DatacartoError, never a SIGBUS (which a
+    numpy memory map of the file would risk)."""
+    from datacarto._stats import compute
+
+    return compute(path, labels, task=task, epochs=(epoch, epoch + 1), class_means=class_means, statistics=["confidence"])
+
+
+def gold_probabilities(path: Any, labels: Any, task: str = "multiclass") -> np.ndarray:
     """Each epoch's probability of each example's label, ``[E, N]`` float64, read from a
-    multiclass dynamics file one epoch at a time (for recorders that did not keep it while
-    recording). One full read of the file."""
-    probs = np.load(path, mmap_mode="r")
-    gold = np.asarray(labels, dtype=np.int64)[:, None]
-    out = np.empty(probs.shape[:2])
-    for epoch in range(probs.shape[0]):
-        out[epoch] = np.take_along_axis(np.asarray(probs[epoch]), gold, axis=1)[:, 0]
-    return out
+    multiclass or one-column binary dynamics file one epoch at a time (for recorders that did
+    not keep it while recording): one full read of the file (:func:`epoch_statistics`).
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "d.npy")
+        >>> np.save(path, np.array([[[0.2, 0.8], [0.6, 0.4]], [[0.5, 0.5], [0.1, 0.9]]], dtype=np.float32))
+        >>> gold_probabilities(path, np.array([1, 0])).round(2).tolist()
+        [[0.8, 0.6], [0.5, 0.1]]
+    """
+    from datacarto._stats import read_header
+
+    n_epochs = read_header(path)["shape"][0]
+    return np.stack([epoch_statistics(path, labels, task, epoch).confidence for epoch in range(n_epochs)])
 
 
-def mixture_class_means(path: Any, weights: Any, start: int = 0, *, rows_per_chunk: int = 1 << 16) -> np.ndarray:
+def mixture_class_means(path: Any, weights: Any, start: int, labels: Any, task: str) -> np.ndarray:
     """Every class's probability under the epoch mixture, float64 ``[N, L]``: ``Σ_e w_e P[start + e]``.
 
     The cross-validated counterpart of the plain ``class_means`` (the unweighted mean over the
     window): what :meth:`datacarto.DataMap.label_issues` runs confident learning on when the map
     has epoch weights, so the count and the flags come from the same mixture as the default score.
-    One read of the epochs with a nonzero weight, ``rows_per_chunk`` rows at a time (bounded
-    extra memory besides the ``[N, L]`` result).
+    One read of the epochs with a nonzero weight, by the core (:func:`epoch_statistics`: checked,
+    clamped, safe against a file changed meanwhile); ``labels`` and ``task`` are the map's.
 
     Example:
         >>> import numpy as np, os, tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "d.npy")
         >>> np.save(path, np.array([[[0.2, 0.8]], [[0.6, 0.4]]], dtype=np.float32))
-        >>> mixture_class_means(path, [0.25, 0.75]).round(3).tolist()
+        >>> mixture_class_means(path, [0.25, 0.75], 0, np.array([0]), "multiclass").round(3).tolist()
         [[0.5, 0.5]]
     """
-    probs = np.load(path, mmap_mode="r")
+    from datacarto._stats import read_header
+
+    shape = read_header(path)["shape"]
     w = np.asarray(weights, dtype=np.float64)
-    if probs.ndim != 3 or w.ndim != 1 or not 0 <= start <= probs.shape[0] - w.size:
-        raise DatacartoError(f"{path}: expected a [epochs, examples, labels] file with epochs {start}..{start + w.size}, found shape {list(probs.shape)}")
-    out = np.zeros(probs.shape[1:])
-    for row in range(0, probs.shape[1], rows_per_chunk):
-        part = out[row : row + rows_per_chunk]
-        for epoch in np.flatnonzero(w):
-            part += w[epoch] * probs[start + epoch, row : row + rows_per_chunk]
+    if w.ndim != 1 or not 0 <= start <= shape[0] - w.size:
+        raise DatacartoError(f"{path}: expected a [epochs, examples, labels] file with epochs {start}..{start + w.size}, found shape {list(shape)}")
+    out = np.zeros(tuple(shape[1:]))
+    for epoch in np.flatnonzero(w):
+        out += w[epoch] * epoch_statistics(path, labels, task, start + int(epoch), class_means=True).class_means
     return out
 
 
-__all__ = ["PROBABILITY_FLOOR", "add_mixture", "checkpoint_weights", "gold_probabilities", "mixture_class_means"]
+__all__ = ["PROBABILITY_FLOOR", "add_mixture", "checkpoint_weights", "epoch_statistics", "gold_probabilities", "mixture_class_means"]

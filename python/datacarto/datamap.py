@@ -693,7 +693,7 @@ class DataMap:
             if mixture is None and self.dynamics is not None:
                 from datacarto._mixture import mixture_class_means
 
-                mixture = self.statistics.extra["mixture_class_means"] = mixture_class_means(self.dynamics, weights, self.epochs[0])
+                mixture = self.statistics.extra["mixture_class_means"] = mixture_class_means(self.dynamics, weights, self.epochs[0], self.labels, self.task)
             if mixture is not None:
                 return np.asarray(mixture, dtype=np.float64)
         if stats is not None and stats.class_means is not None:

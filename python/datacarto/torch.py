@@ -426,8 +426,10 @@ class Recorder:
         gold = to_numpy(labels, "labels")
         stats = compute(self.path, gold, **kwargs)
         if warn:
-            last = np.load(self.path, mmap_mode="r")[stats.epochs[1] - 1]
-            check_dynamics(np.asarray(last), stats.labels, stats.task, cv=self._folds_for_checks(), variability=stats.variability, confidence=stats.confidence, n_epochs=stats.n_epochs)
+            from datacarto._mixture import epoch_statistics
+
+            last = epoch_statistics(self.path, stats.labels, stats.task, stats.epochs[1] - 1, class_means=True).class_means
+            check_dynamics(last, stats.labels, stats.task, cv=self._folds_for_checks(), variability=stats.variability, confidence=stats.confidence, n_epochs=stats.n_epochs)
         return stats
 
     def _folds_for_checks(self) -> Optional[int]:
@@ -585,14 +587,9 @@ class FoldRecorder(Recorder):
         if stats.task != "multilabel":
             from datacarto._mixture import add_mixture, gold_probabilities
 
-            # a one-column binary file holds P(class 1): the gold label's probability is x or 1 - x
-            probs = np.load(self.path, mmap_mode="r")
-            if probs.shape[2] == 1:
-                x = np.asarray(probs[:, :, 0], dtype=np.float64)
-                gold = np.where(np.asarray(stats.labels) == 1, x, 1.0 - x)
-            else:
-                gold = gold_probabilities(self.path, stats.labels)
-            add_mixture(stats, gold, self.path)
+            # the core's confidence over one epoch: the gold label's probability (x or 1 - x on
+            # a one-column binary file)
+            add_mixture(stats, gold_probabilities(self.path, stats.labels, stats.task), self.path)
         return stats
 
     def __repr__(self) -> str:
