@@ -342,6 +342,10 @@ def test_cv_map_label_issues_refuse_a_dynamics_file_changed_after_recording(tmp_
 
     expected = 0.5 * probs[1].astype(np.float64) + 0.5 * probs[3].astype(np.float64)
     np.testing.assert_array_equal(_weighted_map(path, labels).label_issues().flags, confident_learning(expected, labels).flags)
+    # the same from the dynamics held as an array
+    in_memory = dc.compute(probs, labels, epochs=(1, 4))
+    in_memory.extra["epoch_weights"] = np.array([0.5, 0.0, 0.5])
+    np.testing.assert_array_equal(dc.DataMap(in_memory, dynamics=probs).label_issues().flags, confident_learning(expected, labels).flags)
     dm = _weighted_map(path, labels)
     bad = probs.copy()
     bad[3, 7, 1] = np.nan

@@ -26,7 +26,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Tuple
 
 import numpy as np
 
@@ -90,6 +91,15 @@ def epoch_statistics(path: Any, labels: Any, task: str, epoch: int, *, class_mea
     return compute(path, labels, task=task, epochs=(epoch, epoch + 1), class_means=class_means, statistics=["confidence"])
 
 
+def _shape(source: Any) -> Tuple[int, ...]:
+    """A dynamics file's ``(E, N, L)`` from its header (checked), or an array's."""
+    if isinstance(source, (str, os.PathLike)):
+        from datacarto._stats import read_header
+
+        return tuple(read_header(source)["shape"])
+    return tuple(np.shape(source))
+
+
 def gold_probabilities(path: Any, labels: Any, task: str = "multiclass") -> np.ndarray:
     """Each epoch's probability of each example's label, ``[E, N]`` float64, read from a
     multiclass or one-column binary dynamics file one epoch at a time (for recorders that did
@@ -102,9 +112,7 @@ def gold_probabilities(path: Any, labels: Any, task: str = "multiclass") -> np.n
         >>> gold_probabilities(path, np.array([1, 0])).round(2).tolist()
         [[0.8, 0.6], [0.5, 0.1]]
     """
-    from datacarto._stats import read_header
-
-    n_epochs = read_header(path)["shape"][0]
+    n_epochs = _shape(path)[0]
     return np.stack([epoch_statistics(path, labels, task, epoch).confidence for epoch in range(n_epochs)])
 
 
@@ -124,9 +132,7 @@ def mixture_class_means(path: Any, weights: Any, start: int, labels: Any, task: 
         >>> mixture_class_means(path, [0.25, 0.75], 0, np.array([0]), "multiclass").round(3).tolist()
         [[0.5, 0.5]]
     """
-    from datacarto._stats import read_header
-
-    shape = read_header(path)["shape"]
+    shape = _shape(path)
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1 or not 0 <= start <= shape[0] - w.size:
         raise DatacartoError(f"{path}: expected a [epochs, examples, labels] file with epochs {start}..{start + w.size}, found shape {list(shape)}")

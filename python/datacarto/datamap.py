@@ -898,9 +898,9 @@ class DataMap:
             described = data.get("csv") if isinstance(data, dict) else None
             if described is not None:
                 source = Path(name).read_bytes()
-            if described is not None and described != _csv_identity(source):
-                warnings.warn(f"{sidecar_path}: describes another version of {name} (a write interrupted between the two files?); not applied, the settings are inferred from the CSV", UserWarning, stacklevel=2)
-                data = None
+                if described != _csv_identity(source):
+                    warnings.warn(f"{sidecar_path}: describes another version of {name} (a write interrupted between the two files?); not applied, the settings are inferred from the CSV", UserWarning, stacklevel=2)
+                    data = None
         if data is not None:
             info = _Info.from_json(data, os.fspath(sidecar_path))
             schema = {col: getattr(pl, dt) for col, dt in (data.get("schema") or {}).items() if dt in _SIMPLE_DTYPES}
