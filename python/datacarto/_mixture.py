@@ -80,17 +80,6 @@ def add_mixture(stats: Any, gold_probs: np.ndarray, path: Any = None) -> None:
         stats.extra["mixture_class_means"] = mixture_class_means(path, weights, start, stats.labels, stats.task)
 
 
-def epoch_statistics(path: Any, labels: Any, task: str, epoch: int, *, class_means: bool = False) -> Any:
-    """One epoch of a dynamics file read by the core: ``confidence`` is each unit's probability
-    of its label at that epoch, and ``class_means`` (when asked for) the epoch's probabilities,
-    float64 ``[N, L]``. The core checks the values and clamps them as the statistics see them,
-    and a file truncated or rewritten meanwhile is a DatacartoError, never a SIGBUS (which a
-    numpy memory map of the file would risk)."""
-    from datacarto._stats import compute
-
-    return compute(path, labels, task=task, epochs=(epoch, epoch + 1), class_means=class_means, statistics=["confidence"])
-
-
 def _shape(source: Any) -> Tuple[int, ...]:
     """A dynamics file's ``(E, N, L)`` from its header (checked), or an array's."""
     if isinstance(source, (str, os.PathLike)):
@@ -103,7 +92,8 @@ def _shape(source: Any) -> Tuple[int, ...]:
 def gold_probabilities(path: Any, labels: Any, task: str = "multiclass") -> np.ndarray:
     """Each epoch's probability of each example's label, ``[E, N]`` float64, read from a
     multiclass or one-column binary dynamics file one epoch at a time (for recorders that did
-    not keep it while recording): one full read of the file (:func:`epoch_statistics`).
+    not keep it while recording): one full read of the file, by the core
+    (:func:`datacarto._stats.window_pass`).
 
     Example:
         >>> import numpy as np, os, tempfile
@@ -112,8 +102,10 @@ def gold_probabilities(path: Any, labels: Any, task: str = "multiclass") -> np.n
         >>> gold_probabilities(path, np.array([1, 0])).round(2).tolist()
         [[0.8, 0.6], [0.5, 0.1]]
     """
+    from datacarto._stats import window_pass
+
     n_epochs = _shape(path)[0]
-    return np.stack([epoch_statistics(path, labels, task, epoch).confidence for epoch in range(n_epochs)])
+    return np.stack([window_pass(path, labels, (epoch, epoch + 1), task=task).confidence for epoch in range(n_epochs)])
 
 
 def mixture_class_means(path: Any, weights: Any, start: int, labels: Any, task: str) -> np.ndarray:
@@ -122,8 +114,8 @@ def mixture_class_means(path: Any, weights: Any, start: int, labels: Any, task: 
     The cross-validated counterpart of the plain ``class_means`` (the unweighted mean over the
     window): what :meth:`datacarto.DataMap.label_issues` runs confident learning on when the map
     has epoch weights, so the count and the flags come from the same mixture as the default score.
-    One read of the epochs with a nonzero weight, by the core (:func:`epoch_statistics`: checked,
-    clamped, safe against a file changed meanwhile); ``labels`` and ``task`` are the map's.
+    One read of the epochs with a nonzero weight, by the core (:func:`datacarto._stats.window_pass`:
+    checked, clamped, safe against a file changed meanwhile); ``labels`` and ``task`` are the map's.
 
     Example:
         >>> import numpy as np, os, tempfile
@@ -132,14 +124,17 @@ def mixture_class_means(path: Any, weights: Any, start: int, labels: Any, task: 
         >>> mixture_class_means(path, [0.25, 0.75], 0, np.array([0]), "multiclass").round(3).tolist()
         [[0.5, 0.5]]
     """
+    from datacarto._stats import window_pass
+
     shape = _shape(path)
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1 or not 0 <= start <= shape[0] - w.size:
         raise DatacartoError(f"{path}: expected a [epochs, examples, labels] file with epochs {start}..{start + w.size}, found shape {list(shape)}")
     out = np.zeros(tuple(shape[1:]))
     for epoch in np.flatnonzero(w):
-        out += w[epoch] * epoch_statistics(path, labels, task, start + int(epoch), class_means=True).class_means
+        first = start + int(epoch)
+        out += w[epoch] * window_pass(path, labels, (first, first + 1), task=task, class_means=True).class_means
     return out
 
 
-__all__ = ["PROBABILITY_FLOOR", "add_mixture", "checkpoint_weights", "epoch_statistics", "gold_probabilities", "mixture_class_means"]
+__all__ = ["PROBABILITY_FLOOR", "add_mixture", "checkpoint_weights", "gold_probabilities", "mixture_class_means"]

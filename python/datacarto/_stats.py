@@ -305,6 +305,24 @@ def compute(
     return _statistics_from_raw(raw, args, shape, None if array is not None else name)
 
 
+def window_pass(source: DynamicsLike, labels: LabelsLike, window: Tuple[int, int], *, class_means: bool = False, **options: Any) -> Statistics:
+    """The lightest pass of the core over the epochs ``window``: ``confidence`` alone (over one
+    epoch, each unit's probability of its label) and, when asked for, ``class_means`` (over
+    one epoch, its probabilities, float64 ``[N, L]``), for code that reads probabilities back
+    from a dynamics file. The core checks the values and clamps them as the statistics see
+    them, and a file truncated or rewritten meanwhile is a DatacartoError, never a SIGBUS
+    (which a numpy memory map of the file would risk). ``options``: :func:`compute`'s
+    ``task``, ``correctness``, ``threshold``, ``threads``.
+
+    Example:
+        >>> import numpy as np
+        >>> probs = np.array([[[0.2, 0.8]], [[0.6, 0.4]]], dtype=np.float32)
+        >>> window_pass(probs, [1], (1, 2), class_means=True).class_means.round(2).tolist()
+        [[0.6, 0.4]]
+    """
+    return compute(source, labels, epochs=window, statistics=["confidence"], class_means=class_means, **options)
+
+
 def _prepare_pass(source: Any, labels: LabelsLike, *, task: Optional[str], correctness: Optional[str], threshold: float, epochs: EpochWindow, ddof: int) -> Tuple[str, Optional[np.ndarray], Tuple[int, ...], Any]:
     """What one pass of the core needs: the source's name, its array (``None`` for a file),
     its shape, and the resolved arguments with a private copy of the labels."""

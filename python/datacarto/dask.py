@@ -277,10 +277,9 @@ def _class_sums_file(path: str, labels: np.ndarray, window: Tuple[int, int], opt
 
 
 def _class_sums(source: Any, labels: np.ndarray, window: Tuple[int, int], options: Dict[str, Any]) -> np.ndarray:
-    from datacarto._stats import compute as compute_file
+    from datacarto._stats import window_pass
 
-    # confidence alone: the least the core can be asked for besides the means
-    stats = compute_file(source, labels, epochs=window, statistics=["confidence"], class_means=True, **options)
+    stats = window_pass(source, labels, window, class_means=True, **options)
     assert stats.class_means is not None
     return stats.class_means.reshape(-1) * (window[1] - window[0])
 

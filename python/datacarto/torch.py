@@ -426,9 +426,10 @@ class Recorder:
         gold = to_numpy(labels, "labels")
         stats = compute(self.path, gold, **kwargs)
         if warn:
-            from datacarto._mixture import epoch_statistics
+            from datacarto._stats import window_pass
 
-            last = epoch_statistics(self.path, stats.labels, stats.task, stats.epochs[1] - 1, class_means=True).class_means
+            final = stats.epochs[1]
+            last = window_pass(self.path, stats.labels, (final - 1, final), task=stats.task, class_means=True).class_means
             check_dynamics(last, stats.labels, stats.task, cv=self._folds_for_checks(), variability=stats.variability, confidence=stats.confidence, n_epochs=stats.n_epochs)
         return stats
 
