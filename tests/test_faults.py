@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -556,6 +557,47 @@ def test_a_parquet_map_replaced_while_it_is_read_keeps_its_own_settings(tmp_path
     assert dc.DataMap.read_parquet(path).epochs == (1, 4)  # the file on disk is the other map now
     assert back.frame.equals(first.frame)
     assert back.label_names == ["cat", "dog", "eel"] and back.epochs == (0, 3)
+
+
+MIXTURE_TRUNCATED_BETWEEN_EPOCHS = """
+import os, sys
+import numpy as np
+import datacarto as dc
+import datacarto._stats as stats_module
+
+path = sys.argv[1]
+rng = np.random.default_rng(4)
+np.save(path, rng.dirichlet(np.ones(3), size=(4, 2000)).astype(np.float32))
+stats = dc.compute(path, rng.integers(0, 3, 2000), epochs=(1, 4))
+stats.extra["epoch_weights"] = np.array([0.5, 0.0, 0.5])
+real_pass, passes = stats_module.window_pass, []
+
+def truncating_after_the_first_epoch(*args, **kwargs):
+    result = real_pass(*args, **kwargs)
+    passes.append(args[2])
+    if len(passes) == 1:
+        with open(path, "r+b") as handle:
+            handle.truncate(os.path.getsize(path) // 2)
+    return result
+
+stats_module.window_pass = truncating_after_the_first_epoch
+try:
+    dc.DataMap(stats, dynamics=path).label_issues()
+    print("no error")
+except dc.DatacartoError as error:
+    print(f"DatacartoError: {error}")
+"""
+
+
+def test_a_cv_map_file_truncated_between_the_mixture_epochs_is_an_error_not_a_crash(tmp_path):
+    """A cross-validated map's label_issues reads the weighted epochs one at a time; the file is
+    cut in half after the first: the child survives and reports one clear line naming the file
+    (a memory map kept across the epochs would have died of SIGBUS)."""
+    child = run_child(MIXTURE_TRUNCATED_BETWEEN_EPOCHS, str(tmp_path / "d.npy"))
+    assert_not_killed(child)
+    assert child.returncode == 0, child.stderr[-3000:]
+    lines = child.stdout.strip().splitlines()
+    assert len(lines) == 1 and re.match(r"DatacartoError: .*d\.npy.*(truncated|shorter)", lines[0]), child.stdout
 
 
 # --- temporary files a killed writer leaves -----------------------------------------------------------
