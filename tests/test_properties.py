@@ -65,10 +65,14 @@ def problems(draw: Any) -> Dict[str, Any]:
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     shape = (n_epochs, n_examples, n_labels)
 
-    # Values: random floats mixed with the exact corners 0, 0.5, 1, or drawn from a coarse grid
-    # that makes ties (equal maxima) frequent.
-    mode = draw(st.sampled_from(["mixed", "grid", "corners", "random"]))
+    # Values: random floats mixed with the exact corners 0, 0.5, 1, drawn from a coarse grid
+    # that makes ties (equal maxima) frequent, or mostly tiny: float16 subnormals (below 2^-14)
+    # and values it rounds to zero, and float32 subnormals (below 2^-126), which a uniform draw
+    # in [0, 1] almost never gives.
+    mode = draw(st.sampled_from(["mixed", "grid", "corners", "random", "tiny"]))
     values = rng.random(shape)
+    if mode == "tiny":
+        values = np.where(rng.random(shape) < 0.8, 10.0 ** rng.uniform(-45, -3, shape), values)
     if mode == "grid":
         values = rng.integers(0, 5, shape) / 4.0
     elif mode == "corners":
@@ -202,6 +206,10 @@ def test_results_do_not_depend_on_threads_or_input_form(problem: Dict[str, Any])
     for threads in (2, 3):
         assert_identical(one, dc.compute(probs, labels, threads=threads, **options), f"threads={threads}")
 
+    # float16 values widen exactly: the same values held as float32 give the same bits
+    if probs.dtype == np.float16:
+        assert_identical(one, dc.compute(probs.astype(np.float32), labels, threads=1, **options), "float16 as float32")
+
     # a non-contiguous view over examples is copied once, then computed identically
     padded = np.zeros((probs.shape[0], probs.shape[1], 2 * probs.shape[2]), dtype=probs.dtype)
     padded[:, :, ::2] = probs
@@ -241,6 +249,26 @@ def test_many_blocks_match_the_reference_for_any_thread_count(shape: tuple, kind
     assert_matches(one, reference.compute(probs, labels))
     for threads in (2, 3, None):
         assert_identical(one, dc.compute(probs, labels, threads=threads), f"threads={threads}")
+
+
+@pytest.mark.parametrize("n_labels", [1, 2, 3, 10, 16, 28, 100])
+def test_float16_subnormals_give_the_float32_results_bit_for_bit(n_labels: int) -> None:
+    """Float16 files whose values are mostly below 2^-14 (subnormal in float16) or round to zero
+    in it, over many blocks (every float16 path: the one- and two-column tiles, the column path
+    of 3 to 16 columns, the wide rows): the same bits as the same values held as float32, and
+    the reference's numbers."""
+    shape = (3, 4096 + 24, n_labels)
+    rng = np.random.default_rng(n_labels)
+    values = np.where(rng.random(shape) < 0.9, 10.0 ** rng.uniform(-9, -4.3, shape), rng.random(shape))
+    half = values.astype(np.float16)
+    bits = half.view(np.uint16)
+    assert np.mean((bits > 0) & (bits < 0x400)) > 0.5  # subnormal in float16, most of them
+    assert np.mean(bits == 0) > 0.05  # rounded to zero
+    labels = rng.integers(0, 2 if n_labels == 1 else n_labels, shape[1])
+    for options in ({}, {"correctness": "threshold", "threshold": 1e-6}):
+        ours = dc.compute(half, labels, **options)
+        assert_identical(ours, dc.compute(half.astype(np.float32), labels, **options), f"float16 and float32, {options}")
+        assert_matches(ours, reference.compute(half, labels, **options), f"reference, {options}")
 
 
 def test_variability_stays_accurate_for_nearly_constant_probabilities() -> None:
