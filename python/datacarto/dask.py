@@ -228,7 +228,7 @@ def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], An
         gold = put(args.labels)
         windows = [(path, (max(start, a) - a, min(stop, b) - a), a) for path, (a, b) in zip(plan.paths, plan.ranges) if a < stop and b > start]
         states = [file_task(path, gold, window, offset, options) for path, window, offset in windows]
-        sums_task = dask.delayed(_class_sums_file, pure=True)
+        sums_task = dask.delayed(_class_sums, pure=True)
         sums = _add_in_order([sums_task(path, gold, window, options) for path, window, _ in windows]) if class_means else None
         tasks = [dask.delayed(_finish, pure=True)(_merge_in_order(states), ddof, names, sums, stop - start)]
         ranges = [(0, plan.shape[1])]
@@ -272,11 +272,8 @@ def _class_sums_block(block: np.ndarray, labels: np.ndarray, epoch_offset: int, 
         raise _in_chunk(error, block, epoch_offset, example_offset) from None
 
 
-def _class_sums_file(path: str, labels: np.ndarray, window: Tuple[int, int], options: Dict[str, Any]) -> np.ndarray:
-    return _class_sums(path, labels, window, options)
-
-
 def _class_sums(source: Any, labels: np.ndarray, window: Tuple[int, int], options: Dict[str, Any]) -> np.ndarray:
+    """The class sums of ``source`` (a chunk or a shard file) over ``window``, ``[n * L]`` float64."""
     from datacarto._stats import window_pass
 
     stats = window_pass(source, labels, window, class_means=True, **options)
