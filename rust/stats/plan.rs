@@ -136,7 +136,7 @@ impl<'a> Plan<'a> {
         let stop = AtomicBool::new(false);
         let per_example = self.units / self.view.dims.n_examples;
         // the class means, when asked for: one slice per block, filled by the block's own task
-        let mut means = if self.class_means { vec![0.0f64; self.units * self.row_len] } else { Vec::new() };
+        let mut means = if self.class_means { vec![0.0f64; self.epoch_len()] } else { Vec::new() };
         let mut mean_blocks: Vec<Option<&mut [f64]>> = means.chunks_mut(block * self.row_len).map(Some).collect();
         let blocks: Vec<OutSlots<'_>> = split_outputs(&mut out, self.units, block, self.outputs);
         mean_blocks.resize_with(blocks.len(), || None);
@@ -353,7 +353,7 @@ impl<'a> Plan<'a> {
 
     /// Element range of epoch `e` for the units in `range`.
     fn chunk_range(&self, e: usize, range: &Range<usize>) -> Range<usize> {
-        let epoch_len = self.units * self.row_len;
+        let epoch_len = self.epoch_len();
         e * epoch_len + range.start * self.row_len..e * epoch_len + range.end * self.row_len
     }
 
@@ -409,7 +409,12 @@ impl<'a> Plan<'a> {
     /// What a tiled path walks (every epoch of the window, whole epochs apart) and [`Self::counts`].
     fn tile_walk(&self) -> (Stream, f64, f64) {
         let (n, divisor) = self.counts();
-        (Stream { epoch_len: self.units * self.row_len, epochs: self.epochs.clone() }, n, divisor)
+        (Stream { epoch_len: self.epoch_len(), epochs: self.epochs.clone() }, n, divisor)
+    }
+
+    /// Values in one epoch of the input (every unit's row).
+    fn epoch_len(&self) -> usize {
+        self.units * self.row_len
     }
 }
 
