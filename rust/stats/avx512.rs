@@ -17,7 +17,9 @@
 //! fast path answers, it gives the exact path's bits. Rows of up to 16 float16 columns are
 //! regrouped there by word permutes into vectors of four columns of the eight rows, so each
 //! column is widened and squared once for the group, with no transpose (the sums of squares of
-//! float16 values in [0, 1] are exact in float64 in any order: see [`columns_f16`]). Float32
+//! float16 values in [0, 1] are exact in float64 in any order: see [`columns_f16`]); the tiled
+//! path works out what the permutes and masks need of a group's gold classes once for all its
+//! epochs ([`F16Plan`]). Float32
 //! rows of up to [`COLUMNS_F32_MAX`] columns take the same road two columns to a vector
 //! ([`columns_f32`]), adding the squares in the exact path's order.
 
@@ -145,19 +147,40 @@ fn tiled_checked<T>(_: &[T], _: &Stream, _: usize, _: &[i64], _: Rule, _: f64, _
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tiled<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'_>) -> bool {
-    let (start, len) = (out.start, out.len());
+    let len = out.len();
     // Wider rows (and float64 ones) measured 1.35-1.8x slower tiled than epoch-major: their
     // summary, not the accumulators, is the work, and a tile's eight rows of each epoch are
     // ten scattered streams instead of one run per epoch.
     if !len.is_multiple_of(GROUP) || rule.first_index || row_len < 3 || row_len > T::COLUMNS {
         return false;
     }
-    let last_load: u16 = if row_len.is_multiple_of(16) { u16::MAX } else { (1u16 << (row_len % 16)) - 1 };
+    macro_rules! widths {
+        ($($width:literal)*) => {
+            match row_len {
+                $($width => tile_groups::<T, $width>(data, stream, classes, rule, n, divisor, out),)*
+                _ => false,
+            }
+        };
+    }
+    widths!(3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+}
+
+/// [`tiled`] for rows of `WIDTH` columns.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_groups<T: Lanes, const WIDTH: usize>(data: &[T], stream: &Stream, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'_>) -> bool {
+    if WIDTH > T::COLUMNS {
+        return false;
+    }
+    let (start, len) = (out.start, out.len());
+    let last_load: u16 = if WIDTH.is_multiple_of(16) { u16::MAX } else { (1u16 << (WIDTH % 16)) - 1 };
     for t in (0..len).step_by(GROUP) {
         let mut acc = TileAcc::<GROUP>::new();
+        let plan = T::tile_plan::<WIDTH>(classes, start + t);
         for (k, e) in stream.epochs.clone().enumerate() {
             let epoch = &data[e * stream.epoch_len..(e + 1) * stream.epoch_len];
-            let Some((gold, max, sum)) = group_summary::<T, 1>(epoch, row_len, start + t, classes, last_load) else {
+            let Some((gold, max, sum)) = T::tile_summary::<WIDTH>(epoch, start + t, classes, last_load, &plan) else {
                 return false;
             };
             let (mut p, mut q, mut squares) = ([0.0; GROUP], [0.0; GROUP], [0.0; GROUP]);
@@ -230,6 +253,16 @@ trait Lanes: Copy {
         let _ = (values, row_len, i, classes, p_gold, last_load);
         None
     }
+    /// What the tiled path's summary of the group of rows from row `i` (of `WIDTH` columns)
+    /// needs of their gold classes, made once for all epochs.
+    type TilePlan<const WIDTH: usize>;
+    unsafe fn tile_plan<const WIDTH: usize>(classes: &[i64], i: usize) -> Self::TilePlan<WIDTH>;
+    /// [`group_summary`] of one chunk per row, with the group's plan made.
+    #[inline(always)]
+    unsafe fn tile_summary<const WIDTH: usize>(values: &[Self], i: usize, classes: &[i64], last_load: u16, plan: &Self::TilePlan<WIDTH>) -> Option<Summary> {
+        let _ = plan;
+        group_summary::<Self, 1>(values, WIDTH, i, classes, last_load)
+    }
 }
 
 /// A group of eight rows summarized: per row (one float64 lane each) the gold probability, the
@@ -281,6 +314,9 @@ unsafe fn stored_gold(summary: Option<Summary>, i: usize, p_gold: &mut [f64]) ->
 
 #[cfg(target_arch = "x86_64")]
 impl Lanes for f32 {
+    type TilePlan<const WIDTH: usize> = ();
+    #[inline(always)]
+    unsafe fn tile_plan<const WIDTH: usize>(_: &[i64], _: usize) {}
     type Max = __m512;
     const COLUMNS: usize = COLUMNS_F32_MAX;
     #[inline(always)]
@@ -314,6 +350,18 @@ impl Lanes for f32 {
 
 #[cfg(target_arch = "x86_64")]
 impl Lanes for half::f16 {
+    type TilePlan<const WIDTH: usize> = F16Plan<WIDTH>;
+    #[inline(always)]
+    unsafe fn tile_plan<const WIDTH: usize>(classes: &[i64], i: usize) -> F16Plan<WIDTH> {
+        F16Plan::new(classes, i)
+    }
+    #[inline(always)]
+    unsafe fn tile_summary<const WIDTH: usize>(values: &[Self], i: usize, classes: &[i64], last_load: u16, plan: &F16Plan<WIDTH>) -> Option<Summary> {
+        match columns_f16_planned::<WIDTH>(values, i, plan) {
+            Some(summary) => Some(summary),
+            None => group_summary::<Self, 1>(values, WIDTH, i, classes, last_load),
+        }
+    }
     type Max = __m512;
     const COLUMNS: usize = 16;
     #[inline(always)]
@@ -407,14 +455,15 @@ impl Lanes for half::f16 {
 /// chunk (None for other widths, or when a value of the group is not in [+0, 1]; the gold
 /// probabilities come back as a vector): the group is read as one run of `8 * row_len` words
 /// (at most four 64-byte loads) and regrouped by word permutes, four columns of the eight rows
-/// to a vector (lane `8c + r`: column c of row r). The max and the gold value then take one
-/// masked operation per four columns, and the squares one float32 product per two columns and
-/// one widening per column, with no transpose at the end.
+/// to a vector ([`F16Plan`] gives the layout). The max takes one masked operation per four
+/// columns, the gold values one permute, and the squares one float32 product per two columns,
+/// whose bits are then placed in float64 lanes ([`placed_pair`]), with no transpose at the end.
 ///
 /// The sums of squares are exact: a float16 in [+0, 1] is a multiple of 2^-24, so its square is
 /// a multiple of 2^-48 of at most 1, and any sum of up to 32 such squares is at most 2^5 and
-/// needs at most 53 bits (a row here has at most 15 others). So the order of the additions
-/// cannot change a bit, and these sums equal the exact path's.
+/// needs at most 53 bits (a row here has at most 15 others); scaled by 2^-896 the same holds,
+/// with every non-zero value and sum a normal float64. So the order of the additions cannot
+/// change a bit, and these sums equal the exact path's.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn columns_f16(values: &[half::f16], row_len: usize, i: usize, classes: &[i64]) -> Option<Summary> {
@@ -433,6 +482,48 @@ unsafe fn columns_f16(values: &[half::f16], row_len: usize, i: usize, classes: &
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, classes: &[i64]) -> Option<Summary> {
+    columns_f16_planned::<WIDTH>(values, i, &F16Plan::<WIDTH>::new(classes, i))
+}
+
+/// What [`columns_f16_planned`] needs of a group's gold classes, the same at every epoch (the
+/// tiled path makes it once per group): per block of four columns, the words that are others
+/// (kept) of the regrouped layout, and each row's gold word's position in the group.
+#[cfg(target_arch = "x86_64")]
+struct F16Plan<const WIDTH: usize> {
+    keep: [u32; 4],
+    gold_at: __m512i,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<const WIDTH: usize> F16Plan<WIDTH> {
+    /// Word 16h + 2r + b of block k holds column 4k + 2h + b of row r, so that each 64-bit lane
+    /// of a half's float32 squares holds one row's two columns (see `placed_pair`).
+    #[inline(always)]
+    unsafe fn new(classes: &[i64], i: usize) -> Self {
+        let golds = group_golds(classes, i, WIDTH);
+        // each row's gold column in the lanes of its words: row r's in 2r, 2r + 1, 16 + 2r and
+        // 17 + 2r
+        let golds8 = _mm512_cvtepi64_epi32(golds);
+        let gold_words = _mm512_broadcast_i64x4(_mm256_or_si256(golds8, _mm256_slli_epi32::<16>(golds8)));
+        #[rustfmt::skip]
+        let first_columns = _mm512_set_epi16(3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
+        let mut keep = [0; 4];
+        for (block, keep) in keep.iter_mut().enumerate().take(WIDTH.div_ceil(4)) {
+            let columns = _mm512_add_epi16(first_columns, _mm512_set1_epi16(4 * block as i16));
+            let present = _mm512_cmplt_epu16_mask(columns, _mm512_set1_epi16(WIDTH as i16));
+            *keep = present & !_mm512_cmpeq_epi16_mask(columns, gold_words);
+        }
+        // row r's gold word at r * WIDTH + gold (word r of the vector)
+        let w = WIDTH as i16;
+        let row_starts = _mm_set_epi16(7 * w, 6 * w, 5 * w, 4 * w, 3 * w, 2 * w, w, 0);
+        F16Plan { keep, gold_at: _mm512_zextsi128_si512(_mm_add_epi16(row_starts, _mm512_cvtepi64_epi16(golds))) }
+    }
+}
+
+/// [`columns_f16_of`] with the group's plan made.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize, plan: &F16Plan<WIDTH>) -> Option<Summary> {
     let words = GROUP * WIDTH;
     let group = values[i * WIDTH..i * WIDTH + words].as_ptr().cast::<i16>();
     // the group's words in four registers of 32; loads past the group are masked off (they
@@ -451,59 +542,76 @@ unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, cla
     if _mm512_cmpgt_epu16_mask(highest, _mm512_set1_epi16(F16_ONE_BITS as i16)) != 0 {
         return None;
     }
-    // each row's gold column in lanes r, 8 + r, 16 + r and 24 + r
-    let golds = _mm512_broadcast_i32x4(_mm512_cvtepi64_epi16(group_golds(classes, i, WIDTH)));
-    // lane 8c + r: the column c (of the first four) and row r's word position of it; a permute
-    // reads the low 6 bits of a position, so one index serves both register pairs, and lanes at
-    // 64 and on take the second pair's word
+    // a permute reads the low 6 bits of a position, so one index serves both register pairs,
+    // and positions at 64 and on take the second pair's word
+    macro_rules! gather {
+        ($at:expr) => {{
+            let at = $at;
+            let mut words16 = _mm512_permutex2var_epi16(low.0, at, low.1);
+            if words > 64 {
+                let second = _mm512_cmpge_epu16_mask(at, _mm512_set1_epi16(64));
+                words16 = _mm512_mask_blend_epi16(second, words16, _mm512_permutex2var_epi16(high.0, at, high.1));
+            }
+            words16
+        }};
+    }
     #[rustfmt::skip]
-    let first_columns = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    let first_columns = _mm512_set_epi16(3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
     #[rustfmt::skip]
-    let rows = _mm512_set_epi16(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0);
+    let rows = _mm512_set_epi16(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0, 7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     let first_positions = _mm512_add_epi16(_mm512_mullo_epi16(rows, _mm512_set1_epi16(WIDTH as i16)), first_columns);
-    let (mut max, mut gold) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-    // added as they come (exact in any order, see above)
+    let mut max = _mm512_setzero_si512();
+    // added as they come (exact in any order, see above), scaled by 2^-896 (`placed_pair`)
     let mut sum: Option<__m512d> = None;
     for block in 0..WIDTH.div_ceil(4) {
-        let columns = _mm512_add_epi16(first_columns, _mm512_set1_epi16(4 * block as i16));
-        let at = _mm512_add_epi16(first_positions, _mm512_set1_epi16(4 * block as i16));
-        let mut four = _mm512_permutex2var_epi16(low.0, at, low.1);
-        if words > 64 {
-            let second = _mm512_cmpge_epu16_mask(at, _mm512_set1_epi16(64));
-            four = _mm512_mask_blend_epi16(second, four, _mm512_permutex2var_epi16(high.0, at, high.1));
-        }
-        let present = _mm512_cmplt_epu16_mask(columns, _mm512_set1_epi16(WIDTH as i16));
-        let is_gold = _mm512_cmpeq_epi16_mask(columns, golds);
-        let keep = present & !is_gold;
+        let four = gather!(_mm512_add_epi16(first_positions, _mm512_set1_epi16(4 * block as i16)));
+        let keep = plan.keep[block];
         max = _mm512_mask_max_epu16(max, keep, max, four);
-        gold = _mm512_mask_mov_epi16(gold, is_gold, four);
         // float16 -> float32 is exact, and so is the square in float32 (at most 22 significant
-        // bits, at least 2^-48), and its widening to float64
+        // bits, at least 2^-48); its bits then placed in float64 lanes
         for half in 0..2 {
             if 4 * block + 2 * half >= WIDTH {
                 break;
             }
             let two = _mm512_cvtph_ps(if half == 0 { _mm512_castsi512_si256(four) } else { _mm512_extracti64x4_epi64::<1>(four) });
             let squares = _mm512_maskz_mul_ps((keep >> (16 * half)) as u16, two, two);
-            for side in 0..2 {
-                if 4 * block + 2 * half + side >= WIDTH {
-                    break;
-                }
-                let v = _mm512_cvtps_pd(if side == 0 { _mm512_castps512_ps256(squares) } else { _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(squares))) });
-                sum = add_present(sum, Some(v));
+            let (first, second) = placed_pair(squares);
+            sum = add_present(sum, Some(first));
+            if 4 * block + 2 * half + 1 < WIDTH {
+                sum = add_present(sum, Some(second));
             }
         }
     }
-    // the four columns' lanes of each row folded into lanes 0-7 (a gold lane is the only
-    // non-zero one of its row, so a max folds it too)
-    macro_rules! fold {
-        ($v:expr) => {{
-            let v = $v;
-            let v = _mm256_max_epu16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
-            _mm_max_epu16(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v))
-        }};
-    }
-    Some((_mm512_cvtps_pd(_mm256_cvtph_ps(fold!(gold))), _mm512_cvtps_pd(_mm256_cvtph_ps(fold!(max))), sum.expect("a row has a column")))
+    // each row's others' words folded into word r: the halves, then the two words of a 32-bit
+    // lane
+    let max = _mm256_max_epu16(_mm512_castsi512_si256(max), _mm512_extracti64x4_epi64::<1>(max));
+    let max = _mm256_cvtepi32_epi16(_mm256_max_epu16(max, _mm256_srli_epi32::<16>(max)));
+    let gold = _mm512_castsi512_si128(gather!(plan.gold_at));
+    let sum = _mm512_mul_pd(sum.expect("a row has a column"), _mm512_set1_pd(PLACED_SCALE));
+    Some((_mm512_cvtps_pd(_mm256_cvtph_ps(gold)), _mm512_cvtps_pd(_mm256_cvtph_ps(max)), sum))
+}
+
+/// 2^896: a float64 whose bits are a non-negative float32's moved up by 29 places (its sign and
+/// exponent bits then fall in the float64's exponent field, its fraction at the top of the
+/// float64's) is that float32 times 2^-896.
+#[cfg(target_arch = "x86_64")]
+const PLACED_SCALE: f64 = f64::from_bits((1023 + 896) << 52);
+
+/// The 16 non-negative float32 lanes of `squares`, even lanes and odd lanes, as two vectors of
+/// eight float64 lanes each holding the value times 2^-896 ([`PLACED_SCALE`]): the bits moved
+/// into place by a shift and a mask on the integer units instead of the conversion unit, which
+/// the column path's other widenings keep busy (on Zen 4, a loop of these steps alone: 5.0
+/// against 7.4 cycles per 16 squares for the conversion's). Exact, and never a subnormal float64: a non-zero float32 square of a float16
+/// is at least 2^-48, placed at 2^-944; a zero stays a zero.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn placed_pair(squares: __m512) -> (__m512d, __m512d) {
+    let bits = _mm512_castps_si512(squares);
+    // float64 bits 29-60 (fraction, exponent, sign) from the float32's bits 0-31
+    let field = _mm512_set1_epi64(0x1FFF_FFFF_E000_0000);
+    let even = _mm512_and_si512(_mm512_slli_epi64::<29>(bits), field);
+    let odd = _mm512_and_si512(_mm512_srli_epi64::<3>(bits), field);
+    (_mm512_castsi512_pd(even), _mm512_castsi512_pd(odd))
 }
 
 /// The fast path of a group of eight float32 rows of up to [`COLUMNS_F32_MAX`] columns: read
@@ -646,6 +754,9 @@ unsafe fn fold_f32_lanes(acc: &mut RowAcc<__m512>, v: __m512, ok: u16, load: u16
 
 #[cfg(target_arch = "x86_64")]
 impl Lanes for f64 {
+    type TilePlan<const WIDTH: usize> = ();
+    #[inline(always)]
+    unsafe fn tile_plan<const WIDTH: usize>(_: &[i64], _: usize) {}
     type Max = __m512d;
     #[inline(always)]
     unsafe fn start() -> RowAcc<__m512d> {
