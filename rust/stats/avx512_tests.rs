@@ -370,3 +370,30 @@ fn fast_path_range_checks_at_their_edges() {
         }
     }
 }
+
+/// The float16 wide-row fast path adds a row's squares in another order than the exact path
+/// (and the float32 summary): the same bits while a row's sum stays below 2^5, and the exact
+/// path's beyond. Rows of 40 to 100 columns holding many 1.0s and a 2^-24 in every eighth
+/// column (squares of 2^-48, which a sum past 2^5 keeps only when they are added together
+/// before they meet the ones) must still give the float32 summary's bits.
+#[test]
+fn float16_wide_rows_whose_squares_sum_past_32_give_the_float32_bits() {
+    if !avx512::available() {
+        println!("no AVX-512 on this machine: the AVX-512 summary is not compared");
+        return;
+    }
+    let tiny = f16::from_bits(1); // 2^-24
+    for row_len in [40usize, 48, 64, 65, 100] {
+        let n = 16;
+        let classes: Vec<i64> = (0..n).map(|r| (r * 5 % row_len) as i64).collect();
+        let values: Vec<f16> = (0..n * row_len)
+            .map(|i| {
+                let (row, column) = (i / row_len, i % row_len);
+                if column % 8 == row % 8 { tiny } else { f16::ONE }
+            })
+            .collect();
+        let summary = with_avx512_f16(&values, row_len, &classes);
+        assert!(summary.others_sq.iter().any(|&s| s >= 32.0), "{row_len} columns: no row sums past 2^5, so the case is not tested");
+        check_f16(&values, row_len, &classes, &format!("{row_len} columns")).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
