@@ -166,9 +166,11 @@ unsafe fn tiled<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: 
     widths!(3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32)
 }
 
-/// [`tiled`] for rows of `WIDTH` columns.
+/// [`tiled`] for rows of `WIDTH` columns. A function of its own per width, not inlined: inlined,
+/// the thirty widths' locals made one stack frame that overflowed a thread's stack in
+/// unoptimized builds.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_groups<T: Lanes, const WIDTH: usize>(data: &[T], stream: &Stream, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'_>) -> bool {
     if WIDTH > T::COLUMNS {
@@ -527,8 +529,7 @@ impl<const WIDTH: usize> F16Plan<WIDTH> {
         // 17 + 2r
         let golds8 = _mm512_cvtepi64_epi32(golds);
         let gold_words = _mm512_broadcast_i64x4(_mm256_or_si256(golds8, _mm256_slli_epi32::<16>(golds8)));
-        #[rustfmt::skip]
-        let first_columns = _mm512_set_epi16(3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
+        let first_columns = first_block_columns();
         let mut keep = [0; 4];
         for (block, keep) in keep.iter_mut().enumerate().take(WIDTH.div_ceil(4)) {
             let columns = _mm512_add_epi16(first_columns, _mm512_set1_epi16(4 * block as i16));
@@ -540,6 +541,14 @@ impl<const WIDTH: usize> F16Plan<WIDTH> {
         let row_starts = _mm_set_epi16(7 * w, 6 * w, 5 * w, 4 * w, 3 * w, 2 * w, w, 0);
         F16Plan { keep, gold_at: _mm512_zextsi128_si512(_mm_add_epi16(row_starts, _mm512_cvtepi64_epi16(golds))) }
     }
+}
+
+/// The column of each word of the first block in [`F16Plan`]'s layout (word 16h + 2r + b:
+/// column 2h + b); block k's are these plus 4k.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn first_block_columns() -> __m512i {
+    _mm512_set_epi16(3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0)
 }
 
 /// [`columns_f16_of`] with the group's plan made.
@@ -577,8 +586,7 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
             words16
         }};
     }
-    #[rustfmt::skip]
-    let first_columns = _mm512_set_epi16(3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
+    let first_columns = first_block_columns();
     #[rustfmt::skip]
     let rows = _mm512_set_epi16(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0, 7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     let first_positions = _mm512_add_epi16(_mm512_mullo_epi16(rows, _mm512_set1_epi16(WIDTH as i16)), first_columns);
@@ -622,9 +630,10 @@ const PLACED_SCALE: f64 = f64::from_bits((1023 + 896) << 52);
 /// The 16 non-negative float32 lanes of `squares`, even lanes and odd lanes, as two vectors of
 /// eight float64 lanes each holding the value times 2^-896 ([`PLACED_SCALE`]): the bits moved
 /// into place by a shift and a mask on the integer units instead of the conversion unit, which
-/// the column path's other widenings keep busy (on Zen 4, a loop of these steps alone: 5.0
-/// against 7.4 cycles per 16 squares for the conversion's). Exact, and never a subnormal float64: a non-zero float32 square of a float16
-/// is at least 2^-48, placed at 2^-944; a zero stays a zero.
+/// the other widenings keep busy (on Zen 4, a loop of these steps alone: 5.0 against 7.4
+/// cycles per 16 squares for the conversion's). Exact, and never a subnormal float64: a
+/// non-zero float32 square of a float16 is at least 2^-48, placed at 2^-944; a zero stays a
+/// zero.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn placed_pair(squares: __m512) -> (__m512d, __m512d) {
