@@ -458,7 +458,7 @@ impl Lanes for half::f16 {
         let gold = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_set_epi64x(gold_hi as i64, gold_lo as i64)));
         _mm512_storeu_pd(p_gold[i..i + GROUP].as_mut_ptr(), gold);
         let max = _mm512_cvtps_pd(_mm256_cvtph_ps(transpose_max_u16([r0.0, r1.0, r2.0, r3.0, r4.0, r5.0, r6.0, r7.0])));
-        let sum = _mm512_mul_pd(transpose_reduce!([r0.1, r1.1, r2.1, r3.1, r4.1, r5.1, r6.1, r7.1], _mm512_add_pd), _mm512_set1_pd(PLACED_SCALE));
+        let sum = unplaced(transpose_reduce!([r0.1, r1.1, r2.1, r3.1, r4.1, r5.1, r6.1, r7.1], _mm512_add_pd));
         // Added in another order than the exact path's: the same bits while a row's sum is
         // below 2^5, as a row whose values sum to about 1 always is (every partial sum is then
         // a multiple of 2^-48 below 2^5, exact in float64, so this sum is the exact one; a row
@@ -617,7 +617,7 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
     let max = _mm256_max_epu16(_mm512_castsi512_si256(max), _mm512_extracti64x4_epi64::<1>(max));
     let max = _mm256_cvtepi32_epi16(_mm256_max_epu16(max, _mm256_srli_epi32::<16>(max)));
     let gold = _mm512_castsi512_si128(gather!(plan.gold_at));
-    let sum = _mm512_mul_pd(sum.expect("a row has a column"), _mm512_set1_pd(PLACED_SCALE));
+    let sum = unplaced(sum.expect("a row has a column"));
     Some((_mm512_cvtps_pd(_mm256_cvtph_ps(gold)), _mm512_cvtps_pd(_mm256_cvtph_ps(max)), sum))
 }
 
@@ -626,6 +626,14 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
 /// float64's) is that float32 times 2^-896.
 #[cfg(target_arch = "x86_64")]
 const PLACED_SCALE: f64 = f64::from_bits((1023 + 896) << 52);
+
+/// A sum of [`placed_pair`]'s lanes at its value: times 2^896, exact (a power of two, and the
+/// sum a normal float64).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn unplaced(sum: __m512d) -> __m512d {
+    _mm512_mul_pd(sum, _mm512_set1_pd(PLACED_SCALE))
+}
 
 /// The 16 non-negative float32 lanes of `squares`, even lanes and odd lanes, as two vectors of
 /// eight float64 lanes each holding the value times 2^-896 ([`PLACED_SCALE`]): the bits moved
