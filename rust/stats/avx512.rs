@@ -32,6 +32,8 @@ use super::output::OutBlock;
 #[cfg(target_arch = "x86_64")]
 use super::output::TileOut;
 #[cfg(target_arch = "x86_64")]
+use super::lanes::Lanes8;
+#[cfg(target_arch = "x86_64")]
 use super::state::TileAcc;
 use super::state::{Rule, Stream};
 
@@ -178,23 +180,21 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize>(data: &[T], stream: &Stream,
     }
     let (start, len) = (out.start, out.len());
     let last_load: u16 = if WIDTH.is_multiple_of(16) { u16::MAX } else { (1u16 << (WIDTH % 16)) - 1 };
+    let threshold = _mm512_set1_pd(rule.threshold);
     for t in (0..len).step_by(GROUP) {
-        let mut acc = TileAcc::<GROUP>::new();
+        let mut state = Lanes8::new();
         let plan = T::tile_plan::<WIDTH>(classes, start + t);
         for (k, e) in stream.epochs.clone().enumerate() {
             let epoch = &data[e * stream.epoch_len..(e + 1) * stream.epoch_len];
             let Some((gold, max, sum)) = T::tile_summary::<WIDTH>(epoch, start + t, classes, last_load, &plan) else {
                 return false;
             };
-            let (mut p, mut q, mut squares) = ([0.0; GROUP], [0.0; GROUP], [0.0; GROUP]);
-            _mm512_storeu_pd(p.as_mut_ptr(), gold);
-            _mm512_storeu_pd(q.as_mut_ptr(), max);
-            _mm512_storeu_pd(squares.as_mut_ptr(), sum);
-            for j in 0..GROUP {
-                // (`gold_first` is only looked at under the first-index rule, declined above)
-                kernels::multiclass_step(p[j], q[j], squares[j], true, k as u32, rule, &mut acc, j);
-            }
+            // as `kernels::multiclass_step` (the first-index rule's tie test is declined above)
+            let verdicts = if rule.argmax { _mm512_cmp_pd_mask::<_CMP_GT_OQ>(gold, max) } else { _mm512_cmp_pd_mask::<_CMP_GE_OQ>(gold, threshold) };
+            state.fold(k, gold, max, sum, verdicts);
         }
+        let mut acc = TileAcc::<GROUP>::new();
+        state.store(&mut acc, 0);
         let mut local = TileOut::<GROUP>::new();
         kernels::finish(&acc.slices(), &mut local.block(), n, divisor, true);
         // SAFETY: AVX-512F is present (this function's features), and `finish` wrote all units

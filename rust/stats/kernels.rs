@@ -3,6 +3,7 @@
 use multiversion::multiversion;
 
 use super::avx512;
+use super::pairs;
 use super::output::{OutBlock, TileOut};
 use super::state::{AccSlices, Accumulators, RowSummaries, Rule, Stream, TileAcc, UnitState};
 
@@ -93,6 +94,15 @@ trait Rows<F> {
     fn gold(&self, t: usize) -> Self::Gold;
     /// fold one unit's row at window epoch `k` into slot `j`; false when a value is not a probability
     fn fold(&self, row: &[F], gold: Self::Gold, k: u32, acc: &mut impl UnitState, j: usize) -> bool;
+    /// A kernel of its own for the full tile at block offset `t` (`into` is its window): true
+    /// when it took the tile (all its values valid, all its outputs written), false to leave
+    /// it to [`tile`].
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn own_tile<S: Stored>(&self, data: &[S], stream: &Stream, start: usize, t: usize, n: f64, divisor: f64, isa: Isa, into: &mut OutBlock<'_>) -> bool {
+        let _ = (data, stream, start, t, n, divisor, isa, into);
+        false
+    }
 }
 
 /// A value as the file stores it, read by the tiled kernels as the element type they compute
@@ -108,6 +118,12 @@ pub trait Stored: Copy + Send + Sync + 'static {
     /// go unused and compile away (float16: the widening looks at every value's bits anyway).
     const WIDEN_VALIDATES: bool = false;
     fn value(self) -> Self::Value;
+    /// The values as float16, when that is what they are (for [`pairs`]' float16 kernel).
+    #[inline(always)]
+    fn as_f16(stored: &[Self]) -> Option<&[half::f16]> {
+        let _ = stored;
+        None
+    }
     /// Every value of `stored` into `values` (the same length, at most `2 * MAX_TILE`: a widest
     /// tile's rows); `f16c`: the caller's instruction set has F16C. Under
     /// [`Self::WIDEN_VALIDATES`], false when a value is not a probability (true otherwise).
@@ -149,6 +165,10 @@ impl Stored for half::f16 {
     #[inline(always)]
     fn value(self) -> f32 {
         clamp_f16(f16_to_f32(self.to_bits()))
+    }
+    #[inline(always)]
+    fn as_f16(stored: &[Self]) -> Option<&[half::f16]> {
+        Some(stored)
     }
     #[inline(always)]
     fn widen(stored: &[Self], values: &mut [f32], f16c: bool) -> bool {
@@ -239,6 +259,20 @@ impl<F: Float> Rows<F> for TwoClassRows<'_> {
     fn fold(&self, row: &[F], gold: i64, k: u32, acc: &mut impl UnitState, j: usize) -> bool {
         two_class_step(row[0], row[1], gold, k, self.rule, acc, j)
     }
+    /// Float16 tiles go to [`pairs::tile`] where the clone has AVX-512 (which it is only
+    /// picked for with AVX-512BW, VL and F16C too).
+    #[inline(always)]
+    fn own_tile<S: Stored>(&self, data: &[S], stream: &Stream, start: usize, t: usize, n: f64, divisor: f64, isa: Isa, into: &mut OutBlock<'_>) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(halves) = S::as_f16(data) {
+            if isa.avx512 && S::TILE == pairs::UNITS && pairs::takes(self.rule) {
+                // SAFETY: the calling clone has AVX-512F, BW, VL and F16C (`isa`, above)
+                return unsafe { pairs::tile(halves, stream, start + t, &self.classes[t..t + pairs::UNITS], self.rule, n, divisor, PREFETCH_BYTES, into) };
+            }
+        }
+        let _ = (data, stream, start, t, n, divisor, isa, into);
+        false
+    }
 }
 
 /// A whole block of one-column rows, tile by tile (see [`tile`]).
@@ -261,6 +295,10 @@ fn tiles<S: Stored, R: Rows<S::Value>>(data: &[S], stream: &Stream, rows: &R, n:
     let mut valid = true;
     let mut t = 0;
     while t + S::TILE <= len {
+        if rows.own_tile(data, stream, start, t, n, divisor, isa, &mut out.window(t, S::TILE)) {
+            t += S::TILE;
+            continue;
+        }
         // (a const generic cannot be `S::TILE` itself: one branch is compiled away)
         valid &= if S::TILE == MAX_TILE {
             tile::<S, MAX_TILE, R>(data, stream, start, t, rows, n, divisor, isa, &mut out.window(t, MAX_TILE))
@@ -481,7 +519,7 @@ fn fold_summaries(slices: &mut AccSlices<'_>, rows: &RowSummaries, n: usize, k: 
 /// rule only): no column before gold holds gold's value.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn multiclass_step(p: f64, q: f64, others_sq: f64, gold_first: bool, k: u32, rule: Rule, acc: &mut impl UnitState, i: usize) {
+fn multiclass_step(p: f64, q: f64, others_sq: f64, gold_first: bool, k: u32, rule: Rule, acc: &mut impl UnitState, i: usize) {
     let tie_won = rule.first_index & (p == q) & gold_first;
     let right = if rule.argmax { (p > q) | tie_won } else { p >= rule.threshold };
     fold_verdict(p, q, others_sq, right, k, acc, i);

@@ -34,7 +34,9 @@
 
 mod avx512;
 mod kernels;
+mod lanes;
 mod output;
+mod pairs;
 pub mod partial;
 mod plan;
 mod state;

@@ -480,3 +480,52 @@ proptest! {
         prop_assert_eq!(&run(Probs::F16(&rounded16)), &epoch_major);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, .. ProptestConfig::default() })]
+
+    /// Two-column float16 rows of any bits in [+0, 1] (subnormals, zeros, rows that are not
+    /// distributions): the float16 tiles (where AVX-512 is present, a kernel of their own,
+    /// `pairs`) give the bits of the same values read as float32 and float64 (the generic
+    /// tiles), under every rule, window, ddof and thread count; a tile holding a value just
+    /// above 1 or just below 0 (within float16's tolerance) is clamped as float32's 1 and 0.
+    #[test]
+    fn float16_pairs_give_the_float32_bits(
+        (e, n, bits, gold) in (1usize..6, prop_oneof![1usize..70, 2040usize..2100]).prop_flat_map(|(e, n)| (
+            Just(e), Just(n),
+            proptest::collection::vec(prop_oneof![4 => 0u16..=0x3c00, 1 => Just(0x3c00u16), 1 => Just(0u16), 1 => 0u16..0x0400], e * n * 2),
+            proptest::collection::vec(0i64..2, n),
+        )),
+        rule in prop_oneof![Just(None), any::<bool>().prop_map(Some)],
+        threshold in 0.0f64..=1.0,
+        outside in proptest::collection::vec(any::<prop::sample::Index>(), 0..3),
+        skip in 0usize..3,
+        ddof in 0usize..2,
+        threads in 1usize..4,
+    ) {
+        let start = skip.min(e - 1);
+        prop_assume!(ddof < e - start);
+        let correctness = match rule {
+            None => Correctness::Threshold(threshold),
+            Some(true) => Correctness::ArgmaxFirstIndex,
+            Some(false) => Correctness::Argmax,
+        };
+        let dims = Dims { n_epochs: e, n_examples: n, n_labels: 2 };
+        let options = Options { task: Task::Multiclass, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL };
+        let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
+        let half: Vec<f16> = bits.iter().map(|&b| f16::from_bits(b)).collect();
+        let narrow: Vec<f32> = half.iter().map(|x| x.to_f32()).collect();
+        let expected = run(Probs::F32(&narrow));
+        prop_assert_eq!(&run(Probs::F16(&half)), &expected);
+        let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
+        prop_assert_eq!(&run(Probs::F64(&wide)), &expected);
+        // a few values one step outside [0, 1]: 1 + 2^-10 for a 1, -2^-24 for a 0 (clamped)
+        let mut rounded = half.clone();
+        for index in &outside {
+            let i = index.index(rounded.len());
+            rounded[i] = if narrow[i] >= 0.5 { f16::from_bits(0x3c01) } else { f16::from_bits(0x8001) };
+        }
+        let clamped: Vec<f32> = narrow.iter().zip(&rounded).map(|(&x, r)| if r.to_bits() == 0x3c01 { 1.0 } else if r.to_bits() == 0x8001 { 0.0 } else { x }).collect();
+        prop_assert_eq!(&run(Probs::F16(&rounded)), &run(Probs::F32(&clamped)));
+    }
+}

@@ -1,0 +1,76 @@
+//! Eight units' running state in AVX-512 registers: the per-epoch step of
+//! [`super::state::UnitState`] written in vectors, for the kernels that hold a group of units
+//! in registers across the epochs ([`super::pairs`], the tiled multiclass path of
+//! [`super::avx512`]).
+//!
+//! Written out rather than left to the compiler: from arrays of eight, the compiled step kept
+//! the verdicts and counts in scalar-shaped pieces (masks moved to vectors and back, selects
+//! per field). Each unit sees the same IEEE operations in the same order as
+//! [`super::state::UnitState`] (and so the same bits); the counts are masked additions.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+use super::state::TileAcc;
+
+/// The running state of eight units, lane `j` for unit `j`.
+#[derive(Clone, Copy)]
+pub(super) struct Lanes8 {
+    shift: __m512d,
+    sum_d: __m512d,
+    sum_d2: __m512d,
+    margin: __m512d,
+    el2n: __m512d,
+    right: __m256i,
+    forgetting: __m256i,
+    last_wrong: __m256i,
+    last_right: __mmask8,
+}
+
+impl Lanes8 {
+    /// The state before the first epoch ([`TileAcc::new`]'s).
+    #[inline(always)]
+    pub(super) unsafe fn new() -> Self {
+        let (zero, none) = (_mm512_setzero_pd(), _mm256_setzero_si256());
+        Lanes8 { shift: zero, sum_d: zero, sum_d2: zero, margin: zero, el2n: zero, right: none, forgetting: none, last_wrong: _mm256_set1_epi32(-1), last_right: 0 }
+    }
+
+    /// Fold window epoch `k` of a multiclass row per lane: the gold probability `p`, the others'
+    /// max `q` and sum of squares `squares`, and the verdicts (bit `j`: unit `j` was right);
+    /// as `kernels::fold_verdict` then `UnitState::update`, operation for operation.
+    #[inline(always)]
+    pub(super) unsafe fn fold(&mut self, k: usize, p: __m512d, q: __m512d, squares: __m512d, verdicts: __mmask8) {
+        self.margin = _mm512_add_pd(self.margin, _mm512_sub_pd(p, q));
+        let miss = _mm512_sub_pd(_mm512_set1_pd(1.0), p);
+        self.el2n = _mm512_add_pd(self.el2n, _mm512_sqrt_pd(_mm512_fmadd_pd(miss, miss, squares)));
+        if k == 0 {
+            self.shift = p;
+        }
+        let d = _mm512_sub_pd(p, self.shift);
+        self.sum_d = _mm512_add_pd(self.sum_d, d);
+        self.sum_d2 = _mm512_fmadd_pd(d, d, self.sum_d2);
+        let count = _mm256_set1_epi32(1);
+        self.right = _mm256_mask_add_epi32(self.right, verdicts, self.right, count);
+        self.forgetting = _mm256_mask_add_epi32(self.forgetting, self.last_right & !verdicts, self.forgetting, count);
+        self.last_wrong = _mm256_mask_mov_epi32(self.last_wrong, !verdicts, _mm256_set1_epi32(k as i32));
+        self.last_right = verdicts;
+    }
+
+    /// The state into units `at..at + 8` of `acc`.
+    #[inline(always)]
+    pub(super) unsafe fn store<const W: usize>(&self, acc: &mut TileAcc<W>, at: usize) {
+        let units = at..at + 8;
+        _mm512_storeu_pd(acc.shift[units.clone()].as_mut_ptr(), self.shift);
+        _mm512_storeu_pd(acc.sum_d[units.clone()].as_mut_ptr(), self.sum_d);
+        _mm512_storeu_pd(acc.sum_d2[units.clone()].as_mut_ptr(), self.sum_d2);
+        _mm512_storeu_pd(acc.margin_sum[units.clone()].as_mut_ptr(), self.margin);
+        _mm512_storeu_pd(acc.el2n_sum[units.clone()].as_mut_ptr(), self.el2n);
+        _mm256_storeu_si256(acc.right[units.clone()].as_mut_ptr().cast(), self.right);
+        _mm256_storeu_si256(acc.forgetting[units.clone()].as_mut_ptr().cast(), self.forgetting);
+        _mm256_storeu_si256(acc.last_wrong[units.clone()].as_mut_ptr().cast(), self.last_wrong);
+        for (j, flag) in acc.last_right[units].iter_mut().enumerate() {
+            *flag = (self.last_right >> j) as u32 & 1;
+        }
+    }
+}
