@@ -3,6 +3,7 @@
 use multiversion::multiversion;
 
 use super::avx512;
+#[cfg(target_arch = "x86_64")]
 use super::pairs;
 use super::output::{OutBlock, TileOut};
 use super::state::{AccSlices, Accumulators, RowSummaries, Rule, Stream, TileAcc, UnitState};

@@ -13,7 +13,8 @@
 //! same bits. A tile holding any value outside [+0, 1] is declined and goes to the generic tile,
 //! which clamps within float16's tolerance or refuses, as for any file.
 
-#[cfg(target_arch = "x86_64")]
+#![cfg(target_arch = "x86_64")]
+
 use std::arch::x86_64::*;
 
 use half::f16;
@@ -39,7 +40,6 @@ pub(super) fn takes(rule: Rule) -> bool {
 ///
 /// # Safety
 /// The CPU has AVX-512F, AVX-512BW, AVX-512VL and F16C.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn tile(data: &[f16], stream: &Stream, start: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, prefetch: usize, into: &mut OutBlock<'_>) -> bool {
