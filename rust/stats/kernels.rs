@@ -119,9 +119,15 @@ pub trait Stored: Copy + Send + Sync + 'static {
     /// go unused and compile away (float16: the widening looks at every value's bits anyway).
     const WIDEN_VALIDATES: bool = false;
     fn value(self) -> Self::Value;
-    /// The values as float16, when that is what they are (for [`pairs`]' float16 kernel).
+    /// The values as float16, when that is what they are (for [`pairs`]).
     #[inline(always)]
     fn as_f16(stored: &[Self]) -> Option<&[half::f16]> {
+        let _ = stored;
+        None
+    }
+    /// The values as float32, when that is what they are (for [`pairs`]).
+    #[inline(always)]
+    fn as_f32(stored: &[Self]) -> Option<&[f32]> {
         let _ = stored;
         None
     }
@@ -143,6 +149,10 @@ impl Stored for f32 {
     #[inline(always)]
     fn value(self) -> f32 {
         self
+    }
+    #[inline(always)]
+    fn as_f32(stored: &[Self]) -> Option<&[f32]> {
+        Some(stored)
     }
 }
 
@@ -260,15 +270,18 @@ impl<F: Float> Rows<F> for TwoClassRows<'_> {
     fn fold(&self, row: &[F], gold: i64, k: u32, acc: &mut impl UnitState, j: usize) -> bool {
         two_class_step(row[0], row[1], gold, k, self.rule, acc, j)
     }
-    /// Float16 tiles go to [`pairs::tile`] where the clone has AVX-512 (which it is only
-    /// picked for with AVX-512BW, VL and F16C too).
+    /// Float16 and float32 tiles go to [`pairs::tile`] where the clone has AVX-512 (which it
+    /// is only picked for with AVX-512BW, VL and F16C too).
     #[inline(always)]
     fn own_tile<S: Stored>(&self, data: &[S], stream: &Stream, start: usize, t: usize, n: f64, divisor: f64, isa: Isa, into: &mut OutBlock<'_>) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if let Some(halves) = S::as_f16(data) {
-            if isa.avx512 && S::TILE == pairs::UNITS && pairs::takes(self.rule) {
-                // SAFETY: the calling clone has AVX-512F, BW, VL and F16C (`isa`, above)
-                return unsafe { pairs::tile(halves, stream, start + t, &self.classes[t..t + pairs::UNITS], self.rule, n, divisor, PREFETCH_BYTES, into) };
+        if isa.avx512 && pairs::takes(self.rule) {
+            // SAFETY (both): the calling clone has AVX-512F, BW, VL and F16C (`isa`, above)
+            if let (Some(halves), 16) = (S::as_f16(data), S::TILE) {
+                return unsafe { pairs::tile::<half::f16, 16>(halves, stream, start + t, &self.classes[t..t + 16], self.rule, n, divisor, PREFETCH_BYTES, into) };
+            }
+            if let (Some(singles), 8) = (S::as_f32(data), S::TILE) {
+                return unsafe { pairs::tile::<f32, 8>(singles, stream, start + t, &self.classes[t..t + 8], self.rule, n, divisor, PREFETCH_BYTES, into) };
             }
         }
         let _ = (data, stream, start, t, n, divisor, isa, into);

@@ -485,12 +485,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 150, .. ProptestConfig::default() })]
 
     /// Two-column float16 rows of any bits in [+0, 1] (subnormals, zeros, rows that are not
-    /// distributions): the float16 tiles (where AVX-512 is present, a kernel of their own,
-    /// `pairs`) give the bits of the same values read as float32 and float64 (the generic
-    /// tiles), under every rule, window, ddof and thread count; a tile holding a value just
-    /// above 1 or just below 0 (within float16's tolerance) is clamped as float32's 1 and 0.
+    /// distributions): the float16 and float32 tiles (where AVX-512 is present, a kernel of
+    /// their own, `pairs`, but for the first-index rule) give the bits of the same values read
+    /// as float64 (the generic tiles), under every rule, window, ddof and thread count; a tile
+    /// holding a value just above 1 or just below 0 (within float16's tolerance) is clamped as
+    /// float32's 1 and 0.
     #[test]
-    fn float16_pairs_give_the_float32_bits(
+    fn two_column_tiles_give_the_float64_bits(
         (e, n, bits, gold) in (1usize..6, prop_oneof![1usize..70, 2040usize..2100]).prop_flat_map(|(e, n)| (
             Just(e), Just(n),
             proptest::collection::vec(prop_oneof![4 => 0u16..=0x3c00, 1 => Just(0x3c00u16), 1 => Just(0u16), 1 => 0u16..0x0400], e * n * 2),
