@@ -34,7 +34,10 @@ pub(super) trait Pair: Copy {
     unsafe fn split(at: *const Self, index: __m512i, highest: &mut __m512i) -> ([__m512d; 2], [__m512d; 2]);
     /// The permute that puts unit `j`'s gold value in lane `j` and its other value in lane
     /// `UNITS + j` (lanes of the stored width), from the tile's classes.
-    fn split_index(classes: &[i64]) -> __m512i;
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    unsafe fn split_index(classes: &[i64]) -> __m512i;
     /// Whether every value whose bits were folded into `highest` is in [+0, 1]: such values'
     /// bits are at most 1.0's (a sign bit, a NaN or anything above 1 is larger).
     unsafe fn all_probabilities(highest: __m512i) -> bool;
@@ -68,10 +71,9 @@ impl Pair for f16 {
         (widen(_mm512_castsi512_si256(halves)), widen(_mm512_extracti64x4_epi64::<1>(halves)))
     }
     #[inline(always)]
-    fn split_index(classes: &[i64]) -> __m512i {
+    unsafe fn split_index(classes: &[i64]) -> __m512i {
         let words = split_lanes::<32>(classes).map(|lane| lane as u16);
-        // SAFETY: an unaligned load of a local array of 64 bytes (AVX-512F: the caller's)
-        unsafe { _mm512_loadu_si512(words.as_ptr().cast()) }
+        _mm512_loadu_si512(words.as_ptr().cast())
     }
     #[inline(always)]
     unsafe fn all_probabilities(highest: __m512i) -> bool {
@@ -91,10 +93,9 @@ impl Pair for f32 {
         ([gold, gold], [other, other])
     }
     #[inline(always)]
-    fn split_index(classes: &[i64]) -> __m512i {
+    unsafe fn split_index(classes: &[i64]) -> __m512i {
         let lanes = split_lanes::<16>(classes);
-        // SAFETY: an unaligned load of a local array of 64 bytes (AVX-512F: the caller's)
-        unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
+        _mm512_loadu_si512(lanes.as_ptr().cast())
     }
     #[inline(always)]
     unsafe fn all_probabilities(highest: __m512i) -> bool {
