@@ -30,8 +30,6 @@ use std::arch::x86_64::*;
 use super::kernels::{self, clamp_f16, f16_to_f32, F16_ONE_BITS, F16_TOLERANCE};
 use super::output::OutBlock;
 #[cfg(target_arch = "x86_64")]
-use super::output::TileOut;
-#[cfg(target_arch = "x86_64")]
 use super::lanes::Lanes8;
 #[cfg(target_arch = "x86_64")]
 use super::state::TileAcc;
@@ -180,7 +178,6 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize>(data: &[T], stream: &Stream,
     }
     let (start, len) = (out.start, out.len());
     let last_load: u16 = if WIDTH.is_multiple_of(16) { u16::MAX } else { (1u16 << (WIDTH % 16)) - 1 };
-    let threshold = _mm512_set1_pd(rule.threshold);
     for t in (0..len).step_by(GROUP) {
         let mut state = Lanes8::new();
         let plan = T::tile_plan::<WIDTH>(classes, start + t);
@@ -189,16 +186,13 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize>(data: &[T], stream: &Stream,
             let Some((gold, max, sum)) = T::tile_summary::<WIDTH>(epoch, start + t, classes, last_load, &plan) else {
                 return false;
             };
-            // as `kernels::multiclass_step` (the first-index rule's tie test is declined above)
-            let verdicts = if rule.argmax { _mm512_cmp_pd_mask::<_CMP_GT_OQ>(gold, max) } else { _mm512_cmp_pd_mask::<_CMP_GE_OQ>(gold, threshold) };
-            state.fold(k, gold, max, sum, verdicts);
+            // (the first-index rule is declined above)
+            state.fold_multiclass(k, gold, max, sum, rule);
         }
         let mut acc = TileAcc::<GROUP>::new();
         state.store(&mut acc, 0);
-        let mut local = TileOut::<GROUP>::new();
-        kernels::finish(&acc.slices(), &mut local.block(), n, divisor, true);
-        // SAFETY: AVX-512F is present (this function's features), and `finish` wrote all units
-        local.stream_to(&mut out.window(t, GROUP), true);
+        // SAFETY: AVX-512F is present (this function's features)
+        kernels::finish_tile(&mut acc, &mut out.window(t, GROUP), n, divisor, true, true);
     }
     true
 }

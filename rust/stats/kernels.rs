@@ -376,13 +376,24 @@ fn tile<S: Stored, const W: usize, R: Rows<S::Value>>(
         }
     }
     let valid = ok.iter().fold(1, |all, &o| all & o) == 1;
-    // outputs into local arrays first, then 64-byte copies: stores through the block's
-    // slices may alias anything as far as the compiler knows, which kept `finish` scalar
-    let mut local = TileOut::<W>::new();
-    finish(&acc.slices(), &mut local.block(), n, divisor, R::MULTICLASS);
-    // SAFETY: `isa` is the calling clone's (`isa!`), and `finish` wrote all `W` units
-    unsafe { local.stream_to(into, isa.avx512) };
+    // SAFETY: `isa` is the calling clone's (`isa!`)
+    unsafe { finish_tile(&mut acc, into, n, divisor, R::MULTICLASS, isa.avx512) };
     valid
+}
+
+/// Write a tile's outputs from its state to `into` (`W` units): into local arrays first, then
+/// 64-byte copies (streamed past the cache with `avx512`, see [`TileOut::stream_to`]): stores
+/// through the block's slices may alias anything as far as the compiler knows, which kept
+/// `finish` scalar.
+///
+/// # Safety
+/// `avx512` only where the CPU has AVX-512F.
+#[inline(always)]
+pub(super) unsafe fn finish_tile<const W: usize>(acc: &mut TileAcc<W>, into: &mut OutBlock<'_>, n: f64, divisor: f64, multiclass: bool, avx512: bool) {
+    let mut local = TileOut::<W>::new();
+    finish(&acc.slices(), &mut local.block(), n, divisor, multiclass);
+    // SAFETY: AVX-512F is present with `avx512` (the caller's), and `finish` wrote all `W` units
+    unsafe { local.stream_to(into, avx512) };
 }
 
 /// Hint the cache to fetch the line `ahead` bytes past `at` (a hint: it never faults).

@@ -13,7 +13,7 @@
 
 use std::arch::x86_64::*;
 
-use super::state::TileAcc;
+use super::state::{Rule, TileAcc};
 
 /// The running state of eight units, lane `j` for unit `j`.
 #[derive(Clone, Copy)]
@@ -41,7 +41,7 @@ impl Lanes8 {
     /// max `q` and sum of squares `squares`, and the verdicts (bit `j`: unit `j` was right);
     /// as `kernels::fold_verdict` then `UnitState::update`, operation for operation.
     #[inline(always)]
-    pub(super) unsafe fn fold(&mut self, k: usize, p: __m512d, q: __m512d, squares: __m512d, verdicts: __mmask8) {
+    unsafe fn fold(&mut self, k: usize, p: __m512d, q: __m512d, squares: __m512d, verdicts: __mmask8) {
         self.margin = _mm512_add_pd(self.margin, _mm512_sub_pd(p, q));
         let miss = _mm512_sub_pd(_mm512_set1_pd(1.0), p);
         self.el2n = _mm512_add_pd(self.el2n, _mm512_sqrt_pd(_mm512_fmadd_pd(miss, miss, squares)));
@@ -56,6 +56,16 @@ impl Lanes8 {
         self.forgetting = _mm256_mask_add_epi32(self.forgetting, self.last_right & !verdicts, self.forgetting, count);
         self.last_wrong = _mm256_mask_mov_epi32(self.last_wrong, !verdicts, _mm256_set1_epi32(k as i32));
         self.last_right = verdicts;
+    }
+
+    /// [`Self::fold`] with the verdicts of `rule` (not the first-index one, whose tie test
+    /// reads the columns' order): as `kernels::multiclass_step`, `p > q` under argmax, `p` at
+    /// least the threshold otherwise.
+    #[inline(always)]
+    pub(super) unsafe fn fold_multiclass(&mut self, k: usize, p: __m512d, q: __m512d, squares: __m512d, rule: Rule) {
+        debug_assert!(!rule.first_index);
+        let verdicts = if rule.argmax { _mm512_cmp_pd_mask::<_CMP_GT_OQ>(p, q) } else { _mm512_cmp_pd_mask::<_CMP_GE_OQ>(p, _mm512_set1_pd(rule.threshold)) };
+        self.fold(k, p, q, squares, verdicts);
     }
 
     /// The state into units `at..at + 8` of `acc`.

@@ -21,7 +21,7 @@ use half::f16;
 
 use super::kernels::{self, F16_ONE_BITS};
 use super::lanes::Lanes8;
-use super::output::{OutBlock, TileOut};
+use super::output::OutBlock;
 use super::state::{Rule, Stream, TileAcc};
 
 /// A stored two-column value as [`tile`] reads it: one 64-byte load of a tile's rows an epoch.
@@ -121,7 +121,6 @@ pub(super) fn takes(rule: Rule) -> bool {
 pub(super) unsafe fn tile<S: Pair, const W: usize>(data: &[S], stream: &Stream, start: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, prefetch: usize, into: &mut OutBlock<'_>) -> bool {
     assert!(W == S::UNITS && classes.len() == W && into.len() == W && takes(rule));
     let index = S::split_index(classes);
-    let threshold = _mm512_set1_pd(rule.threshold);
     let mut highest = _mm512_setzero_si512();
     let mut state = [Lanes8::new(); 2];
     for (k, e) in stream.epochs.clone().enumerate() {
@@ -133,8 +132,7 @@ pub(super) unsafe fn tile<S: Pair, const W: usize>(data: &[S], stream: &Stream, 
             // as `kernels::two_class_step`: the widening is exact, so comparing the float64
             // values is comparing the stored ones; the others' sum of squares is the one
             // other value's square, in float64
-            let verdicts = if rule.argmax { _mm512_cmp_pd_mask::<_CMP_GT_OQ>(p[h], q[h]) } else { _mm512_cmp_pd_mask::<_CMP_GE_OQ>(p[h], threshold) };
-            state[h].fold(k, p[h], q[h], _mm512_mul_pd(q[h], q[h]), verdicts);
+            state[h].fold_multiclass(k, p[h], q[h], _mm512_mul_pd(q[h], q[h]), rule);
         }
     }
     if !S::all_probabilities(highest) {
@@ -144,9 +142,7 @@ pub(super) unsafe fn tile<S: Pair, const W: usize>(data: &[S], stream: &Stream, 
     for (h, lanes) in state.iter().take(W / 8).enumerate() {
         lanes.store(&mut acc, 8 * h);
     }
-    let mut local = TileOut::<W>::new();
-    kernels::finish(&acc.slices(), &mut local.block(), n, divisor, true);
-    // SAFETY: AVX-512F is present (this function's features), and `finish` wrote all units
-    local.stream_to(into, true);
+    // SAFETY: AVX-512F is present (this function's features)
+    kernels::finish_tile(&mut acc, into, n, divisor, true, true);
     true
 }
