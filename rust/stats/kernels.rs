@@ -36,9 +36,9 @@ const MAX_TILE: usize = 2 * TILE;
 const PREFETCH_BYTES: usize = 2048;
 /// How many units ahead of a tile its gold labels are prefetched (2 KiB of class indices,
 /// 256 bytes of multilabel targets). A tile's first epoch needs its gold labels, so it waited
-/// on their load; measured on Zen 4 against no prefetch, each build in its own process and
-/// interleaved in one, 2 threads: float16 binary and multilabel files 0.57-0.88x, float16 and
-/// float32 two-column rows 0.87-1.0x, float32 and float64 files even.
+/// on their load. Measured on Zen 4 against no prefetch, both builds loaded by path in one
+/// process, interleaved: float16 binary and multilabel files 0.57-0.58x with 2 threads, 0.94x
+/// and 0.87x with 1; float16 two-column rows 0.93x with 2; float32 and float64 files even.
 const GOLD_AHEAD: usize = 256;
 
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
