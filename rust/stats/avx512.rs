@@ -180,9 +180,10 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize>(data: &[T], stream: &Stream,
     let last_load: u16 = if WIDTH.is_multiple_of(16) { u16::MAX } else { (1u16 << (WIDTH % 16)) - 1 };
     for t in (0..len).step_by(GROUP) {
         let mut state = Lanes8::new();
-        // the gold classes (one line a group) `AHEAD` on, as `kernels` does for its tiles: a
-        // group's plan needs them first (float16 10 columns: 0.97x with 2 threads; 28 even)
-        prefetch_lines(classes.as_ptr().wrapping_add(start + t), 8 * GROUP);
+        // the gold classes (one line a group) as far ahead as `kernels` prefetches its tiles'
+        // gold: a group's plan needs them first (float16 10 columns: 0.97x with 2 threads; 28 even)
+        let golds = classes.as_ptr().wrapping_add(start + t);
+        kernels::prefetch_lines(golds, 8 * GROUP, std::mem::size_of::<i64>() * kernels::GOLD_AHEAD);
         let plan = T::tile_plan::<WIDTH>(classes, start + t);
         for (k, e) in stream.epochs.clone().enumerate() {
             let epoch = &data[e * stream.epoch_len..(e + 1) * stream.epoch_len];
@@ -564,7 +565,7 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
             _mm512_maskz_loadu_epi16(mask, group.wrapping_add(32 * $k))
         }};
     }
-    prefetch_lines(group, 2 * words);
+    kernels::prefetch_lines(group, 2 * words, AHEAD);
     let (low, high) = ((load!(0), load!(1)), if words > 64 { (load!(2), load!(3)) } else { (_mm512_setzero_si512(), _mm512_setzero_si512()) });
     let highest = _mm512_max_epu16(_mm512_max_epu16(low.0, low.1), _mm512_max_epu16(high.0, high.1));
     if _mm512_cmpgt_epu16_mask(highest, _mm512_set1_epi16(F16_ONE_BITS as i16)) != 0 {
@@ -684,7 +685,7 @@ unsafe fn columns_f32_of<const WIDTH: usize>(values: &[f32], i: usize, classes: 
     const { assert!(WIDTH <= COLUMNS_F32_MAX) };
     let floats = GROUP * WIDTH;
     let group = values[i * WIDTH..i * WIDTH + floats].as_ptr();
-    prefetch_lines(group, 4 * floats);
+    kernels::prefetch_lines(group, 4 * floats, AHEAD);
     // the group's values, 16 to a register; the last load is masked to the group
     let mut z = [_mm512_setzero_ps(); 2 * (GROUP * COLUMNS_F32_MAX).div_ceil(32)];
     let mut highest = _mm512_setzero_si512();
@@ -956,19 +957,7 @@ unsafe fn prefetch_row<T, const CHUNKS: usize>(row: *const T, row_bytes: usize) 
         _mm_prefetch::<_MM_HINT_T0>(ahead);
         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(row_bytes - 1));
     } else {
-        prefetch_lines(row, row_bytes);
-    }
-}
-
-/// Ask for every line of the `bytes` from `start`, `AHEAD` bytes on (see [`prefetch_row`]).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn prefetch_lines<T>(start: *const T, bytes: usize) {
-    let ahead = start.cast::<i8>().wrapping_add(AHEAD);
-    let mut line = 0;
-    while line < bytes {
-        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
-        line += 64;
+        kernels::prefetch_lines(row, row_bytes, AHEAD);
     }
 }
 

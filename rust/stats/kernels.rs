@@ -39,7 +39,7 @@ const PREFETCH_BYTES: usize = 2048;
 /// on their load. Measured on Zen 4 against no prefetch, both builds loaded by path in one
 /// process, interleaved: float16 binary and multilabel files 0.57-0.58x with 2 threads, 0.94x
 /// and 0.87x with 1; float16 two-column rows 0.93x with 2; float32 and float64 files even.
-const GOLD_AHEAD: usize = 256;
+pub(super) const GOLD_AHEAD: usize = 256;
 
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c"))]
 pub(super) fn binary<F: Float>(values: &[F], gold_bits: &[u8], k: u32, rule: Rule, acc: &mut Accumulators) -> bool {
@@ -373,11 +373,7 @@ fn tile<S: Stored, const W: usize, R: Rows<S::Value>>(
         let at = e * stream.epoch_len + (start + t) * R::ROW_LEN;
         let tile_rows = &data[at..at + W * R::ROW_LEN];
         // every line of the tile's rows `PREFETCH_BYTES` on (two for float64 pairs)
-        let mut line = 0;
-        while line < std::mem::size_of_val(tile_rows) {
-            prefetch(tile_rows.as_ptr().cast::<u8>().wrapping_add(line), PREFETCH_BYTES);
-            line += 64;
-        }
+        prefetch_lines(tile_rows.as_ptr(), std::mem::size_of_val(tile_rows), PREFETCH_BYTES);
         let mut values = [<S::Value as Float>::ZERO; 2 * MAX_TILE];
         let values = &mut values[..tile_rows.len()];
         let widened = S::widen(tile_rows, values, isa.f16c);
@@ -416,11 +412,17 @@ pub(super) unsafe fn finish_tile<const W: usize>(acc: &mut TileAcc<W>, into: &mu
 /// Prefetch the gold labels of the `w` units from block offset `t`, [`GOLD_AHEAD`] units on.
 #[inline(always)]
 fn prefetch_gold<F, R: Rows<F>>(rows: &R, t: usize, w: usize) {
-    let (from, to) = (rows.gold_at(t), rows.gold_at(t + w));
-    let ahead = rows.gold_at(t + GOLD_AHEAD) as usize - from as usize;
+    let from = rows.gold_at(t);
+    let bytes_to = |u: usize| rows.gold_at(u) as usize - from as usize;
+    prefetch_lines(from, bytes_to(t + w), bytes_to(t + GOLD_AHEAD));
+}
+
+/// Hint the cache to fetch every 64-byte line of the `bytes` from `start`, `ahead` bytes on.
+#[inline(always)]
+pub(super) fn prefetch_lines<T>(start: *const T, bytes: usize, ahead: usize) {
     let mut line = 0;
-    while line < to as usize - from as usize {
-        prefetch(from.wrapping_add(line), ahead);
+    while line < bytes {
+        prefetch(start.cast::<u8>().wrapping_add(line), ahead);
         line += 64;
     }
 }
