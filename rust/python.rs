@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use crate::dynamics::{Dims, DynamicsFile, DynamicsView, Probs};
 use crate::error::Error;
-use crate::stats::{self, Correctness, Labels, Offsets, Options, Outputs, Progress, State, Statistic, Statistics, Task};
+use crate::stats::{self, Correctness, Labels, LabelsCopy, Offsets, Options, Outputs, Progress, State, Statistic, Statistics, Task};
 
 /// Large outputs (tens of MiB per call) freed by Python come back to this allocator, which
 /// reuses their pages on the next call; the system allocator unmaps them, and the kernel then
@@ -92,6 +92,7 @@ fn options(task: &str, argmax: bool, first_index: bool, threshold: f64, epoch_st
         threads,
         class_means,
         outputs,
+        copy_labels: false,
     })
 }
 
@@ -275,13 +276,21 @@ fn statistics_dict(py: Python<'_>, stats: Statistics, outputs: Outputs) -> PyRes
         // flat [N * L]; datacarto.compute reshapes it to [N, L]
         dict.set_item("class_means", stats.class_means.into_pyarray(py))?;
     }
+    match stats.labels {
+        // in this module's memory, as `_copy_labels` makes them; multilabel flat [N * L]
+        Some(LabelsCopy::Classes(classes)) => dict.set_item("labels", classes.into_pyarray(py))?,
+        Some(LabelsCopy::Multilabel(targets)) => dict.set_item("labels", targets.into_pyarray(py))?,
+        None => {}
+    }
     Ok(dict)
 }
 
 /// Borrowed gold labels; keeps the numpy borrows alive while the kernel runs without the GIL.
-/// The kernel indexes with the class labels `Plan::new` validated, so nothing may write to
-/// them meanwhile: `datacarto.compute` passes its own private, read-only copy, taken while the
-/// GIL is held (the same copy becomes `Statistics.labels`, so it costs nothing extra).
+/// Another thread may write to the caller's array meanwhile, so the kernels read the labels
+/// only once they are checked and private: either a private, read-only copy the caller took
+/// while the GIL was held, or (`copy_labels`) the copy each block of the pass takes of its
+/// own labels before it checks them, returned as `labels` (`datacarto.compute` keeps it as
+/// `Statistics.labels`, so it costs nothing extra).
 struct LabelArrays<'py> {
     classes: Option<PyReadonlyArray1<'py, i64>>,
     multilabel: Option<PyReadonlyArray2<'py, u8>>,
@@ -315,7 +324,7 @@ fn read_header(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyDict>> {
 /// Compute every statistic over a dynamics file (memory-mapped) or a C-contiguous float32 /
 /// float64 / float16 array `[E, N, L]`.
 #[pyfunction]
-#[pyo3(signature = (source, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, ddof, threads=None, progress=None, labels_name="labels", first_index=false, class_means=false, outputs=Outputs::ALL.0))]
+#[pyo3(signature = (source, *, class_labels, multilabel_labels, task, argmax, threshold, epoch_start, epoch_stop, ddof, threads=None, progress=None, labels_name="labels", first_index=false, class_means=false, outputs=Outputs::ALL.0, copy_labels=false))]
 #[allow(clippy::too_many_arguments)]
 fn compute<'py>(
     py: Python<'py>,
@@ -334,8 +343,9 @@ fn compute<'py>(
     first_index: bool,
     class_means: bool,
     outputs: u16,
+    copy_labels: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let options = options(task, argmax, first_index, threshold, epoch_start, epoch_stop, ddof, threads, class_means, outputs)?;
+    let options = Options { copy_labels, ..options(task, argmax, first_index, threshold, epoch_start, epoch_stop, ddof, threads, class_means, outputs)? };
     let labels = LabelArrays { classes: class_labels, multilabel: multilabel_labels };
     let labels = labels.labels()?;
     let progress = progress.as_ref().map(|callback| callback.bind(py));

@@ -357,7 +357,7 @@ def test_labels_mutated_by_another_thread_do_not_break_compute() -> None:
     def mutate() -> None:
         writes = 0
         while not stop.is_set():
-            labels[:] = out_of_range if writes % 16 == 15 else (first, second)[writes % 2]
+            labels[:] = out_of_range if writes % 256 == 255 else (first, second)[writes % 2]
             writes += 1
 
     mutator = threading.Thread(target=mutate)
@@ -371,8 +371,8 @@ def test_labels_mutated_by_another_thread_do_not_break_compute() -> None:
                 assert "expected class indices in [0, 3)" in str(error), error
                 outcomes["range errors"] += 1
                 continue
-            # compute works on its own copy of the labels (numpy may release the GIL inside a
-            # large copy, so the copy can mix the two arrays), and the result keeps that copy:
+            # each block of the pass copies its labels and reads only that copy (taken while
+            # the mutator writes, so it can mix the two arrays), and the result keeps the copy:
             # every example's statistics are those of the label the result says it used
             used_first = stats.labels == first
             assert np.all(used_first | (stats.labels == second))
@@ -386,6 +386,52 @@ def test_labels_mutated_by_another_thread_do_not_break_compute() -> None:
     print(f"labels mutated during compute: {outcomes}")
     assert outcomes["results"] + outcomes["range errors"] == 60
     assert outcomes["results"] > 0, "every run saw the out-of-range labels: the mixed results were never checked"
+
+
+def test_multilabel_targets_mutated_by_another_thread_do_not_break_compute() -> None:
+    """The same for 0/1 targets, which each block of the pass copies and checks itself (the
+    statistics of every (example, label) pair are those of the target the result keeps)."""
+    rng = np.random.default_rng(8)
+    n, n_labels = 60_000, 4
+    probs = rng.random((5, n, n_labels)).astype(np.float32)
+    first = (rng.random((n, n_labels)) < 0.4).astype(np.uint8)
+    second = 1 - first
+    not_binary = np.full((n, n_labels), 2, dtype=np.uint8)
+    expected = [dc.compute(probs, first, task="multilabel"), dc.compute(probs, second, task="multilabel")]
+    targets = first.copy()
+    stop = threading.Event()
+
+    def mutate() -> None:
+        writes = 0
+        while not stop.is_set():
+            targets[:] = not_binary if writes % 256 == 255 else (first, second)[writes % 2]
+            writes += 1
+
+    mutator = threading.Thread(target=mutate)
+    mutator.start()
+    outcomes = {"results": 0, "value errors": 0, "found by a block": 0}
+    try:
+        for _ in range(60):
+            try:
+                stats = dc.compute(probs, targets, task="multilabel", threads=2)
+            except dc.DatacartoError as error:
+                # from the arguments' check (GIL held) or from a block's check of its copy
+                assert "expected only 0 and 1" in str(error) or "expected 0 or 1" in str(error), error
+                outcomes["value errors"] += 1
+                outcomes["found by a block"] += "expected 0 or 1" in str(error)
+                continue
+            used_first = stats.labels == first
+            assert np.all(used_first | (stats.labels == second))
+            for name in ("confidence", "correctness", "forgetting", "el2n"):
+                want = np.where(used_first, getattr(expected[0], name), getattr(expected[1], name))
+                assert np.array_equal(getattr(stats, name), want), name
+            outcomes["results"] += 1
+    finally:
+        stop.set()
+        mutator.join()
+    print(f"targets mutated during compute: {outcomes}")
+    assert outcomes["results"] + outcomes["value errors"] == 60
+    assert outcomes["results"] > 0, "every run saw the bad targets: the mixed results were never checked"
 
 
 # --- other SIGBUS handlers -------------------------------------------------------------------------

@@ -279,6 +279,7 @@ def test_labels_are_copied_whatever_their_memory(tmp_path):
     multilabel = dc.compute(tmp_path / "d.npy", targets, task="multilabel")
     assert np.array_equal(multilabel.labels, targets) and not multilabel.labels.flags.writeable
     assert not np.shares_memory(multilabel.labels, targets)
+    assert not multilabel.labels.flags.owndata  # the core's copy, kept as it is (a read-only [N, L] view)
 
 
 @pytest.mark.parametrize("n", [131_071, 131_072, 131_073, 1_000_003])

@@ -30,6 +30,7 @@ def compute(
     first_index: bool = False,
     class_means: bool = False,
     outputs: int = 1023,
+    copy_labels: bool = False,
 ) -> Dict[str, np.ndarray]:
     """Compute every statistic over a dynamics file (memory-mapped) or a C-contiguous
     float32/float64/float16 array ``[E, N, L]``; flat arrays ``N`` or ``N * L`` long.
@@ -42,8 +43,11 @@ def compute(
     The core runs without the GIL while the calling thread polls every 50 ms: it runs Python's
     signal handlers (Ctrl-C: ``KeyboardInterrupt``) and ``progress(done, total)`` there, and
     stops the core between blocks if either raises; ``progress(total, total)`` comes once at
-    the end. The labels are copied before the GIL is released, so another thread writing to
-    them meanwhile changes nothing. Raises ``DatacartoError`` when the file changed while being
+    the end. The kernels read only private labels: the caller's own private copy, or with
+    ``copy_labels=True`` the copy each block of the pass takes of its labels before checking
+    and reading them, returned as ``"labels"`` (flat, ``N`` int64 or ``N * L`` uint8); either
+    way the statistics agree with the labels the result keeps, whatever another thread writes
+    to the caller's array meanwhile. Raises ``DatacartoError`` when the file changed while being
     read (truncated, rewritten shorter, replaced) and for an internal error (a panic)."""
 
 class PartialState:

@@ -92,7 +92,7 @@ class Statistics:
         labels = np.asarray(self.labels)
         # kept as it is when read-only and owning its memory, or when the core made it (the
         # private copy `compute` takes): a view of someone else's memory could change under it
-        if labels.flags.writeable or not (labels.flags.owndata or type(labels.base) is _CORE_OWNED):
+        if labels.flags.writeable or not (labels.flags.owndata or _owned_by_core(labels)):
             labels = labels.copy()
             labels.setflags(write=False)
         object.__setattr__(self, "labels", labels)
@@ -294,14 +294,22 @@ def compute(
         correctness = _compat_correctness(compat, correctness, ddof)
         return compute_shards(source, labels, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, progress=progress, class_means=bool(class_means), outputs=outputs)  # type: ignore[arg-type]
     correctness = _compat_correctness(compat, correctness, ddof)
-    name, array, shape, args = _prepare_pass(source, labels, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof)
+    name, array, shape, args = _prepare_pass(source, labels, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, core_copies_labels=True)
     if compat is not None and args.task == "multilabel":
         raise DatacartoError("compat: 'cartography' reproduces a softmax classifier (multiclass or binary), found task 'multilabel'")
     callback, close = _progress_callback(progress, shape, args.epoch_stop - args.epoch_start)
     try:
-        raw = _core.compute(name if array is None else array, **_core_arguments(args, threads, callback), ddof=args.ddof, class_means=bool(class_means), outputs=outputs)
+        copy_labels = _in_place(args.labels)
+        raw = _core.compute(name if array is None else array, **_core_arguments(args, threads, callback), ddof=args.ddof, class_means=bool(class_means), outputs=outputs, copy_labels=copy_labels)
     finally:
         close()
+    if copy_labels:
+        # the copy the pass took block by block, and read: the result's own labels
+        copy = raw.pop("labels")
+        copy.setflags(write=False)
+        if copy.shape != args.labels.shape:
+            copy = copy.reshape(args.labels.shape)  # multilabel [N, L]: a read-only view
+        args = replace(args, class_labels=copy if args.class_labels is not None else None, multilabel_labels=copy if args.multilabel_labels is not None else None)
     return _statistics_from_raw(raw, args, shape, None if array is not None else name)
 
 
@@ -323,9 +331,11 @@ def window_pass(source: DynamicsLike, labels: LabelsLike, window: Tuple[int, int
     return compute(source, labels, epochs=window, statistics=["confidence"], class_means=class_means, **options)
 
 
-def _prepare_pass(source: Any, labels: LabelsLike, *, task: Optional[str], correctness: Optional[str], threshold: float, epochs: EpochWindow, ddof: int) -> Tuple[str, Optional[np.ndarray], Tuple[int, ...], Any]:
+def _prepare_pass(source: Any, labels: LabelsLike, *, task: Optional[str], correctness: Optional[str], threshold: float, epochs: EpochWindow, ddof: int, core_copies_labels: bool = False) -> Tuple[str, Optional[np.ndarray], Tuple[int, ...], Any]:
     """What one pass of the core needs: the source's name, its array (``None`` for a file),
-    its shape, and the resolved arguments with a private copy of the labels."""
+    its shape, and the resolved arguments with a private copy of the labels; or, with
+    ``core_copies_labels``, labels the core can copy itself as its pass reads them (the
+    caller's own array when it is C-contiguous, aligned and typed; a private copy otherwise)."""
     name = _dynamics_name(source)
     if isinstance(source, (str, os.PathLike)):
         shape: Tuple[int, ...] = tuple(_core.read_header(name)["shape"])
@@ -337,10 +347,12 @@ def _prepare_pass(source: Any, labels: LabelsLike, *, task: Optional[str], corre
         raise TypeError(f"source: expected a path to a .npy dynamics file or a numpy array [E, N, L] (or a list or glob of .npy shards with shards=), found {type(source).__name__}")
     # the core checks the class indices' range itself (its errors name `labels_name`)
     args = resolve(labels, shape, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, source_name=name, check_classes=False)  # type: ignore[arg-type]
-    # A private, read-only copy taken while the GIL is held: the core reads it without the GIL,
-    # when another thread could otherwise write to the caller's array (and it is the copy the
-    # result keeps as `Statistics.labels`, so it costs nothing extra).
-    args = replace(args, class_labels=_private_copy(args.class_labels), multilabel_labels=_private_copy(args.multilabel_labels))
+    # The core reads the labels without the GIL, when another thread could write to the
+    # caller's array: it reads a private, read-only copy taken here while the GIL is held, or
+    # (`core_copies_labels`, for an array it can read in place) the copy each block of its pass
+    # takes before reading them. Either copy becomes `Statistics.labels`: it costs nothing extra.
+    prepare = _core_readable if core_copies_labels else _private_copy
+    args = replace(args, class_labels=prepare(args.class_labels), multilabel_labels=prepare(args.multilabel_labels))
     return name, array, shape, args
 
 
@@ -380,14 +392,44 @@ def _private_copy(labels: Optional[np.ndarray]) -> Optional[np.ndarray]:
     if labels is None:
         return None
     labels = np.ascontiguousarray(labels)
-    typed = (labels.dtype == np.int64 and labels.ndim == 1) or (labels.dtype == np.uint8 and labels.ndim == 2)
-    if typed and labels.flags.aligned:  # an unaligned buffer (a view into bytes) is numpy's to copy
+    if _in_place(labels):
         # in the core's memory: a freed result's labels block is reused, no fresh pages
         copy = _core._copy_labels(labels)
+        if isinstance(copy.base, np.ndarray):
+            copy.base.setflags(write=False)  # multilabel: the flat array under the [N, L] view
     else:
         copy = np.array(labels, copy=True, order="C")
     copy.setflags(write=False)
     return copy
+
+
+def _owned_by_core(array: np.ndarray) -> bool:
+    """A read-only array, or a read-only view of one, over memory the core made (a labels'
+    copy): nobody holds a writable view of it."""
+    base: object = array
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = base.base
+    return type(base) is _CORE_OWNED
+
+
+def _in_place(labels: np.ndarray) -> bool:
+    """Labels the core reads in place: C-contiguous, typed (int64 ``[N]``, uint8 ``[N, L]``)
+    and aligned (an unaligned buffer, a view into bytes, is numpy's to copy)."""
+    typed = (labels.dtype == np.int64 and labels.ndim == 1) or (labels.dtype == np.uint8 and labels.ndim == 2)
+    return typed and labels.flags.c_contiguous and labels.flags.aligned
+
+
+def _core_readable(labels: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """``labels`` as they are when the core can read them in place (to copy them as its pass
+    reads them), else a private copy (which the core then copies again: rare, an unaligned
+    buffer)."""
+    if labels is None:
+        return None
+    contiguous = np.ascontiguousarray(labels)
+    return contiguous if _in_place(contiguous) else _private_copy(contiguous)
+
 
 
 def _compat_correctness(compat: Optional[str], correctness: Optional[str], ddof: int) -> Optional[str]:

@@ -114,7 +114,7 @@ pub(super) fn summarize_f16(values: &[half::f16], row_len: usize, classes: &[i64
 /// [+0, 1]. Where it answers, each unit has seen the epoch-major path's operations in the same
 /// order: the same bits.
 ///
-/// `classes` holds every unit's gold class (the plan checked them); `out` is the block.
+/// `classes` holds the gold class of each unit of the block (the plan checked them); `out` is the block.
 /// Panics unless [`available`].
 #[allow(clippy::too_many_arguments)]
 pub(super) fn tiled_f16(data: &[half::f16], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'_>) -> bool {
@@ -131,8 +131,8 @@ pub(super) fn tiled_f32(data: &[f32], stream: &Stream, row_len: usize, classes: 
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn tiled_checked<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'_>) -> bool {
-    assert!(available() && row_len > 0 && stream.epochs.end * stream.epoch_len <= data.len() && stream.epoch_len == classes.len() * row_len);
-    assert!(out.start + out.len() <= classes.len());
+    assert!(available() && row_len > 0 && stream.epochs.end * stream.epoch_len <= data.len());
+    assert!(classes.len() == out.len() && (out.start + out.len()) * row_len <= stream.epoch_len);
     // SAFETY: AVX-512 is present; every slice is indexed with bounds checks (a group's values
     // and golds are cut from checked slices) and every gold index is clamped into its row
     unsafe { tiled::<T>(data, stream, row_len, classes, rule, n, divisor, out) }
@@ -182,12 +182,13 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize>(data: &[T], stream: &Stream,
         let mut state = Lanes8::new();
         // the gold classes (one line a group) as far ahead as `kernels` prefetches its tiles'
         // gold: a group's plan needs them first (float16 10 columns: 0.97x with 2 threads; 28 even)
-        let golds = classes.as_ptr().wrapping_add(start + t);
+        let golds = classes.as_ptr().wrapping_add(t);
         kernels::prefetch_lines(golds, 8 * GROUP, std::mem::size_of::<i64>() * kernels::GOLD_AHEAD);
-        let plan = T::tile_plan::<WIDTH>(classes, start + t);
+        let plan = T::tile_plan::<WIDTH>(classes, t);
         for (k, e) in stream.epochs.clone().enumerate() {
-            let epoch = &data[e * stream.epoch_len..(e + 1) * stream.epoch_len];
-            let Some((gold, max, sum)) = T::tile_summary::<WIDTH>(epoch, start + t, classes, last_load, &plan) else {
+            // the epoch's rows from the block's first on, so that unit `t` of the block is row `t`
+            let epoch = &data[e * stream.epoch_len + start * WIDTH..(e + 1) * stream.epoch_len];
+            let Some((gold, max, sum)) = T::tile_summary::<WIDTH>(epoch, t, classes, last_load, &plan) else {
                 return false;
             };
             // (the first-index rule is declined above)

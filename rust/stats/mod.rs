@@ -47,7 +47,7 @@ use crate::dynamics::DynamicsView;
 use crate::error::{Error, Result};
 
 pub use kernels::Float;
-pub use output::{Outputs, Statistic, Statistics};
+pub use output::{LabelsCopy, Outputs, Statistic, Statistics};
 pub use partial::{partial, partial_file, Offsets, State};
 use plan::Plan;
 
@@ -99,11 +99,16 @@ pub struct Options {
     pub class_means: bool,
     /// which statistics to return ([`Outputs::ALL`] by default); the others come back empty
     pub outputs: Outputs,
+    /// also return a copy of the gold labels ([`Statistics::labels`]), taken block by block
+    /// as the pass reads them: every statistic comes from the copy, never from a second read
+    /// of the caller's labels, so a caller whose labels another thread may write during the
+    /// pass gets statistics that agree with the copy returned (off by default)
+    pub copy_labels: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { task: Task::Multiclass, correctness: Correctness::Argmax, epochs: 0..usize::MAX, ddof: 0, threads: None, class_means: false, outputs: Outputs::ALL }
+        Options { task: Task::Multiclass, correctness: Correctness::Argmax, epochs: 0..usize::MAX, ddof: 0, threads: None, class_means: false, outputs: Outputs::ALL, copy_labels: false }
     }
 }
 

@@ -99,6 +99,17 @@ pub struct Statistics {
     /// each column's mean (clamped values) over the window, unit-major `[units * row_len]`
     /// (`[N * L]` for every task); empty unless [`super::Options::class_means`]
     pub class_means: Vec<f64>,
+    /// the gold labels as the pass read them; `None` unless [`super::Options::copy_labels`]
+    pub labels: Option<LabelsCopy>,
+}
+
+/// A copy of the gold labels ([`super::Labels`], owned).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LabelsCopy {
+    /// `[N]` class indices
+    Classes(Vec<i64>),
+    /// `[N * L]` flattened 0/1 targets
+    Multilabel(Vec<u8>),
 }
 
 impl Statistics {
@@ -119,6 +130,7 @@ impl Statistics {
             aleatoric: Vec::with_capacity(room(Statistic::Aleatoric)),
             el2n: Vec::with_capacity(room(Statistic::El2n)),
             class_means: Vec::new(),
+            labels: None,
         }
     }
 

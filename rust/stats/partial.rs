@@ -429,7 +429,7 @@ impl Reader<'_> {
 /// (it is chosen at [`State::finish`]).
 pub fn partial(view: DynamicsView<'_>, labels: Labels<'_>, options: &Options, offsets: Offsets, progress: Option<Progress<'_>>) -> Result<State> {
     let plan = Plan::new(&view, labels, &Options { ddof: 0, ..options.clone() })?;
-    plan.check_classes()?;
+    plan.check_labels()?;
     let n_examples = view.dims.n_examples;
     let block = plan.block_units();
     let blocks = plan.units.div_ceil(block);

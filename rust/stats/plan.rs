@@ -1,5 +1,6 @@
 //! One computation: its validated inputs ([`Plan::new`]) and the parallel pass over blocks.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -7,7 +8,7 @@ use rayon::prelude::*;
 
 use super::avx512;
 use super::kernels::{self, Float, Stored};
-use super::output::{split_outputs, OutBlock, OutSlots, Outputs, Scratch, Statistics};
+use super::output::{split_outputs, LabelsCopy, OutBlock, OutSlots, Outputs, Scratch, Statistics};
 use super::state::{Accumulators, Rule, Stream};
 use super::{Correctness, Labels, Options, Progress, Task};
 use crate::dynamics::{DynamicsView, Probs};
@@ -38,6 +39,14 @@ pub(super) struct Plan<'a> {
     n_classes: usize,
     class_means: bool,
     outputs: Outputs,
+    /// the pass copies the labels block by block and reads only the copy ([`Options::copy_labels`])
+    copy_labels: bool,
+}
+
+/// Where one block of the pass copies its gold labels (its part of [`Statistics::labels`]).
+enum LabelSlot<'s> {
+    Classes(&'s mut [MaybeUninit<i64>]),
+    Multilabel(&'s mut [MaybeUninit<u8>]),
 }
 
 impl<'a> Plan<'a> {
@@ -79,10 +88,9 @@ impl<'a> Plan<'a> {
                 if targets.len() != dims.n_examples * dims.n_labels {
                     return Err(Error::invalid("labels", "shape", format!("expected a 0/1 array [{}, {}] to match {origin}, found {} values", dims.n_examples, dims.n_labels, targets.len())));
                 }
-                // a vectorized max first (SSE2 pmaxub); the position only on failure
-                if targets.iter().fold(0u8, |max, &y| max.max(y)) > 1 {
-                    let index = targets.iter().position(|&y| y > 1).unwrap_or(0);
-                    return Err(Error::invalid("labels", "value", format!("expected 0 or 1, found {} at ({}, {})", targets[index], index / dims.n_labels, index % dims.n_labels)));
+                // checked here, or by each block on its copy when the pass copies them
+                if !options.copy_labels && max_target(targets) > 1 {
+                    return Err(bad_target(targets, 0, dims.n_labels));
                 }
             }
             (Task::Multilabel, Labels::Classes(_)) => return Err(Error::invalid("labels", "shape", "task multilabel expects a 0/1 array [N, L]")),
@@ -93,29 +101,45 @@ impl<'a> Plan<'a> {
             Task::Binary => (dims.n_examples, 1),
             Task::Multilabel => (dims.n_examples * dims.n_labels, 1),
         };
-        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len, n_classes, class_means: options.class_means, outputs: options.outputs })
+        Ok(Plan { view: *view, labels, task: options.task, correctness: options.correctness, epochs, ddof: options.ddof, units, row_len, n_classes, class_means: options.class_means, outputs: options.outputs, copy_labels: options.copy_labels })
     }
 
-    /// Every class index in `[0, n_classes)`: a vectorized max first (as u64, so negatives are
-    /// huge), the first index outside only on failure, for the message.
-    pub(super) fn check_classes(&self) -> Result<()> {
-        let Labels::Classes(classes) = self.labels else { return Ok(()) };
-        if kernels::max_as_u64(classes) < self.n_classes as u64 {
-            return Ok(());
-        }
-        let n_classes = self.n_classes;
-        let index = classes.iter().position(|&c| c as u64 >= n_classes as u64).unwrap_or(0);
-        Err(Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {} at index {index}", classes[index])))
-    }
-
-    /// [`Self::check_classes`] for the units of one block, before its kernels read them: in
-    /// the parallel pass, rather than a serial scan of every label before it. A failure names
-    /// the first bad index of the whole array, whichever block found it.
-    fn check_block_classes(&self, range: &Range<usize>) -> Result<()> {
+    /// Every class index in `[0, n_classes)`, and every target 0 or 1 when the pass copies the
+    /// labels ([`Self::new`] checked them otherwise), in the labels the plan was given: a vectorized max first (class indices as u64, so negatives are huge), the
+    /// first bad index only on failure, for the message.
+    pub(super) fn check_labels(&self) -> Result<()> {
         match self.labels {
-            Labels::Classes(classes) if kernels::max_as_u64(&classes[range.clone()]) >= self.n_classes as u64 => self.check_classes(),
+            Labels::Classes(classes) if kernels::max_as_u64(classes) >= self.n_classes as u64 => Err(self.bad_class(classes, 0)),
+            Labels::Multilabel(targets) if self.copy_labels && max_target(targets) > 1 => Err(bad_target(targets, 0, self.view.dims.n_labels)),
             _ => Ok(()),
         }
+    }
+
+    /// The gold labels of the units in `range`, checked before the kernels read them (in the
+    /// parallel pass, rather than a serial scan of every label before it). With a `slot` (the
+    /// pass copies the labels), they are first copied into it, and only the copy is read from
+    /// then on, its check included. Targets are checked here only when copied ([`Self::new`]
+    /// checked them otherwise). On failure, [`Self::run`] names the first bad index of the
+    /// whole array, whichever block found one.
+    fn block_labels<'s>(&'s self, range: &Range<usize>, slot: Option<LabelSlot<'s>>) -> Result<Labels<'s>> {
+        let labels = match (self.labels, slot) {
+            (Labels::Classes(classes), Some(LabelSlot::Classes(slot))) => Labels::Classes(copy_into(&classes[range.clone()], slot)),
+            (Labels::Multilabel(targets), Some(LabelSlot::Multilabel(slot))) => Labels::Multilabel(copy_into(&targets[range.clone()], slot)),
+            (Labels::Classes(classes), _) => Labels::Classes(&classes[range.clone()]),
+            (Labels::Multilabel(targets), _) => Labels::Multilabel(&targets[range.clone()]),
+        };
+        match labels {
+            Labels::Classes(classes) if kernels::max_as_u64(classes) >= self.n_classes as u64 => Err(self.bad_class(classes, range.start)),
+            Labels::Multilabel(targets) if self.copy_labels && max_target(targets) > 1 => Err(bad_target(targets, range.start, self.view.dims.n_labels)),
+            _ => Ok(labels),
+        }
+    }
+
+    /// The error naming the first class index of `classes` (unit `offset` on) outside `[0, n_classes)`.
+    fn bad_class(&self, classes: &[i64], offset: usize) -> Error {
+        let n_classes = self.n_classes;
+        let index = classes.iter().position(|&c| c as u64 >= n_classes as u64).unwrap_or(0);
+        Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {} at index {}", classes[index], offset + index))
     }
 
     pub(super) fn block_units(&self) -> usize {
@@ -140,16 +164,27 @@ impl<'a> Plan<'a> {
         let mut mean_blocks: Vec<Option<&mut [f64]>> = means.chunks_mut(block * self.row_len).map(Some).collect();
         let blocks: Vec<OutSlots<'_>> = split_outputs(&mut out, self.units, block, self.outputs);
         mean_blocks.resize_with(blocks.len(), || None);
-        let work: Vec<(OutSlots<'_>, Option<&mut [f64]>)> = blocks.into_iter().zip(mean_blocks).collect();
+        // the labels' copy, when asked for: one slot per block, filled by the block's own task
+        let mut copy = self.copy_labels.then(|| match self.labels {
+            Labels::Classes(classes) => LabelsCopy::Classes(Vec::with_capacity(classes.len())),
+            Labels::Multilabel(targets) => LabelsCopy::Multilabel(Vec::with_capacity(targets.len())),
+        });
+        let mut label_blocks: Vec<Option<LabelSlot<'_>>> = match &mut copy {
+            Some(LabelsCopy::Classes(copy)) => copy.spare_capacity_mut().chunks_mut(block).map(|slot| Some(LabelSlot::Classes(slot))).collect(),
+            Some(LabelsCopy::Multilabel(copy)) => copy.spare_capacity_mut().chunks_mut(block).map(|slot| Some(LabelSlot::Multilabel(slot))).collect(),
+            None => Vec::new(),
+        };
+        label_blocks.resize_with(blocks.len(), || None);
+        let work: Vec<_> = blocks.into_iter().zip(mean_blocks).zip(label_blocks).collect();
         // each worker reuses one set of accumulators (reset, not reallocated) and one scratch
         // block for the outputs left out, for all its blocks
         let fresh = || (Accumulators::new(block), Scratch::new(block, self.outputs));
-        let pass = work.into_par_iter().try_for_each_init(fresh, |(acc, scratch), (slots, block_means)| -> Result<()> {
+        let pass = work.into_par_iter().try_for_each_init(fresh, |(acc, scratch), ((slots, block_means), label_slot)| -> Result<()> {
             if stop.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
             let mut out_block: OutBlock<'_> = slots.complete(scratch);
-            self.process(&mut out_block, acc)?;
+            self.process(&mut out_block, acc, label_slot)?;
             // the block's outputs were streamed: visible to the caller once the pool joins
             crate::stream::fence();
             if let Some(block_means) = block_means {
@@ -166,15 +201,23 @@ impl<'a> Plan<'a> {
             Ok(())
         });
         if let Err(error) = pass {
-            // a bad class index is the error to report whatever else went wrong first (a value,
-            // an interruption), as when the labels were checked before the pass
-            self.check_classes()?;
+            // a bad label is the error to report whatever else went wrong first (a value, an
+            // interruption), as when the labels were checked before the pass: the first of the
+            // whole array (the block's own, should the caller's array have changed since)
+            self.check_labels()?;
             return Err(error);
         }
         // SAFETY: the blocks tile 0..units and every block writes all ten outputs of each of
         // its units (`kernels::finish`, reached by both paths) or fails, and we got here only if none failed.
         unsafe { out.set_len(self.units, self.outputs) };
         out.class_means = means;
+        // SAFETY: as above, every block copied its slot of the labels (`block_labels`)
+        match &mut copy {
+            Some(LabelsCopy::Classes(copy)) => unsafe { copy.set_len(copy.capacity()) },
+            Some(LabelsCopy::Multilabel(copy)) => unsafe { copy.set_len(copy.capacity()) },
+            None => {}
+        }
+        out.labels = copy;
         Ok(out)
     }
 
@@ -200,31 +243,26 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// The gold labels of the units in `range`: 0/1 bytes (binary, multilabel; empty for
-    /// multiclass) and class indices (multiclass; empty otherwise).
-    fn block_gold(&self, range: &Range<usize>) -> (Vec<u8>, &'a [i64]) {
-        let gold_bits: Vec<u8> = match (self.task, self.labels) {
-            (Task::Binary, Labels::Classes(classes)) => classes[range.clone()].iter().map(|&c| c as u8).collect(),
-            (Task::Multilabel, Labels::Multilabel(targets)) => targets[range.clone()].to_vec(),
-            _ => Vec::new(),
-        };
-        let classes: &'a [i64] = match self.labels {
-            Labels::Classes(classes) if self.task == Task::Multiclass => &classes[range.clone()],
-            _ => &[],
-        };
-        (gold_bits, classes)
+    /// The gold labels of a block (`labels`, its own units only): 0/1 bytes (binary,
+    /// multilabel; empty for multiclass) and class indices (multiclass; empty otherwise).
+    fn block_gold<'l>(&self, labels: Labels<'l>) -> (Vec<u8>, &'l [i64]) {
+        match (self.task, labels) {
+            (Task::Multiclass, Labels::Classes(classes)) => (Vec::new(), classes),
+            (_, Labels::Classes(classes)) => (classes.iter().map(|&c| c as u8).collect(), &[]),
+            (_, Labels::Multilabel(targets)) => (targets.to_vec(), &[]),
+        }
     }
 
-    fn process(&self, out: &mut OutBlock<'_>, acc: &mut Accumulators) -> Result<()> {
+    fn process(&self, out: &mut OutBlock<'_>, acc: &mut Accumulators, label_slot: Option<LabelSlot<'_>>) -> Result<()> {
         let range = out.start..out.start + out.len();
-        self.check_block_classes(&range)?;
+        let labels = self.block_labels(&range, label_slot)?;
         let rule = Rule::new(self.correctness);
         if self.row_len <= 2 {
             let tiled = match self.view.probs {
-                Probs::F32(data) => self.fold_tiled(data, rule, out),
-                Probs::F64(data) => self.fold_tiled(data, rule, out),
+                Probs::F32(data) => self.fold_tiled(data, labels, rule, out),
+                Probs::F64(data) => self.fold_tiled(data, labels, rule, out),
                 // widened to float32 (and clamped) in registers as the tiles read it
-                Probs::F16(data) => self.fold_tiled(data, rule, out),
+                Probs::F16(data) => self.fold_tiled(data, labels, rule, out),
             };
             if tiled {
                 return Ok(());
@@ -233,10 +271,10 @@ impl<'a> Plan<'a> {
             // rounding and locates anything worse (it rewrites every output of the block, and
             // both paths agree bit for bit).
         }
-        if self.fold_tiled_multiclass(rule, out) {
+        if self.fold_tiled_multiclass(labels, rule, out) {
             return Ok(());
         }
-        let (gold_bits, classes) = self.block_gold(&range);
+        let (gold_bits, classes) = self.block_gold(labels);
         // The kernels see only values in [0, 1] (they check it, nothing more). A chunk that
         // fails the check is folded again from a repaired copy: rounding clamped into [0, 1],
         // anything further out left for the kernel to refuse. Out-of-range values are rare, so
@@ -300,7 +338,11 @@ impl<'a> Plan<'a> {
     /// to `first_right`; the accumulators are left unfinished. The pass behind a partial state
     /// ([`super::partial`]): [`Self::process`] and its speed are untouched by it.
     pub(super) fn fold_raw(&self, range: Range<usize>, acc: &mut Accumulators, first_right: &mut Vec<bool>) -> Result<()> {
-        let (gold_bits, classes) = self.block_gold(&range);
+        let labels = match self.labels {
+            Labels::Classes(classes) => Labels::Classes(&classes[range.clone()]),
+            Labels::Multilabel(targets) => Labels::Multilabel(&targets[range.clone()]),
+        };
+        let (gold_bits, classes) = self.block_gold(labels);
         let rule = Rule::new(self.correctness);
         // the same folding as `process`, rounding repair included, so a piece's state agrees
         // with `compute` on any input it accepts
@@ -323,14 +365,13 @@ impl<'a> Plan<'a> {
 
     /// The whole window for one block of one- or two-column rows, each tile of units walking
     /// every epoch with its accumulators in registers; false when some value is not a probability.
-    fn fold_tiled<S: Stored>(&self, data: &[S], rule: Rule, out: &mut OutBlock<'_>) -> bool {
-        let range = out.start..out.start + out.len();
+    fn fold_tiled<S: Stored>(&self, data: &[S], labels: Labels<'_>, rule: Rule, out: &mut OutBlock<'_>) -> bool {
         let (stream, n, divisor) = self.tile_walk();
-        // the gold labels read where they are (no per-block copy): class indices, or 0/1 targets
-        match self.labels {
-            Labels::Classes(classes) if self.task == Task::Multiclass => kernels::tiled_two_class(data, &stream, &classes[range], rule, n, divisor, out),
-            Labels::Classes(classes) => kernels::tiled_binary(data, &stream, &classes[range], rule, n, divisor, out),
-            Labels::Multilabel(targets) => kernels::tiled_binary(data, &stream, &targets[range], rule, n, divisor, out),
+        // the block's gold labels read where they are: class indices, or 0/1 targets
+        match labels {
+            Labels::Classes(classes) if self.task == Task::Multiclass => kernels::tiled_two_class(data, &stream, classes, rule, n, divisor, out),
+            Labels::Classes(classes) => kernels::tiled_binary(data, &stream, classes, rule, n, divisor, out),
+            Labels::Multilabel(targets) => kernels::tiled_binary(data, &stream, targets, rule, n, divisor, out),
         }
     }
 
@@ -338,8 +379,8 @@ impl<'a> Plan<'a> {
     /// (float16 of 3 to 32 columns, float32 of 3 to 14), eight units at a time with their
     /// running state in registers ([`avx512::tiled_f16`]); false when that path declines the
     /// block, whose outputs the epoch-major path then writes.
-    fn fold_tiled_multiclass(&self, rule: Rule, out: &mut OutBlock<'_>) -> bool {
-        let Labels::Classes(classes) = self.labels else { return false };
+    fn fold_tiled_multiclass(&self, labels: Labels<'_>, rule: Rule, out: &mut OutBlock<'_>) -> bool {
+        let Labels::Classes(classes) = labels else { return false };
         if self.task != Task::Multiclass || !kernels::avx512_rows(self.row_len) {
             return false;
         }
@@ -437,4 +478,26 @@ fn add_clamped<F: Float>(values: &[F], sums: &mut [f64]) {
 
 fn first_bad<F: Float>(values: &[F]) -> Option<(usize, f64)> {
     values.iter().position(|x| !x.within_tolerance()).map(|i| (i, values[i].to_f64()))
+}
+
+/// The largest of `targets` (a vectorized max: SSE2 pmaxub).
+fn max_target(targets: &[u8]) -> u8 {
+    targets.iter().fold(0u8, |max, &y| max.max(y))
+}
+
+/// The error naming the first target of `targets` (flat unit `offset` on) that is not 0 or 1.
+fn bad_target(targets: &[u8], offset: usize, n_labels: usize) -> Error {
+    let index = offset + targets.iter().position(|&y| y > 1).unwrap_or(0);
+    Error::invalid("labels", "value", format!("expected 0 or 1, found {} at ({}, {})", targets[index - offset], index / n_labels, index % n_labels))
+}
+
+/// `source` copied into `slot` (the same length): the copy, to be read from then on.
+fn copy_into<'s, T: Copy>(source: &[T], slot: &'s mut [MaybeUninit<T>]) -> &'s [T] {
+    assert_eq!(source.len(), slot.len(), "a block's labels and its slot of the copy");
+    // SAFETY: `slot` is `source.len()` writable elements, apart from `source` (the caller's
+    // labels, not the copy being made); once written, they are initialized `T`s
+    unsafe {
+        std::ptr::copy_nonoverlapping(source.as_ptr(), slot.as_mut_ptr().cast::<T>(), source.len());
+        std::slice::from_raw_parts(slot.as_ptr().cast::<T>(), slot.len())
+    }
 }

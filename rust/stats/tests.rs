@@ -56,7 +56,7 @@ proptest! {
         threads in 1usize..4,
     ) {
         let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: e, n_examples: n, n_labels: l }, "t").unwrap();
-        let options = Options { task: Task::Multiclass, correctness, epochs: 0..e, ddof: 0, threads: Some(threads), class_means: false, outputs: Outputs::ALL };
+        let options = Options { task: Task::Multiclass, correctness, epochs: 0..e, ddof: 0, threads: Some(threads), class_means: false, outputs: Outputs::ALL, copy_labels: false };
         let stats = compute(view, Labels::Classes(&gold), &options, None).unwrap();
         for i in 0..n {
             let g = gold[i] as usize;
@@ -91,7 +91,7 @@ proptest! {
     ) {
         let start = skip.min(e - 1);
         let view = DynamicsView::new(Probs::F32(&data), Dims { n_epochs: e, n_examples: n, n_labels: l }, "t").unwrap();
-        let options = Options { task: Task::Multilabel, correctness: Correctness::Threshold(threshold), epochs: start..e, ddof: 0, threads: None, class_means: false, outputs: Outputs::ALL };
+        let options = Options { task: Task::Multilabel, correctness: Correctness::Threshold(threshold), epochs: start..e, ddof: 0, threads: None, class_means: false, outputs: Outputs::ALL, copy_labels: false };
         let stats = compute(view, Labels::Multilabel(&targets), &options, None).unwrap();
         for u in 0..n * l {
             let p: Vec<f64> = (start..e).map(|ep| {
@@ -151,7 +151,7 @@ proptest! {
             (false, None) => (Task::Binary, argmax),
             (false, Some(t)) => (Task::Binary, Correctness::Threshold(t)),
         };
-        let options = Options { task, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL };
+        let options = Options { task, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL, copy_labels: false };
         let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
         let half: Vec<f16> = narrow.iter().map(|&x| f16::from_f32(x)).collect();
         let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
@@ -311,7 +311,7 @@ proptest! {
         };
         let wide: Vec<f64> = data.iter().map(|&x| x as f64).collect();
         let half: Vec<f16> = data.iter().map(|&x| f16::from_f32(x)).collect();
-        let options = Options { task, correctness: Correctness::Threshold(0.5), epochs: start..e, ddof: 0, threads: Some(threads), class_means: true, outputs: Outputs::ALL };
+        let options = Options { task, correctness: Correctness::Threshold(0.5), epochs: start..e, ddof: 0, threads: Some(threads), class_means: true, outputs: Outputs::ALL, copy_labels: false };
         for (probs, values) in [(Probs::F32(&data), wide.clone()), (Probs::F64(&wide), wide.clone()), (Probs::F16(&half), half.iter().map(|x| x.to_f64()).collect())] {
             let view = DynamicsView::new(probs, dims, "t").unwrap();
             let with = compute(view, labels, &options, None).unwrap();
@@ -466,7 +466,7 @@ proptest! {
         let narrow: Vec<f32> = eighths.iter().map(|&k| k as f32 / 8.0).collect();
         let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
         let correctness = threshold.map_or(Correctness::Argmax, Correctness::Threshold);
-        let options = Options { task: Task::Multiclass, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL };
+        let options = Options { task: Task::Multiclass, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL, copy_labels: false };
         let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
         let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
         let epoch_major = run(Probs::F64(&wide));
@@ -512,7 +512,7 @@ proptest! {
             Some(false) => Correctness::Argmax,
         };
         let dims = Dims { n_epochs: e, n_examples: n, n_labels: 2 };
-        let options = Options { task: Task::Multiclass, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL };
+        let options = Options { task: Task::Multiclass, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL, copy_labels: false };
         let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
         let half: Vec<f16> = bits.iter().map(|&b| f16::from_bits(b)).collect();
         let narrow: Vec<f32> = half.iter().map(|x| x.to_f32()).collect();
@@ -528,5 +528,69 @@ proptest! {
         }
         let clamped: Vec<f32> = narrow.iter().zip(&rounded).map(|(&x, r)| if r.to_bits() == 0x3c01 { 1.0 } else if r.to_bits() == 0x8001 { 0.0 } else { x }).collect();
         prop_assert_eq!(&run(Probs::F16(&rounded)), &run(Probs::F32(&clamped)));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    /// With `copy_labels`, each block copies its labels and reads only the copy: the statistics
+    /// are those of the uncopied pass bit for bit, and the copy is the labels, for every task,
+    /// dtype, path and thread count, over files of many blocks. A bad label (a class index out
+    /// of range, a target not 0 or 1) is the same error either way: the first of the array.
+    #[test]
+    fn copied_labels_change_nothing_and_are_the_labels(
+        (e, n, l, seed) in (1usize..4, 1usize..6000, prop_oneof![1usize..4, Just(10usize), Just(28usize)], any::<u64>()),
+        threads in 1usize..4,
+        multilabel in any::<bool>(),
+        bad in proptest::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>())),
+    ) {
+        let mut rng = seed;
+        let mut next = move || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as usize };
+        let data: Vec<f32> = (0..e * n * l).map(|_| (next() % 1025) as f32 / 1024.0).collect();
+        let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
+        let mut gold: Vec<i64> = (0..n).map(|_| (next() % l.max(2)) as i64).collect();
+        let mut targets: Vec<u8> = (0..n * l).map(|_| (next() % 2) as u8).collect();
+        let (task, multilabel) = match (l, multilabel) {
+            (_, true) => (Task::Multilabel, true),
+            (1, false) => (Task::Binary, false),
+            _ => (Task::Multiclass, false),
+        };
+        // the bad labels: one at a random place, and another somewhere after it
+        let mut first_bad = None;
+        if let Some((at, later)) = bad {
+            let len = if multilabel { n * l } else { n };
+            let at = at.index(len);
+            first_bad = Some(at);
+            if multilabel { targets[at] = 2 } else { gold[at] = -1 }
+            if at + 1 < len {
+                let later = at + 1 + later.index(len - at - 1);
+                if multilabel { targets[later] = 3 } else { gold[later] = l.max(2) as i64 }
+            }
+        }
+        let labels = if multilabel { Labels::Multilabel(&targets) } else { Labels::Classes(&gold) };
+        let wide: Vec<f64> = data.iter().map(|&x| x as f64).collect();
+        let half: Vec<f16> = data.iter().map(|&x| f16::from_f32(x)).collect();
+        let options = Options { task, correctness: Correctness::Argmax, epochs: 0..e, threads: Some(threads), ..Options::default() };
+        for probs in [Probs::F32(&data), Probs::F64(&wide), Probs::F16(&half)] {
+            let view = DynamicsView::new(probs, dims, "t").unwrap();
+            let plain = compute(view, labels, &options, None);
+            let copied = compute(view, labels, &Options { copy_labels: true, ..options.clone() }, None);
+            match (plain, copied, first_bad) {
+                (Ok(plain), Ok(copied), None) => {
+                    let expected = if multilabel { LabelsCopy::Multilabel(targets.clone()) } else { LabelsCopy::Classes(gold.clone()) };
+                    prop_assert_eq!(copied.labels.as_ref(), Some(&expected));
+                    prop_assert!(plain.labels.is_none());
+                    prop_assert_eq!(Statistics { labels: None, ..copied }, plain);
+                }
+                (Err(plain), Err(copied), Some(at)) => {
+                    let text = copied.to_string();
+                    prop_assert_eq!(&text, &plain.to_string());
+                    let place = if multilabel { format!("found 2 at ({}, {})", at / l, at % l) } else { format!("found -1 at index {at}") };
+                    prop_assert!(text.contains(&place), "{} lacks {}", text, place);
+                }
+                (plain, copied, _) => prop_assert!(false, "plain {:?}, copied {:?}, bad at {:?}", plain.map(|_| ()), copied.map(|_| ()), first_bad),
+            }
+        }
     }
 }
