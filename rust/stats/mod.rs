@@ -84,6 +84,16 @@ pub enum Labels<'a> {
     Multilabel(&'a [u8]),
 }
 
+impl<'a> Labels<'a> {
+    /// The labels of the units in `range` (examples, or flat (example, label) pairs).
+    fn slice(self, range: Range<usize>) -> Labels<'a> {
+        match self {
+            Labels::Classes(classes) => Labels::Classes(&classes[range]),
+            Labels::Multilabel(targets) => Labels::Multilabel(&targets[range]),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Options {
     pub task: Task,

@@ -105,8 +105,9 @@ impl<'a> Plan<'a> {
     }
 
     /// Every class index in `[0, n_classes)`, and every target 0 or 1 when the pass copies the
-    /// labels ([`Self::new`] checked them otherwise), in the labels the plan was given: a vectorized max first (class indices as u64, so negatives are huge), the
-    /// first bad index only on failure, for the message.
+    /// labels ([`Self::new`] checked them otherwise), in the labels the plan was given: a
+    /// vectorized max first (class indices as u64, so negatives are huge), the first bad
+    /// index only on failure, for the message.
     pub(super) fn check_labels(&self) -> Result<()> {
         match self.labels {
             Labels::Classes(classes) if kernels::max_as_u64(classes) >= self.n_classes as u64 => Err(self.bad_class(classes, 0)),
@@ -125,8 +126,7 @@ impl<'a> Plan<'a> {
         let labels = match (self.labels, slot) {
             (Labels::Classes(classes), Some(LabelSlot::Classes(slot))) => Labels::Classes(copy_into(&classes[range.clone()], slot)),
             (Labels::Multilabel(targets), Some(LabelSlot::Multilabel(slot))) => Labels::Multilabel(copy_into(&targets[range.clone()], slot)),
-            (Labels::Classes(classes), _) => Labels::Classes(&classes[range.clone()]),
-            (Labels::Multilabel(targets), _) => Labels::Multilabel(&targets[range.clone()]),
+            (labels, _) => labels.slice(range.clone()),
         };
         match labels {
             Labels::Classes(classes) if kernels::max_as_u64(classes) >= self.n_classes as u64 => Err(self.bad_class(classes, range.start)),
@@ -338,11 +338,7 @@ impl<'a> Plan<'a> {
     /// to `first_right`; the accumulators are left unfinished. The pass behind a partial state
     /// ([`super::partial`]): [`Self::process`] and its speed are untouched by it.
     pub(super) fn fold_raw(&self, range: Range<usize>, acc: &mut Accumulators, first_right: &mut Vec<bool>) -> Result<()> {
-        let labels = match self.labels {
-            Labels::Classes(classes) => Labels::Classes(&classes[range.clone()]),
-            Labels::Multilabel(targets) => Labels::Multilabel(&targets[range.clone()]),
-        };
-        let (gold_bits, classes) = self.block_gold(labels);
+        let (gold_bits, classes) = self.block_gold(self.labels.slice(range.clone()));
         let rule = Rule::new(self.correctness);
         // the same folding as `process`, rounding repair included, so a piece's state agrees
         // with `compute` on any input it accepts
