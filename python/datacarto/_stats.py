@@ -299,17 +299,15 @@ def compute(
         raise DatacartoError("compat: 'cartography' reproduces a softmax classifier (multiclass or binary), found task 'multilabel'")
     callback, close = _progress_callback(progress, shape, args.epoch_stop - args.epoch_start)
     try:
-        copy_labels = _in_place(args.labels)
-        raw = _core.compute(name if array is None else array, **_core_arguments(args, threads, callback), ddof=args.ddof, class_means=bool(class_means), outputs=outputs, copy_labels=copy_labels)
+        raw = _core.compute(name if array is None else array, **_core_arguments(args, threads, callback), ddof=args.ddof, class_means=bool(class_means), outputs=outputs, copy_labels=True)
     finally:
         close()
-    if copy_labels:
-        # the copy the pass took block by block, and read: the result's own labels
-        copy = raw.pop("labels")
-        copy.setflags(write=False)
-        if copy.shape != args.labels.shape:
-            copy = copy.reshape(args.labels.shape)  # multilabel [N, L]: a read-only view
-        args = replace(args, class_labels=copy if args.class_labels is not None else None, multilabel_labels=copy if args.multilabel_labels is not None else None)
+    # the copy the pass took block by block, and read: the result's own labels
+    copy = raw.pop("labels")
+    copy.setflags(write=False)
+    if copy.shape != args.labels.shape:
+        copy = copy.reshape(args.labels.shape)  # multilabel [N, L]: a read-only view
+    args = replace(args, class_labels=copy if args.class_labels is not None else None, multilabel_labels=copy if args.multilabel_labels is not None else None)
     return _statistics_from_raw(raw, args, shape, None if array is not None else name)
 
 
@@ -429,7 +427,6 @@ def _core_readable(labels: Optional[np.ndarray]) -> Optional[np.ndarray]:
         return None
     contiguous = np.ascontiguousarray(labels)
     return contiguous if _in_place(contiguous) else _private_copy(contiguous)
-
 
 
 def _compat_correctness(compat: Optional[str], correctness: Optional[str], ddof: int) -> Optional[str]:

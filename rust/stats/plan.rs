@@ -109,9 +109,19 @@ impl<'a> Plan<'a> {
     /// vectorized max first (class indices as u64, so negatives are huge), the first bad
     /// index only on failure, for the message.
     pub(super) fn check_labels(&self) -> Result<()> {
-        match self.labels {
-            Labels::Classes(classes) if kernels::max_as_u64(classes) >= self.n_classes as u64 => Err(self.bad_class(classes, 0)),
-            Labels::Multilabel(targets) if self.copy_labels && max_target(targets) > 1 => Err(bad_target(targets, 0, self.view.dims.n_labels)),
+        self.check(self.labels, 0)
+    }
+
+    /// [`Self::check_labels`] for `labels` that start at unit `offset` (its errors name the
+    /// index in the whole array).
+    fn check(&self, labels: Labels<'_>, offset: usize) -> Result<()> {
+        match labels {
+            Labels::Classes(classes) if kernels::max_as_u64(classes) >= self.n_classes as u64 => {
+                let n_classes = self.n_classes;
+                let index = classes.iter().position(|&c| c as u64 >= n_classes as u64).unwrap_or(0);
+                Err(Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {} at index {}", classes[index], offset + index)))
+            }
+            Labels::Multilabel(targets) if self.copy_labels && max_target(targets) > 1 => Err(bad_target(targets, offset, self.view.dims.n_labels)),
             _ => Ok(()),
         }
     }
@@ -128,18 +138,8 @@ impl<'a> Plan<'a> {
             (Labels::Multilabel(targets), Some(LabelSlot::Multilabel(slot))) => Labels::Multilabel(copy_into(&targets[range.clone()], slot)),
             (labels, _) => labels.slice(range.clone()),
         };
-        match labels {
-            Labels::Classes(classes) if kernels::max_as_u64(classes) >= self.n_classes as u64 => Err(self.bad_class(classes, range.start)),
-            Labels::Multilabel(targets) if self.copy_labels && max_target(targets) > 1 => Err(bad_target(targets, range.start, self.view.dims.n_labels)),
-            _ => Ok(labels),
-        }
-    }
-
-    /// The error naming the first class index of `classes` (unit `offset` on) outside `[0, n_classes)`.
-    fn bad_class(&self, classes: &[i64], offset: usize) -> Error {
-        let n_classes = self.n_classes;
-        let index = classes.iter().position(|&c| c as u64 >= n_classes as u64).unwrap_or(0);
-        Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {} at index {}", classes[index], offset + index))
+        self.check(labels, range.start)?;
+        Ok(labels)
     }
 
     pub(super) fn block_units(&self) -> usize {
