@@ -116,11 +116,7 @@ impl<'a> Plan<'a> {
     /// index in the whole array).
     fn check(&self, labels: Labels<'_>, offset: usize) -> Result<()> {
         match labels {
-            Labels::Classes(classes) if kernels::max_as_u64(classes) >= self.n_classes as u64 => {
-                let n_classes = self.n_classes;
-                let index = classes.iter().position(|&c| c as u64 >= n_classes as u64).unwrap_or(0);
-                Err(Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {} at index {}", classes[index], offset + index)))
-            }
+            Labels::Classes(classes) if kernels::max_as_u64(classes) >= self.n_classes as u64 => Err(bad_class(classes, offset, self.n_classes)),
             Labels::Multilabel(targets) if self.copy_labels && max_target(targets) > 1 => Err(bad_target(targets, offset, self.view.dims.n_labels)),
             _ => Ok(()),
         }
@@ -481,7 +477,19 @@ fn max_target(targets: &[u8]) -> u8 {
     targets.iter().fold(0u8, |max, &y| max.max(y))
 }
 
-/// The error naming the first target of `targets` (flat unit `offset` on) that is not 0 or 1.
+/// The error naming the first class index of `classes` (unit `offset` on) outside
+/// `[0, n_classes)`. Cold and out of line: the error path's code kept out of the callers, the
+/// pass's blocks among them.
+#[cold]
+#[inline(never)]
+fn bad_class(classes: &[i64], offset: usize, n_classes: usize) -> Error {
+    let index = classes.iter().position(|&c| c as u64 >= n_classes as u64).unwrap_or(0);
+    Error::invalid("labels", "value", format!("expected class indices in [0, {n_classes}), found {} at index {}", classes[index], offset + index))
+}
+
+/// The error naming the first target of `targets` (flat unit `offset` on) that is not 0 or 1 (cold, as [`bad_class`]).
+#[cold]
+#[inline(never)]
 fn bad_target(targets: &[u8], offset: usize, n_labels: usize) -> Error {
     let index = offset + targets.iter().position(|&y| y > 1).unwrap_or(0);
     Error::invalid("labels", "value", format!("expected 0 or 1, found {} at ({}, {})", targets[index - offset], index / n_labels, index % n_labels))
