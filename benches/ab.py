@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_inputs import dynamics_path, labels_path  # noqa: E402  (benches/ is not a package)
+from baselines import median_ratio  # noqa: E402  (benches/ is not a package)
+from make_inputs import dynamics_path, labels_path  # noqa: E402
 
 # Run inside each worker: reads "path labels task threads" lines, times one compute each.
 WORKER = r"""
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
                         times[side].append(elapsed)
             new, old = np.array(times["new"]), np.array(times["old"])
             print(
-                f"{spec:36s} threads={args.threads} new/old median {np.median(new / old):.3f} best {new.min() / old.min():.3f}"
+                f"{spec:36s} threads={args.threads} new/old median {median_ratio(new, old):.3f} best {new.min() / old.min():.3f}"
                 f"  new {new.min() * 1e3:.1f}/{np.median(new) * 1e3:.1f} ms  old {old.min() * 1e3:.1f}/{np.median(old) * 1e3:.1f} ms (best/median)",
                 flush=True,
             )
