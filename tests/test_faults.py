@@ -401,6 +401,36 @@ def test_labels_mutated_by_another_thread_do_not_break_compute(task: str) -> Non
     assert outcomes["results"] > 0, "every run saw the bad labels: the mixed results were never checked"
 
 
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_a_bad_label_gone_by_the_rescan_still_gets_a_clear_error(task: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The argument check scans the labels once to see that one is bad and again to say where.
+    Another thread can fix the array in between (CI saw the second scan find nothing and an
+    IndexError escape). Here the array really is rewritten between the two scans."""
+    from datacarto import _args
+
+    if task == "multiclass":
+        labels, valid, shape = np.array([0, 2, 7, 1], dtype=np.uint64), np.array([0, 2, 1, 1], dtype=np.uint64), (2, 4, 3)
+        expected = ("expected class indices in [0, 3)", "found 7 (the array changed while it was read")
+    else:
+        labels, valid, shape = np.array([[0, 1], [2, 0]], dtype=np.uint8), np.array([[0, 1], [1, 0]], dtype=np.uint8), (2, 2, 2)
+        expected = ("expected only 0 and 1 for multilabel", "(the array changed while it was read")
+    locate = _args._first_bad
+
+    def rewritten_first(array: np.ndarray, is_bad: Any) -> Any:
+        array[...] = valid  # what the other thread does between the two scans
+        return locate(array, is_bad)
+
+    monkeypatch.setattr(_args, "_first_bad", rewritten_first)
+    with pytest.raises(dc.DatacartoError) as caught:
+        _args.resolve(labels, shape, task=task, correctness=None, threshold=0.5, epochs=None, ddof=0, source_name="probs")
+    assert all(fragment in str(caught.value) for fragment in expected), caught.value
+    monkeypatch.undo()  # the same check, the array left alone: the place is named
+    labels[...] = valid
+    labels[(1, 0) if task == "multilabel" else 2] = 5
+    with pytest.raises(dc.DatacartoError, match=r"found 5 at (\(1, 0\)|index 2)$"):
+        _args.resolve(labels, shape, task=task, correctness=None, threshold=0.5, epochs=None, ddof=0, source_name="probs")
+
+
 # --- other SIGBUS handlers -------------------------------------------------------------------------
 
 FOREIGN_SIGBUS = """

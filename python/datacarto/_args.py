@@ -12,7 +12,7 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
-from typing import Literal, Optional, Tuple, Union
+from typing import Callable, Literal, Optional, Tuple, Union
 
 import numpy as np
 
@@ -26,6 +26,24 @@ EpochWindow = Union[None, int, Tuple[int, int], range, slice]
 LabelsLike = Union[np.ndarray, "os.PathLike[str]", str, list]
 
 TASKS = ("multiclass", "binary", "multilabel")
+
+
+#: said when a bad label seen by one scan is gone by the next: another thread wrote the array
+_CHANGED = "(the array changed while it was read: another thread is writing it)"
+
+
+def _first_bad(labels: np.ndarray, is_bad: Callable[[np.ndarray], np.ndarray]) -> Optional[Tuple[int, ...]]:
+    """Where the first bad label is, or ``None`` when a rescan finds none (see ``_CHANGED``)."""
+    hits = np.argwhere(is_bad(labels))
+    return tuple(int(i) for i in hits[0]) if len(hits) else None
+
+
+def _describe(labels: np.ndarray, where: Optional[Tuple[int, ...]]) -> str:
+    """``"7 at index 3"`` / ``"2 at (3, 1)"``, or what is known when the bad label has gone."""
+    if where is None:
+        return f"a value out of range {_CHANGED}"
+    place = f"index {where[0]}" if len(where) == 1 else str(where)
+    return f"{labels[where].item()!r} at {place}"
 
 
 @dataclass(frozen=True)
@@ -212,8 +230,8 @@ def resolve(
         # integers: two vectorized reductions, no temporaries (np.isin allocates N * L booleans)
         exact = labels_array.dtype.kind in "biu"
         if labels_array.size and not (labels_array.min() >= 0 and labels_array.max() <= 1 if exact else np.isin(labels_array, (0, 1)).all()):
-            bad = np.argwhere(~np.isin(labels_array, (0, 1)))[0]
-            raise DatacartoError(f"{label_name}: expected only 0 and 1 for multilabel, found {labels_array[tuple(bad)].item()!r} at {tuple(int(b) for b in bad)}")
+            bad = _first_bad(labels_array, lambda a: ~np.isin(a, (0, 1)))
+            raise DatacartoError(f"{label_name}: expected only 0 and 1 for multilabel, found {_describe(labels_array, bad)}")
         return Resolved(resolved_task, correctness, threshold, start, stop, int(ddof), None, np.ascontiguousarray(labels_array, dtype=np.uint8), label_name)  # type: ignore[arg-type]
 
     if labels_array.ndim != 1 or labels_array.shape[0] != n_examples:
@@ -229,7 +247,8 @@ def resolve(
         # checked before the cast to int64, so a huge uint64 is reported as itself
         low, high = int(labels_array.min()), int(labels_array.max())
         if low < 0 or high >= n_classes:
-            bad_index = int(np.argmax((labels_array < 0) | (labels_array >= n_classes)))
-            raise DatacartoError(f"{label_name}: expected class indices in [0, {n_classes}), found {int(labels_array[bad_index])} at index {bad_index}")
+            bad = _first_bad(labels_array, lambda a: (a < 0) | (a >= n_classes))
+            found = _describe(labels_array, bad) if bad is not None else f"{low if low < 0 else high} {_CHANGED}"
+            raise DatacartoError(f"{label_name}: expected class indices in [0, {n_classes}), found {found}")
     class_labels = labels_array.astype(np.int64, copy=False)
     return Resolved(resolved_task, correctness, threshold, start, stop, int(ddof), np.ascontiguousarray(class_labels), None, label_name)  # type: ignore[arg-type]
