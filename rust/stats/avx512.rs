@@ -21,7 +21,9 @@
 //! path works out what the permutes and masks need of a group's gold classes once for all its
 //! epochs ([`F16Plan`]). Float32
 //! rows of up to [`COLUMNS_F32_MAX`] columns take the same road two columns to a vector
-//! ([`columns_f32`]), adding the squares in the exact path's order.
+//! ([`columns_f32`]), adding the squares in the exact path's order. Wider float32 rows and
+//! float64 rows have a fast path too ([`bits_group`]): the range check and the max on the
+//! bits, the squares as the exact path adds them.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -342,12 +344,93 @@ impl Lanes for f32 {
         self as f64
     }
     #[inline(always)]
-    unsafe fn fast_group<const CHUNKS: usize>(values: &[f32], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], _: u16) -> Option<(__m512d, __m512d)> {
-        if CHUNKS == 1 {
+    unsafe fn fast_group<const CHUNKS: usize>(values: &[f32], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16) -> Option<(__m512d, __m512d)> {
+        if CHUNKS == 1 && row_len <= COLUMNS_F32_MAX {
             return stored_gold(columns_f32(values, row_len, i, classes), i, p_gold);
         }
-        None
+        bits_group::<f32, CHUNKS>(values, row_len, i, classes, p_gold, last_load)
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl BitLanes for f32 {
+    #[inline(always)]
+    unsafe fn fold16_bits(acc: &mut RowAcc<__m512i>, at: *const f32, load: u16, keep: u16, highest: &mut __m512i) {
+        let bits = _mm512_maskz_loadu_epi32(load, at.cast());
+        *highest = _mm512_max_epu32(*highest, bits);
+        acc.max = _mm512_mask_max_epu32(acc.max, keep, acc.max, bits);
+        let v = _mm512_castsi512_ps(bits);
+        // float32 -> float64 is exact, and so is the square of a float32 in float64
+        let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
+        acc.sq_lo = _mm512_mask3_fmadd_pd(lo, lo, acc.sq_lo, keep as u8);
+        acc.sq_hi = _mm512_mask3_fmadd_pd(hi, hi, acc.sq_hi, (keep >> 8) as u8);
+    }
+    #[inline(always)]
+    unsafe fn max8_bits(max: __m512i) -> __m512d {
+        f32::max8(_mm512_castsi512_ps(max))
+    }
+    #[inline(always)]
+    unsafe fn above_one(highest: __m512i) -> bool {
+        _mm512_cmpgt_epu32_mask(highest, _mm512_set1_epi32(1.0f32.to_bits() as i32)) != 0
+    }
+}
+
+/// `$v`, computed here: the compiler may not move its computation past this point. Without it,
+/// the row summaries of [`bits_group`], needed only once the group's check has passed, were
+/// moved past the check, and the group's loaded rows (32 registers for float64 rows of two
+/// chunks) spilled to the stack while they waited. (A macro: an `#[inline(always)]` function
+/// cannot name the instruction set that a 512-bit register needs.)
+#[cfg(target_arch = "x86_64")]
+macro_rules! computed {
+    ($v:expr) => {{
+        let mut v: __m512d = $v;
+        // an empty asm statement that reads and writes `v` in a register (not `pure`: it stays in place)
+        std::arch::asm!("/* {0} */", inout(zmm_reg) v, options(nomem, nostack, preserves_flags));
+        v
+    }};
+}
+
+/// Float32 and float64 rows read as their bits by the fast path ([`bits_group`]).
+#[cfg(target_arch = "x86_64")]
+trait BitLanes: Lanes {
+    /// [`Lanes::fold16`] of a chunk whose values are all in [+0, 1] (`keep`: the loaded lanes
+    /// but gold), the max taken on the bits; every loaded lane's bits go into `highest`.
+    unsafe fn fold16_bits(acc: &mut RowAcc<__m512i>, at: *const Self, load: u16, keep: u16, highest: &mut __m512i);
+    /// [`Lanes::max8`] of a max kept as bits.
+    unsafe fn max8_bits(max: __m512i) -> __m512d;
+    /// Whether some lane of `highest` is above 1.0's bits: a value not in [+0, 1].
+    unsafe fn above_one(highest: __m512i) -> bool;
+}
+
+/// The fast path of a full group of float32 or float64 rows from row `i` ([`Lanes::fast_group`]):
+/// a non-negative float is ordered as its bits, and the values in [+0, 1] are those whose bits
+/// are at most 1.0's (-0.0 and NaN have larger ones), so the range check is one unsigned max
+/// a chunk, compared once for the group, and the max of the others runs on the bits; no
+/// tolerance, no per-lane verdicts. The squares are added as the exact path adds them, and a
+/// group with a value not in [+0, 1] goes the exact path's way (None): the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+#[inline]
+unsafe fn bits_group<T: BitLanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16) -> Option<(__m512d, __m512d)> {
+    let mut highest = _mm512_setzero_si512();
+    macro_rules! row {
+        ($r:expr) => {{
+            let (row, gold) = row_start::<T, CHUNKS>(values, row_len, i + $r, classes, p_gold);
+            let mut acc = RowAcc { max: _mm512_setzero_si512(), sq_lo: _mm512_setzero_pd(), sq_hi: _mm512_setzero_pd() };
+            for c in 0..chunk_count::<CHUNKS>(row_len) {
+                let (load, gold_bit) = chunk_masks::<CHUNKS>(c, row_len, last_load, gold);
+                T::fold16_bits(&mut acc, row.add(16 * c), load, load & !gold_bit, &mut highest);
+            }
+            (computed!(T::max8_bits(acc.max)), computed!(_mm512_add_pd(acc.sq_lo, acc.sq_hi)))
+        }};
+    }
+    let (r0, r1, r2, r3, r4, r5, r6, r7) = (row!(0), row!(1), row!(2), row!(3), row!(4), row!(5), row!(6), row!(7));
+    if T::above_one(highest) {
+        return None;
+    }
+    let max = transpose_reduce!([r0.0, r1.0, r2.0, r3.0, r4.0, r5.0, r6.0, r7.0], _mm512_max_pd);
+    Some((max, transpose_reduce!([r0.1, r1.1, r2.1, r3.1, r4.1, r5.1, r6.1, r7.1], _mm512_add_pd)))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -825,6 +908,37 @@ impl Lanes for f64 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    unsafe fn fast_group<const CHUNKS: usize>(values: &[f64], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16) -> Option<(__m512d, __m512d)> {
+        bits_group::<f64, CHUNKS>(values, row_len, i, classes, p_gold, last_load)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl BitLanes for f64 {
+    #[inline(always)]
+    unsafe fn fold16_bits(acc: &mut RowAcc<__m512i>, at: *const f64, load: u16, keep: u16, highest: &mut __m512i) {
+        let (load_lo, load_hi, keep_lo, keep_hi) = (load as u8, (load >> 8) as u8, keep as u8, (keep >> 8) as u8);
+        let lo = _mm512_maskz_loadu_epi64(load_lo, at.cast());
+        let hi = _mm512_maskz_loadu_epi64(load_hi, at.add(8).cast());
+        *highest = _mm512_max_epu64(*highest, _mm512_max_epu64(lo, hi));
+        let (lo, hi) = (_mm512_castsi512_pd(lo), _mm512_castsi512_pd(hi));
+        // one max over both halves, as the exact path keeps it
+        let mut max = _mm512_castsi512_pd(acc.max);
+        max = _mm512_mask_max_pd(max, keep_lo, max, lo);
+        max = _mm512_mask_max_pd(max, keep_hi, max, hi);
+        acc.max = _mm512_castpd_si512(max);
+        acc.sq_lo = _mm512_mask3_fmadd_pd(lo, lo, acc.sq_lo, keep_lo);
+        acc.sq_hi = _mm512_mask3_fmadd_pd(hi, hi, acc.sq_hi, keep_hi);
+    }
+    #[inline(always)]
+    unsafe fn max8_bits(max: __m512i) -> __m512d {
+        _mm512_castsi512_pd(max)
+    }
+    #[inline(always)]
+    unsafe fn above_one(highest: __m512i) -> bool {
+        _mm512_cmpgt_epu64_mask(highest, _mm512_set1_epi64(1.0f64.to_bits() as i64)) != 0
     }
 }
 

@@ -335,18 +335,18 @@ fn wide_rows_with_a_value_outside_the_unit_interval() {
     }
 }
 
-/// The fast path's integer range checks at their edges: in every row of a full group of eight
-/// (and of a partial one) and every column, a value one unit in the last place outside [0, 1]
-/// (or -0.0, which is a probability) takes the exact path and gets its verdict; float16 values
-/// just inside and just outside its tolerance likewise.
+/// The fast paths' integer range checks at their edges: in every row of a full group of eight
+/// (and of a partial one) and every seventh cell, a value one unit in the last place outside
+/// [0, 1] (or -0.0, which is a probability) takes the exact path and gets its verdict; float16
+/// values just inside and just outside its tolerance likewise. Rows of 10 columns (the column
+/// paths; float64's bits path), 28 (two chunks) and 70 (any number of chunks).
 #[test]
 fn fast_path_range_checks_at_their_edges() {
     if !avx512::available() {
         println!("no AVX-512 on this machine: the AVX-512 summary is not compared");
         return;
     }
-    let row_len = 10;
-    for n in [8usize, 13] {
+    for (row_len, n) in [(10, 8usize), (10, 13), (28, 8), (28, 13), (70, 9)] {
         let values: Vec<f32> = (0..n * row_len).map(|i| ((i * 7919) % 10007) as f32 / 10007.0).collect();
         let classes: Vec<i64> = (0..n).map(|i| (i * 3 % row_len) as i64).collect();
         for at in (0..n * row_len).step_by(7) {
