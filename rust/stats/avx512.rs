@@ -395,7 +395,8 @@ macro_rules! computed {
 #[cfg(target_arch = "x86_64")]
 trait BitLanes: Lanes {
     /// [`Lanes::fold16`] of a chunk whose values are all in [+0, 1] (`keep`: the loaded lanes
-    /// but gold), the max taken on the bits; every loaded lane's bits go into `highest`.
+    /// but gold); every loaded lane's bits go into `highest`. The max is kept as bits: taken on
+    /// them (float32), or in float64 lanes (float64: the same result for values in [+0, 1]).
     unsafe fn fold16_bits(acc: &mut RowAcc<__m512i>, at: *const Self, load: u16, keep: u16, highest: &mut __m512i);
     /// [`Lanes::max8`] of a max kept as bits.
     unsafe fn max8_bits(max: __m512i) -> __m512d;
@@ -406,8 +407,8 @@ trait BitLanes: Lanes {
 /// The fast path of a full group of float32 or float64 rows from row `i` ([`Lanes::fast_group`]):
 /// a non-negative float is ordered as its bits, and the values in [+0, 1] are those whose bits
 /// are at most 1.0's (-0.0 and NaN have larger ones), so the range check is one unsigned max
-/// a chunk, compared once for the group, and the max of the others runs on the bits; no
-/// tolerance, no per-lane verdicts. The squares are added as the exact path adds them, and a
+/// a chunk, compared once for the group, and (float32) the max of the others runs on the bits;
+/// no tolerance, no per-lane verdicts. The squares are added as the exact path adds them, and a
 /// group with a value not in [+0, 1] goes the exact path's way (None): the same bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
