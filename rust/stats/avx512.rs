@@ -355,20 +355,12 @@ impl Lanes for f32 {
 #[cfg(target_arch = "x86_64")]
 impl BitLanes for f32 {
     #[inline(always)]
-    unsafe fn fold16_bits(acc: &mut RowAcc<__m512i>, at: *const f32, load: u16, keep: u16, highest: &mut __m512i) {
+    unsafe fn fold16_bits(acc: &mut RowAcc<__m512>, at: *const f32, load: u16, keep: u16, highest: &mut __m512i) {
         let bits = _mm512_maskz_loadu_epi32(load, at.cast());
         *highest = _mm512_max_epu32(*highest, bits);
-        acc.max = _mm512_mask_max_epu32(acc.max, keep, acc.max, bits);
-        let v = _mm512_castsi512_ps(bits);
-        // float32 -> float64 is exact, and so is the square of a float32 in float64
-        let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-        let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
-        acc.sq_lo = _mm512_mask3_fmadd_pd(lo, lo, acc.sq_lo, keep as u8);
-        acc.sq_hi = _mm512_mask3_fmadd_pd(hi, hi, acc.sq_hi, (keep >> 8) as u8);
-    }
-    #[inline(always)]
-    unsafe fn max8_bits(max: __m512i) -> __m512d {
-        f32::max8(_mm512_castsi512_ps(max))
+        // the max on the bits (ordered as the values), kept in the float32 lanes
+        acc.max = _mm512_castsi512_ps(_mm512_mask_max_epu32(_mm512_castps_si512(acc.max), keep, _mm512_castps_si512(acc.max), bits));
+        add_f32_squares(acc, _mm512_castsi512_ps(bits), keep);
     }
     #[inline(always)]
     unsafe fn above_one(highest: __m512i) -> bool {
@@ -395,11 +387,9 @@ macro_rules! computed {
 #[cfg(target_arch = "x86_64")]
 trait BitLanes: Lanes {
     /// [`Lanes::fold16`] of a chunk whose values are all in [+0, 1] (`keep`: the loaded lanes
-    /// but gold); every loaded lane's bits go into `highest`. The max is kept as bits: taken on
-    /// them (float32), or in float64 lanes (float64: the same result for values in [+0, 1]).
-    unsafe fn fold16_bits(acc: &mut RowAcc<__m512i>, at: *const Self, load: u16, keep: u16, highest: &mut __m512i);
-    /// [`Lanes::max8`] of a max kept as bits.
-    unsafe fn max8_bits(max: __m512i) -> __m512d;
+    /// but gold); every loaded lane's bits go into `highest`. The max is taken on the bits
+    /// (float32) or in float64 lanes (float64); for values in [+0, 1] they agree.
+    unsafe fn fold16_bits(acc: &mut RowAcc<Self::Max>, at: *const Self, load: u16, keep: u16, highest: &mut __m512i);
     /// Whether some lane of `highest` is above 1.0's bits: a value not in [+0, 1].
     unsafe fn above_one(highest: __m512i) -> bool;
 }
@@ -418,12 +408,12 @@ unsafe fn bits_group<T: BitLanes, const CHUNKS: usize>(values: &[T], row_len: us
     macro_rules! row {
         ($r:expr) => {{
             let (row, gold) = row_start::<T, CHUNKS>(values, row_len, i + $r, classes, p_gold);
-            let mut acc = RowAcc { max: _mm512_setzero_si512(), sq_lo: _mm512_setzero_pd(), sq_hi: _mm512_setzero_pd() };
+            let mut acc = T::start();
             for c in 0..chunk_count::<CHUNKS>(row_len) {
                 let (load, gold_bit) = chunk_masks::<CHUNKS>(c, row_len, last_load, gold);
                 T::fold16_bits(&mut acc, row.add(16 * c), load, load & !gold_bit, &mut highest);
             }
-            (computed!(T::max8_bits(acc.max)), computed!(_mm512_add_pd(acc.sq_lo, acc.sq_hi)))
+            (computed!(T::max8(acc.max)), computed!(_mm512_add_pd(acc.sq_lo, acc.sq_hi)))
         }};
     }
     let (r0, r1, r2, r3, r4, r5, r6, r7) = (row!(0), row!(1), row!(2), row!(3), row!(4), row!(5), row!(6), row!(7));
@@ -866,12 +856,33 @@ unsafe fn add_present(a: Option<__m512d>, b: Option<__m512d>) -> Option<__m512d>
 unsafe fn fold_f32_lanes(acc: &mut RowAcc<__m512>, v: __m512, ok: u16, load: u16, gold_bit: u16) -> u16 {
     let keep = ok & !gold_bit;
     acc.max = _mm512_mask_max_ps(acc.max, keep, acc.max, v);
+    add_f32_squares(acc, v, keep);
+    load & !ok
+}
+
+/// The float64 squares of the `keep` lanes of 16 float32 lanes added into a row's summary
+/// (columns 0-7 and 8-15 apart).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn add_f32_squares(acc: &mut RowAcc<__m512>, v: __m512, keep: u16) {
     // float32 -> float64 is exact, and so is the square of a float32 in float64
     let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
     let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
     acc.sq_lo = _mm512_mask3_fmadd_pd(lo, lo, acc.sq_lo, keep as u8);
     acc.sq_hi = _mm512_mask3_fmadd_pd(hi, hi, acc.sq_hi, (keep >> 8) as u8);
-    load & !ok
+}
+
+/// The `keep` lanes of 16 float64 lanes (columns 0-7 in `lo`, 8-15 in `hi`) folded into a
+/// row's summary: one max over both halves (as the float32 version keeps one 16-lane max),
+/// the squares apart.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn fold_f64_lanes(acc: &mut RowAcc<__m512d>, lo: __m512d, hi: __m512d, keep: u16) {
+    let (keep_lo, keep_hi) = (keep as u8, (keep >> 8) as u8);
+    acc.max = _mm512_mask_max_pd(acc.max, keep_lo, acc.max, lo);
+    acc.max = _mm512_mask_max_pd(acc.max, keep_hi, acc.max, hi);
+    acc.sq_lo = _mm512_mask3_fmadd_pd(lo, lo, acc.sq_lo, keep_lo);
+    acc.sq_hi = _mm512_mask3_fmadd_pd(hi, hi, acc.sq_hi, keep_hi);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -893,13 +904,7 @@ impl Lanes for f64 {
         let ok_lo = _mm512_mask_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_mask_cmp_pd_mask::<_CMP_GE_OQ>(load_lo, lo, zero), lo, one);
         let ok_hi = _mm512_mask_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_mask_cmp_pd_mask::<_CMP_GE_OQ>(load_hi, hi, zero), hi, one);
         let ok = ok_lo as u16 | (ok_hi as u16) << 8;
-        let keep = ok & !gold_bit;
-        let (keep_lo, keep_hi) = (keep as u8, (keep >> 8) as u8);
-        // one max over both halves, as the float32 version keeps one 16-lane max
-        acc.max = _mm512_mask_max_pd(acc.max, keep_lo, acc.max, lo);
-        acc.max = _mm512_mask_max_pd(acc.max, keep_hi, acc.max, hi);
-        acc.sq_lo = _mm512_mask3_fmadd_pd(lo, lo, acc.sq_lo, keep_lo);
-        acc.sq_hi = _mm512_mask3_fmadd_pd(hi, hi, acc.sq_hi, keep_hi);
+        fold_f64_lanes(acc, lo, hi, ok & !gold_bit);
         load & !ok
     }
     #[inline(always)]
@@ -919,23 +924,11 @@ impl Lanes for f64 {
 #[cfg(target_arch = "x86_64")]
 impl BitLanes for f64 {
     #[inline(always)]
-    unsafe fn fold16_bits(acc: &mut RowAcc<__m512i>, at: *const f64, load: u16, keep: u16, highest: &mut __m512i) {
-        let (load_lo, load_hi, keep_lo, keep_hi) = (load as u8, (load >> 8) as u8, keep as u8, (keep >> 8) as u8);
-        let lo = _mm512_maskz_loadu_epi64(load_lo, at.cast());
-        let hi = _mm512_maskz_loadu_epi64(load_hi, at.add(8).cast());
+    unsafe fn fold16_bits(acc: &mut RowAcc<__m512d>, at: *const f64, load: u16, keep: u16, highest: &mut __m512i) {
+        let lo = _mm512_maskz_loadu_epi64(load as u8, at.cast());
+        let hi = _mm512_maskz_loadu_epi64((load >> 8) as u8, at.add(8).cast());
         *highest = _mm512_max_epu64(*highest, _mm512_max_epu64(lo, hi));
-        let (lo, hi) = (_mm512_castsi512_pd(lo), _mm512_castsi512_pd(hi));
-        // one max over both halves, as the exact path keeps it
-        let mut max = _mm512_castsi512_pd(acc.max);
-        max = _mm512_mask_max_pd(max, keep_lo, max, lo);
-        max = _mm512_mask_max_pd(max, keep_hi, max, hi);
-        acc.max = _mm512_castpd_si512(max);
-        acc.sq_lo = _mm512_mask3_fmadd_pd(lo, lo, acc.sq_lo, keep_lo);
-        acc.sq_hi = _mm512_mask3_fmadd_pd(hi, hi, acc.sq_hi, keep_hi);
-    }
-    #[inline(always)]
-    unsafe fn max8_bits(max: __m512i) -> __m512d {
-        _mm512_castsi512_pd(max)
+        fold_f64_lanes(acc, _mm512_castsi512_pd(lo), _mm512_castsi512_pd(hi), keep);
     }
     #[inline(always)]
     unsafe fn above_one(highest: __m512i) -> bool {
