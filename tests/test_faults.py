@@ -414,13 +414,13 @@ def test_a_bad_label_gone_by_the_rescan_still_gets_a_clear_error(task: str, monk
     else:
         labels, valid, shape = np.array([[0, 1], [2, 0]], dtype=np.uint8), np.array([[0, 1], [1, 0]], dtype=np.uint8), (2, 2, 2)
         expected = ("expected only 0 and 1 for multilabel", "(the array changed while it was read")
-    locate = _args._first_bad
+    locate = _args._found
 
-    def rewritten_first(array: np.ndarray, is_bad: Any) -> Any:
+    def rewritten_first(array: np.ndarray, is_bad: Any, **seen: Any) -> Any:
         array[...] = valid  # what the other thread does between the two scans
-        return locate(array, is_bad)
+        return locate(array, is_bad, **seen)
 
-    monkeypatch.setattr(_args, "_first_bad", rewritten_first)
+    monkeypatch.setattr(_args, "_found", rewritten_first)
     with pytest.raises(dc.DatacartoError) as caught:
         _args.resolve(labels, shape, task=task, correctness=None, threshold=0.5, epochs=None, ddof=0, source_name="probs")
     assert all(fragment in str(caught.value) for fragment in expected), caught.value

@@ -32,16 +32,19 @@ TASKS = ("multiclass", "binary", "multilabel")
 _CHANGED = "(the array changed while it was read: another thread is writing it)"
 
 
-def _first_bad(labels: np.ndarray, is_bad: Callable[[np.ndarray], np.ndarray]) -> Optional[Tuple[int, ...]]:
-    """Where the first bad label is, or ``None`` when a rescan finds none (see ``_CHANGED``)."""
-    hits = np.argwhere(is_bad(labels))
-    return tuple(int(i) for i in hits[0]) if len(hits) else None
+def _first_bad(array: np.ndarray, bad: np.ndarray) -> Tuple[int, ...]:
+    """The index in ``array`` of the first true value of ``bad`` (its shape; one at least)."""
+    return tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), array.shape))
 
 
-def _describe(labels: np.ndarray, where: Optional[Tuple[int, ...]]) -> str:
-    """``"7 at index 3"`` / ``"2 at (3, 1)"``, or what is known when the bad label has gone."""
-    if where is None:
-        return f"a value out of range {_CHANGED}"
+def _found(labels: np.ndarray, is_bad: Callable[[np.ndarray], np.ndarray], seen: object = None) -> str:
+    """What an error says it found: the first bad label and where (``"7 at index 3"``,
+    ``"2 at (3, 1)"``), found by a second scan; when that scan finds none (another thread
+    rewrote the array), ``seen`` (the bad value the first scan saw, if known) and ``_CHANGED``."""
+    bad = is_bad(labels)
+    if not bad.any():
+        return f"{'a value out of range' if seen is None else seen} {_CHANGED}"
+    where = _first_bad(labels, bad)
     place = f"index {where[0]}" if len(where) == 1 else str(where)
     return f"{labels[where].item()!r} at {place}"
 
@@ -230,8 +233,7 @@ def resolve(
         # integers: two vectorized reductions, no temporaries (np.isin allocates N * L booleans)
         exact = labels_array.dtype.kind in "biu"
         if labels_array.size and not (labels_array.min() >= 0 and labels_array.max() <= 1 if exact else np.isin(labels_array, (0, 1)).all()):
-            bad = _first_bad(labels_array, lambda a: ~np.isin(a, (0, 1)))
-            raise DatacartoError(f"{label_name}: expected only 0 and 1 for multilabel, found {_describe(labels_array, bad)}")
+            raise DatacartoError(f"{label_name}: expected only 0 and 1 for multilabel, found {_found(labels_array, lambda a: ~np.isin(a, (0, 1)))}")
         return Resolved(resolved_task, correctness, threshold, start, stop, int(ddof), None, np.ascontiguousarray(labels_array, dtype=np.uint8), label_name)  # type: ignore[arg-type]
 
     if labels_array.ndim != 1 or labels_array.shape[0] != n_examples:
@@ -247,8 +249,7 @@ def resolve(
         # checked before the cast to int64, so a huge uint64 is reported as itself
         low, high = int(labels_array.min()), int(labels_array.max())
         if low < 0 or high >= n_classes:
-            bad = _first_bad(labels_array, lambda a: (a < 0) | (a >= n_classes))
-            found = _describe(labels_array, bad) if bad is not None else f"{low if low < 0 else high} {_CHANGED}"
+            found = _found(labels_array, lambda a: (a < 0) | (a >= n_classes), seen=low if low < 0 else high)
             raise DatacartoError(f"{label_name}: expected class indices in [0, {n_classes}), found {found}")
     class_labels = labels_array.astype(np.int64, copy=False)
     return Resolved(resolved_task, correctness, threshold, start, stop, int(ddof), np.ascontiguousarray(class_labels), None, label_name)  # type: ignore[arg-type]

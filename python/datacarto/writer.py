@@ -63,6 +63,7 @@ from typing import Any, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
+from datacarto._args import _first_bad
 from datacarto._atomic import atomic_path
 from datacarto._core import DatacartoError
 
@@ -148,10 +149,6 @@ def _where(index: Tuple[int, ...], rows: Rows, epoch: Optional[int]) -> str:
     if len(index) >= 2:
         parts.append(f"label {int(index[-1])}")
     return ", ".join(parts)
-
-
-def _first_bad(array: np.ndarray, bad: np.ndarray) -> Tuple[int, ...]:
-    return tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), array.shape))
 
 
 def _raise_non_finite(array: np.ndarray, name: str, rows: Rows = None, epoch: Optional[int] = None) -> None:
