@@ -291,13 +291,22 @@ impl<F: Float> Rows<F> for TwoClassRows<'_> {
     #[inline(always)]
     fn own_tile<S: Stored>(&self, data: &[S], stream: &Stream, start: usize, t: usize, n: f64, divisor: f64, isa: Isa, into: &mut OutBlock<'_>) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if isa.avx512 && pairs::takes(self.rule) {
+        if isa.avx512 {
             // SAFETY (both): the calling clone has AVX-512F, BW, VL and F16C (`isa`, above)
+            macro_rules! pair_tile {
+                ($ty:ty, $w:literal, $rows:expr) => {
+                    if self.rule.first_index {
+                        pairs::tile::<$ty, $w, true>($rows, stream, start + t, &self.classes[t..t + $w], self.rule, n, divisor, PREFETCH_BYTES, into)
+                    } else {
+                        pairs::tile::<$ty, $w, false>($rows, stream, start + t, &self.classes[t..t + $w], self.rule, n, divisor, PREFETCH_BYTES, into)
+                    }
+                };
+            }
             if let (Some(halves), 16) = (S::as_f16(data), S::TILE) {
-                return unsafe { pairs::tile::<half::f16, 16>(halves, stream, start + t, &self.classes[t..t + 16], self.rule, n, divisor, PREFETCH_BYTES, into) };
+                return unsafe { pair_tile!(half::f16, 16, halves) };
             }
             if let (Some(singles), 8) = (S::as_f32(data), S::TILE) {
-                return unsafe { pairs::tile::<f32, 8>(singles, stream, start + t, &self.classes[t..t + 8], self.rule, n, divisor, PREFETCH_BYTES, into) };
+                return unsafe { pair_tile!(f32, 8, singles) };
             }
         }
         let _ = (data, stream, start, t, n, divisor, isa, into);
@@ -517,7 +526,7 @@ pub(super) fn multiclass<F: Float>(values: &[F], row_len: usize, classes: &[i64]
     let valid = if avx512_rows(row_len) {
         let valid = F::summarize_avx512(values, row_len, classes, summaries.p_gold, summaries.other, summaries.others_sq);
         if rule.first_index {
-            gold_first_flags(values, row_len, classes, summaries.other, summaries.gold_first, F::to_f64);
+            gold_first_flags(values, row_len, classes, summaries.p_gold, summaries.other, summaries.gold_first, F::to_f64);
         }
         valid
     } else if row_len > ROW_GROUP_MAX_LEN {
@@ -537,21 +546,20 @@ pub(super) fn multiclass_f16(values: &[half::f16], row_len: usize, classes: &[i6
     let (mut slices, rows) = acc.slices_and_rows(n);
     let valid = avx512::summarize_f16(values, row_len, classes, &mut rows.p_gold[..n], &mut rows.other[..n], &mut rows.others_sq[..n]);
     if rule.first_index {
-        gold_first_flags(values, row_len, classes, &rows.other[..n], &mut rows.gold_first[..n], |x| clamp_f16(f16_to_f32(x.to_bits())) as f64);
+        gold_first_flags(values, row_len, classes, &rows.p_gold[..n], &rows.other[..n], &mut rows.gold_first[..n], |x| clamp_f16(f16_to_f32(x.to_bits())) as f64);
     }
     fold_summaries(&mut slices, rows, n, k, rule);
     valid
 }
 
-/// Under the first-index rule, per row: whether no column before gold holds gold's value (as
-/// `value` reads it), so that a tie at the top goes to gold. Only looked at when gold ties the
-/// others' max (`other`), so the columns are only scanned then.
+/// Under the first-index rule, per row: whether no column before gold holds gold's value
+/// (`p_gold`, the summary's; the columns as `value` reads them), so that a tie at the top goes
+/// to gold. Only looked at when gold ties the others' max (`other`), so a row is only read then.
 #[inline(always)]
-fn gold_first_flags<T: Copy>(values: &[T], row_len: usize, classes: &[i64], other: &[f64], gold_first: &mut [bool], value: impl Fn(T) -> f64) {
+fn gold_first_flags<T: Copy>(values: &[T], row_len: usize, classes: &[i64], p_gold: &[f64], other: &[f64], gold_first: &mut [bool], value: impl Fn(T) -> f64) {
     for (i, row) in values.chunks_exact(row_len).enumerate() {
-        let gold = classes[i] as usize;
-        let p = value(row[gold]);
-        gold_first[i] = p != other[i] || !row[..gold].iter().any(|&x| value(x) == p);
+        let p = p_gold[i];
+        gold_first[i] = p != other[i] || !row[..classes[i] as usize].iter().any(|&x| value(x) == p);
     }
 }
 

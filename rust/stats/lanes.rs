@@ -58,13 +58,23 @@ impl Lanes8 {
         self.last_right = verdicts;
     }
 
-    /// [`Self::fold`] with the verdicts of `rule` (not the first-index one, whose tie test
-    /// reads the columns' order): as `kernels::multiclass_step`, `p > q` under argmax, `p` at
-    /// least the threshold otherwise.
+    /// [`Self::fold`] with the verdicts of `rule`, as `kernels::multiclass_step`: `p > q` under
+    /// argmax, `p` at least the threshold otherwise. Under the first-index rule a tie at the top
+    /// (`p == q`) is right where gold is the first largest column: `wins_tie` is asked about the
+    /// tied lanes (rare, so only when there is one) and answers those whose tie gold wins.
     #[inline(always)]
-    pub(super) unsafe fn fold_multiclass(&mut self, k: usize, p: __m512d, q: __m512d, squares: __m512d, rule: Rule) {
-        debug_assert!(!rule.first_index);
-        let verdicts = if rule.argmax { _mm512_cmp_pd_mask::<_CMP_GT_OQ>(p, q) } else { _mm512_cmp_pd_mask::<_CMP_GE_OQ>(p, _mm512_set1_pd(rule.threshold)) };
+    pub(super) unsafe fn fold_multiclass(&mut self, k: usize, p: __m512d, q: __m512d, squares: __m512d, rule: Rule, wins_tie: impl FnOnce(__mmask8) -> __mmask8) {
+        let verdicts = if rule.argmax {
+            let above = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(p, q);
+            let ties = if rule.first_index { _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(p, q) } else { 0 };
+            if ties != 0 {
+                above | (wins_tie(ties) & ties)
+            } else {
+                above
+            }
+        } else {
+            _mm512_cmp_pd_mask::<_CMP_GE_OQ>(p, _mm512_set1_pd(rule.threshold))
+        };
         self.fold(k, p, q, squares, verdicts);
     }
 

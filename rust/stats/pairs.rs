@@ -103,13 +103,15 @@ impl Pair for f32 {
     }
 }
 
-/// Whether [`tile`] takes tiles under `rule`: every rule but the first-index one, whose tie
-/// test reads the columns' order (left to the generic tile).
-pub(super) fn takes(rule: Rule) -> bool {
-    !rule.first_index
+/// The lanes of `ties` whose unit's gold is the first column: under the first-index rule, the
+/// ties gold wins (as `kernels::two_class_step`).
+#[inline(always)]
+fn first_column_golds(classes: &[i64], ties: __mmask8) -> __mmask8 {
+    (0..8).filter(|&j| ties >> j & 1 == 1 && classes[j] == 0).fold(0, |won, j| won | 1 << j)
 }
 
-/// Units `start..start + W` (of the file; `classes` are theirs) walk every epoch of `stream`,
+/// Units `start..start + W` (of the file; `classes` are theirs) walk every epoch of `stream`
+/// under `rule` (`FIRST_INDEX`: whether it is the first-index rule),
 /// then their outputs go to `into` (`W` units long); `prefetch` bytes ahead of each epoch's
 /// rows are asked of the cache. False, with nothing written, when a value of the tile is
 /// outside [+0, 1].
@@ -118,8 +120,10 @@ pub(super) fn takes(rule: Rule) -> bool {
 /// The CPU has AVX-512F, AVX-512BW, AVX-512VL and F16C.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn tile<S: Pair, const W: usize>(data: &[S], stream: &Stream, start: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, prefetch: usize, into: &mut OutBlock<'_>) -> bool {
-    assert!(W == S::UNITS && classes.len() == W && into.len() == W && takes(rule));
+pub(super) unsafe fn tile<S: Pair, const W: usize, const FIRST_INDEX: bool>(data: &[S], stream: &Stream, start: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, prefetch: usize, into: &mut OutBlock<'_>) -> bool {
+    assert!(W == S::UNITS && classes.len() == W && into.len() == W && rule.first_index == FIRST_INDEX);
+    // the tie test compiled in only under the first-index rule
+    let rule = Rule { first_index: FIRST_INDEX, ..rule };
     let index = S::split_index(classes);
     let mut highest = _mm512_setzero_si512();
     let mut state = [Lanes8::new(); 2];
@@ -132,7 +136,7 @@ pub(super) unsafe fn tile<S: Pair, const W: usize>(data: &[S], stream: &Stream, 
             // as `kernels::two_class_step`: the widening is exact, so comparing the float64
             // values is comparing the stored ones; the others' sum of squares is the one
             // other value's square, in float64
-            state[h].fold_multiclass(k, p[h], q[h], _mm512_mul_pd(q[h], q[h]), rule);
+            state[h].fold_multiclass(k, p[h], q[h], _mm512_mul_pd(q[h], q[h]), rule, |ties| first_column_golds(&classes[8 * h..8 * h + 8], ties));
         }
     }
     if !S::all_probabilities(highest) {
