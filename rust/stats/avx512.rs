@@ -211,9 +211,9 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(dat
 
 /// Under the first-index rule, the lanes of `ties` (rows of the group `rows` whose gold value
 /// ties the others' max) where no column before gold holds gold's value, so that gold is the
-/// first largest column and wins the tie (as `kernels::gold_first_flags`). The group's values
-/// are all in [+0, 1] (its summary passed the range check), so comparing them in float64 is
-/// comparing the values as the exact path reads them.
+/// first largest column and wins the tie (as `kernels::gold_first_flags`). The values are
+/// compared as [`Lanes::to_f64`] reads them, as the exact path does (float16 rounding within
+/// its tolerance, which a group of 17 to 32 columns may hold, clamped).
 #[cfg(target_arch = "x86_64")]
 #[inline(never)]
 fn ties_gold_wins<T: Lanes, const WIDTH: usize>(rows: &[T], classes: &[i64], ties: __mmask8) -> __mmask8 {
