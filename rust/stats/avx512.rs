@@ -115,7 +115,7 @@ pub(super) fn summarize_f16(values: &[half::f16], row_len: usize, classes: &[i64
 /// a row width without a column path, or a group holding a value not in [+0, 1]. Where it
 /// answers, each unit has seen the epoch-major path's operations in the same order: the same
 /// bits. Under the first-index rule, a row whose gold ties the others' max is scanned for an
-/// equal column before gold ([`ties_gold_wins`]), as the epoch-major path scans it.
+/// equal column before gold ([`tied_rows_gold_first`]), as the epoch-major path scans it.
 ///
 /// `classes` holds the gold class of each unit of the block (the plan checked them); `out` is the block.
 /// Panics unless [`available`].
@@ -199,7 +199,7 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(dat
             let Some((gold, max, sum)) = T::tile_summary::<WIDTH>(epoch, t, classes, last_load, &plan) else {
                 return false;
             };
-            state.fold_multiclass(k, gold, max, sum, rule, |ties| ties_gold_wins::<T, WIDTH>(&epoch[t * WIDTH..(t + GROUP) * WIDTH], &classes[t..t + GROUP], ties));
+            state.fold_multiclass(k, gold, max, sum, rule, || tied_rows_gold_first::<T, WIDTH>(&epoch[t * WIDTH..(t + GROUP) * WIDTH], &classes[t..t + GROUP], gold, max));
         }
         let mut acc = TileAcc::<GROUP>::new();
         state.store(&mut acc, 0);
@@ -209,23 +209,21 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(dat
     true
 }
 
-/// Under the first-index rule, the lanes of `ties` (rows of the group `rows` whose gold value
-/// ties the others' max) where no column before gold holds gold's value, so that gold is the
-/// first largest column and wins the tie (as `kernels::gold_first_flags`). The values are
-/// compared as [`Lanes::to_f64`] reads them, as the exact path does (float16 rounding within
-/// its tolerance, which a group of 17 to 32 columns may hold, clamped).
+/// Under the first-index rule, the rows of the group `rows` (its summary's `gold` and `max`)
+/// whose gold is the first largest column, so that a tie at the top goes to gold: the
+/// epoch-major path's flags ([`kernels::gold_first_flags`], reading the values as
+/// [`Lanes::to_f64`] does, float16 clamped within its tolerance), asked only when a row ties.
 #[cfg(target_arch = "x86_64")]
 #[inline(never)]
-fn ties_gold_wins<T: Lanes, const WIDTH: usize>(rows: &[T], classes: &[i64], ties: __mmask8) -> __mmask8 {
-    let mut won = 0;
-    for (r, row) in rows.chunks_exact(WIDTH).enumerate().filter(|&(r, _)| ties >> r & 1 == 1) {
-        let gold = (classes[r] as u64).min(WIDTH as u64 - 1) as usize;
-        let p = row[gold].to_f64();
-        if !row[..gold].iter().any(|x| x.to_f64() == p) {
-            won |= 1 << r;
-        }
+fn tied_rows_gold_first<T: Lanes, const WIDTH: usize>(rows: &[T], classes: &[i64], gold: __m512d, max: __m512d) -> __mmask8 {
+    let (mut p_gold, mut other, mut first) = ([0.0; GROUP], [0.0; GROUP], [false; GROUP]);
+    // SAFETY: eight float64 lanes each into arrays of eight (AVX-512F: the caller's tile runs only where it is present)
+    unsafe {
+        _mm512_storeu_pd(p_gold.as_mut_ptr(), gold);
+        _mm512_storeu_pd(other.as_mut_ptr(), max);
     }
-    won
+    kernels::gold_first_flags(rows, WIDTH, classes, &p_gold, &other, &mut first, T::to_f64);
+    first.iter().enumerate().fold(0, |mask, (r, &f)| mask | (f as __mmask8) << r)
 }
 
 /// The checks the summary's memory safety rests on, then the summary.

@@ -556,7 +556,7 @@ pub(super) fn multiclass_f16(values: &[half::f16], row_len: usize, classes: &[i6
 /// (`p_gold`, the summary's; the columns as `value` reads them), so that a tie at the top goes
 /// to gold. Only looked at when gold ties the others' max (`other`), so a row is only read then.
 #[inline(always)]
-fn gold_first_flags<T: Copy>(values: &[T], row_len: usize, classes: &[i64], p_gold: &[f64], other: &[f64], gold_first: &mut [bool], value: impl Fn(T) -> f64) {
+pub(super) fn gold_first_flags<T: Copy>(values: &[T], row_len: usize, classes: &[i64], p_gold: &[f64], other: &[f64], gold_first: &mut [bool], value: impl Fn(T) -> f64) {
     for (i, row) in values.chunks_exact(row_len).enumerate() {
         let p = p_gold[i];
         gold_first[i] = p != other[i] || !row[..classes[i] as usize].iter().any(|&x| value(x) == p);

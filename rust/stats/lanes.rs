@@ -60,15 +60,15 @@ impl Lanes8 {
 
     /// [`Self::fold`] with the verdicts of `rule`, as `kernels::multiclass_step`: `p > q` under
     /// argmax, `p` at least the threshold otherwise. Under the first-index rule a tie at the top
-    /// (`p == q`) is right where gold is the first largest column: `wins_tie` is asked about the
-    /// tied lanes (rare, so only when there is one) and answers those whose tie gold wins.
+    /// (`p == q`) is right where gold is the first largest column: `gold_first` answers the
+    /// lanes where it is, and is asked only when some lane ties (rarely).
     #[inline(always)]
-    pub(super) unsafe fn fold_multiclass(&mut self, k: usize, p: __m512d, q: __m512d, squares: __m512d, rule: Rule, wins_tie: impl FnOnce(__mmask8) -> __mmask8) {
+    pub(super) unsafe fn fold_multiclass(&mut self, k: usize, p: __m512d, q: __m512d, squares: __m512d, rule: Rule, gold_first: impl FnOnce() -> __mmask8) {
         let verdicts = if rule.argmax {
             let above = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(p, q);
             let ties = if rule.first_index { _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(p, q) } else { 0 };
             if ties != 0 {
-                above | (wins_tie(ties) & ties)
+                above | (gold_first() & ties)
             } else {
                 above
             }

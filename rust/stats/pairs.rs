@@ -103,11 +103,11 @@ impl Pair for f32 {
     }
 }
 
-/// The lanes of `ties` whose unit's gold is the first column: under the first-index rule, the
-/// ties gold wins (as `kernels::two_class_step`).
+/// The lanes whose unit's gold is the first column: under the first-index rule, gold is then
+/// the first largest column of a tie (as `kernels::two_class_step`).
 #[inline(always)]
-fn first_column_golds(classes: &[i64], ties: __mmask8) -> __mmask8 {
-    (0..8).filter(|&j| ties >> j & 1 == 1 && classes[j] == 0).fold(0, |won, j| won | 1 << j)
+fn first_column_golds(classes: &[i64]) -> __mmask8 {
+    classes.iter().enumerate().fold(0, |mask, (j, &class)| mask | ((class == 0) as __mmask8) << j)
 }
 
 /// Units `start..start + W` (of the file; `classes` are theirs) walk every epoch of `stream`
@@ -136,7 +136,7 @@ pub(super) unsafe fn tile<S: Pair, const W: usize, const FIRST_INDEX: bool>(data
             // as `kernels::two_class_step`: the widening is exact, so comparing the float64
             // values is comparing the stored ones; the others' sum of squares is the one
             // other value's square, in float64
-            state[h].fold_multiclass(k, p[h], q[h], _mm512_mul_pd(q[h], q[h]), rule, |ties| first_column_golds(&classes[8 * h..8 * h + 8], ties));
+            state[h].fold_multiclass(k, p[h], q[h], _mm512_mul_pd(q[h], q[h]), rule, || first_column_golds(&classes[8 * h..8 * h + 8]));
         }
     }
     if !S::all_probabilities(highest) {
