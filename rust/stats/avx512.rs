@@ -572,7 +572,7 @@ impl Lanes for half::f16 {
 /// (at most four 64-byte loads) and regrouped by word permutes, four columns of the eight rows
 /// to a vector ([`F16Plan`] gives the layout). The max takes one masked operation per four
 /// columns, the gold values one permute, and the squares one float32 product per two columns,
-/// whose bits are then placed in float64 lanes ([`placed_pair`]), with no transpose at the end.
+/// whose bits are then placed in float64 lanes ([`placed_squares`]), with no transpose at the end.
 ///
 /// The sums of squares are exact: a float16 in [+0, 1] is a multiple of 2^-24, so its square is
 /// a multiple of 2^-48 of at most 1, and any sum of up to 32 such squares is at most 2^5 and
@@ -612,7 +612,7 @@ struct F16Plan<const WIDTH: usize> {
 #[cfg(target_arch = "x86_64")]
 impl<const WIDTH: usize> F16Plan<WIDTH> {
     /// Word 16h + 2r + b of block k holds column 4k + 2h + b of row r, so that each 64-bit lane
-    /// of a half's float32 squares holds one row's two columns (see `placed_pair`).
+    /// of a half's float32 squares holds one row's two columns (see `placed_squares`).
     #[inline(always)]
     unsafe fn new(classes: &[i64], i: usize) -> Self {
         if WIDTH > 16 {
@@ -686,7 +686,7 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
     let rows = _mm512_set_epi16(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0, 7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     let first_positions = _mm512_add_epi16(_mm512_mullo_epi16(rows, _mm512_set1_epi16(WIDTH as i16)), first_columns);
     let mut max = _mm512_setzero_si512();
-    // added as they come (exact in any order, see above), scaled by 2^-896 (`placed_pair`)
+    // added as they come (exact in any order, see above), scaled by 2^-896 (`placed_squares`)
     let mut sum: Option<__m512d> = None;
     for block in 0..WIDTH.div_ceil(4) {
         let four = gather!(_mm512_add_epi16(first_positions, _mm512_set1_epi16(4 * block as i16)));
@@ -699,8 +699,7 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
                 break;
             }
             let two = _mm512_cvtph_ps(if half == 0 { _mm512_castsi512_si256(four) } else { _mm512_extracti64x4_epi64::<1>(four) });
-            let squares = _mm512_maskz_mul_ps((keep >> (16 * half)) as u16, two, two);
-            let (first, second) = placed_pair(squares);
+            let (first, second) = placed_squares(two, (keep >> (16 * half)) as u16);
             sum = add_present(sum, Some(first));
             if 4 * block + 2 * half + 1 < WIDTH {
                 sum = add_present(sum, Some(second));
@@ -722,7 +721,7 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
 #[cfg(target_arch = "x86_64")]
 const PLACED_SCALE: f64 = f64::from_bits((1023 + 896) << 52);
 
-/// A sum of [`placed_pair`]'s lanes at its value: times 2^896, exact (a power of two, and the
+/// A sum of [`placed_squares`]'s lanes at its value: times 2^896, exact (a power of two, and the
 /// sum a normal float64).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -746,6 +745,25 @@ unsafe fn placed_pair(squares: __m512) -> (__m512d, __m512d) {
     let even = _mm512_and_si512(_mm512_slli_epi64::<29>(bits), field);
     let odd = _mm512_and_si512(_mm512_srli_epi64::<3>(bits), field);
     (_mm512_castsi512_pd(even), _mm512_castsi512_pd(odd))
+}
+
+/// The float32 squares of the 16 lanes of `v` kept by `keep` (the others zero), even lanes and
+/// odd lanes, as two vectors of eight float64 lanes each holding the square times 2^-896
+/// ([`PLACED_SCALE`]): the bits moved into place by a shift on the integer units instead of the
+/// conversion unit, which the other widenings keep busy (on Zen 4, a loop of these steps alone:
+/// 5.0 against 7.4 cycles per 16 squares for the conversion's). Each half is squared on its own
+/// (the other half's lanes zeroed by the multiply's mask), so that one shift places it with
+/// nothing of the other half left in the 64-bit lane. Exact for lanes in [+0, 1] of a float16
+/// (whose float32 square is exact), and never a subnormal float64: a non-zero such square is
+/// at least 2^-48, placed at 2^-944; a zero stays a zero.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn placed_squares(v: __m512, keep: u16) -> (__m512d, __m512d) {
+    let even = _mm512_castps_si512(_mm512_maskz_mul_ps(keep & 0x5555, v, v));
+    let odd = _mm512_castps_si512(_mm512_maskz_mul_ps(keep & 0xAAAA, v, v));
+    // float64 bits 29-60 (fraction, exponent, sign) from the float32's bits 0-31 (even lanes)
+    // or 32-63 (odd lanes); the zeroed half shifts in only zeros
+    (_mm512_castsi512_pd(_mm512_slli_epi64::<29>(even)), _mm512_castsi512_pd(_mm512_srli_epi64::<3>(odd)))
 }
 
 /// The fast path of a group of eight float32 rows of up to [`COLUMNS_F32_MAX`] columns: read
