@@ -664,10 +664,6 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
     }
     kernels::prefetch_lines(group, 2 * words, AHEAD);
     let (low, high) = ((load!(0), load!(1)), if words > 64 { (load!(2), load!(3)) } else { (_mm512_setzero_si512(), _mm512_setzero_si512()) });
-    let highest = _mm512_max_epu16(_mm512_max_epu16(low.0, low.1), _mm512_max_epu16(high.0, high.1));
-    if _mm512_cmpgt_epu16_mask(highest, _mm512_set1_epi16(F16_ONE_BITS as i16)) != 0 {
-        return None;
-    }
     // a permute reads the low 6 bits of a position, so one index serves both register pairs,
     // and positions at 64 and on take the second pair's word
     macro_rules! gather {
@@ -711,6 +707,12 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
     let max = _mm256_max_epu16(_mm512_castsi512_si256(max), _mm512_extracti64x4_epi64::<1>(max));
     let max = _mm256_cvtepi32_epi16(_mm256_max_epu16(max, _mm256_srli_epi32::<16>(max)));
     let gold = _mm512_castsi512_si128(gather!(plan.gold_at));
+    // every value of the group is its row's gold or one of its others, so the group is in
+    // [+0, 1] when the rows' golds and others' maxima are (checked at the end: nothing before
+    // needs it)
+    if _mm_cmpgt_epu16_mask(_mm_max_epu16(gold, max), _mm_set1_epi16(F16_ONE_BITS as i16)) != 0 {
+        return None;
+    }
     let sum = unplaced(sum.expect("a row has a column"));
     Some((_mm512_cvtps_pd(_mm256_cvtph_ps(gold)), _mm512_cvtps_pd(_mm256_cvtph_ps(max)), sum))
 }
