@@ -343,3 +343,48 @@ def test_gpu_half_precision_tensors(tmp_path) -> None:  # pragma: no cover - no 
         rec.end_epoch()
     want = softmax64(logits.detach().double().cpu().numpy())
     np.testing.assert_allclose(np.load(tmp_path / "gpu.npy")[0], want, atol=1e-6)
+
+
+# -- the caller's floating-point mode ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_callers_flush_denormal_mode_changes_no_statistic(tmp_path, dtype) -> None:
+    """torch.set_flush_denormal(True) sets the calling thread's FTZ/DAZ bits, under which a
+    subnormal input reads as zero. The statistics are the file's: the same bits in that mode as
+    without it, with one thread or two, from an array or a file, on the narrow, wide, binary and
+    tiny-input paths (subnormal values in the gold column and among the others)."""
+    rng = np.random.default_rng(3)
+    tiny = np.finfo(dtype).smallest_subnormal * 7
+    cases = []
+    for n_labels, n in ((28, 403), (10, 403), (1, 403), (10, 5)):
+        if n_labels == 1:
+            p = rng.random((4, n, 1)).astype(dtype)
+            labels = rng.integers(0, 2, n)
+        else:
+            p = rng.dirichlet(np.ones(n_labels) * 0.3, size=(4, n)).astype(dtype)
+            labels = rng.integers(0, n_labels, n)
+        p[p < 0.05] = tiny
+        p[:, ::3][..., 0] = tiny
+        path = tmp_path / f"d{n_labels}_{n}.npy"
+        np.save(path, p)
+        cases += [(p, labels), (str(path), labels)]
+
+    def run_all() -> list:
+        return [dc.compute(source, labels, threads=threads) for source, labels in cases for threads in (1, 2)]
+
+    want = run_all()
+    assert torch.set_flush_denormal(True)
+    try:
+        # the mode is on in this thread: numpy's own arithmetic now flushes the subnormal
+        assert (np.array([tiny], dtype=dtype) * dtype(1)).item() == 0.0
+        got = run_all()
+    finally:
+        torch.set_flush_denormal(False)
+    for w, g in zip(want, got):
+        for name in dc.STATISTICS:
+            np.testing.assert_array_equal(getattr(g, name), getattr(w, name), err_msg=name)
+    # and the subnormals matter: read as zeros (as the mode would have them), they give other results
+    p, labels = cases[0]
+    flushed = dc.compute(np.where(p == tiny, dtype(0), p), labels, threads=1)
+    assert not np.array_equal(flushed.confidence, want[0].confidence)
