@@ -571,8 +571,10 @@ impl Lanes for half::f16 {
 /// probabilities come back as a vector): the group is read as one run of `8 * row_len` words
 /// (at most four 64-byte loads) and regrouped by word permutes, four columns of the eight rows
 /// to a vector ([`F16Plan`] gives the layout). The max takes one masked operation per four
-/// columns, the gold values one permute, and the squares one float32 product per two columns,
-/// whose bits are then placed in float64 lanes ([`placed_squares`]), with no transpose at the end.
+/// columns, the gold values one permute, and the squares one float32 product per column (a
+/// half's even and odd lanes apart), whose bits are then placed in float64 lanes
+/// ([`placed_squares`]), with no transpose at the end; the range check is one comparison at the
+/// end, on the rows' gold values and others' maxima.
 ///
 /// The sums of squares are exact: a float16 in [+0, 1] is a multiple of 2^-24, so its square is
 /// a multiple of 2^-48 of at most 1, and any sum of up to 32 such squares is at most 2^5 and
