@@ -12,17 +12,15 @@ import sys
 from pathlib import Path
 
 import datacarto as dc
-from make_inputs import build
+import make_inputs
 
 AB = Path(__file__).parent / "ab.py"
 
 
 def test_ab_times_two_builds_in_interleaved_rounds(tmp_path, monkeypatch) -> None:
-    import make_inputs
-
     monkeypatch.setattr(make_inputs, "DATA_DIR", tmp_path)
     shape = (3, 2_000, 5)
-    build(*shape, dtype="float16")
+    make_inputs.build(*shape, dtype="float16")
     # both sides: the build this test imports (its package's parent directory)
     root = str(Path(dc.__file__).resolve().parent.parent)
     spec = "3x2000x5:float16:multiclass"
