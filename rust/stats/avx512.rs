@@ -27,6 +27,8 @@
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+#[cfg(target_arch = "x86_64")]
+use std::ops::Range;
 
 #[cfg(target_arch = "x86_64")]
 use super::kernels::{self, clamp_f16, f16_to_f32, F16_ONE_BITS, F16_TOLERANCE};
@@ -34,8 +36,8 @@ use super::output::OutBlock;
 #[cfg(target_arch = "x86_64")]
 use super::lanes::Lanes8;
 #[cfg(target_arch = "x86_64")]
-use super::state::TileAcc;
-use super::state::{Rule, Stream};
+use super::state::{AccSlices, TileAcc};
+use super::state::{Accumulators, Rule, Stream};
 
 /// Rows reduced together: one float64 lane each.
 const GROUP: usize = 8;
@@ -108,7 +110,10 @@ pub(super) fn summarize_f16(values: &[half::f16], row_len: usize, classes: &[i64
 /// row path of two chunks beyond) and folded into running
 /// state held in registers, then its outputs are written by non-temporal stores. Between
 /// epochs nothing goes through memory: the epoch-major path stores each row's summary, then
-/// loads and stores every accumulator of the block, once per epoch.
+/// loads and stores every accumulator of the block, once per epoch. A window of float32 rows
+/// of more than [`TILE_EPOCHS`] epochs is walked in parts of at most that many (float16 ones in
+/// one part), the block's groups through each part in turn, their state kept in `saved` (the
+/// block's accumulators) between parts.
 ///
 /// False when the path declines the block (nothing is then promised of its outputs: the
 /// caller takes the epoch-major path, which writes them all): a block that is not whole groups,
@@ -120,37 +125,38 @@ pub(super) fn summarize_f16(values: &[half::f16], row_len: usize, classes: &[i64
 /// `classes` holds the gold class of each unit of the block (the plan checked them); `out` is the block.
 /// Panics unless [`available`].
 #[allow(clippy::too_many_arguments)]
-pub(super) fn tiled_f16(data: &[half::f16], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'_>) -> bool {
-    tiled_checked(data, stream, row_len, classes, rule, n, divisor, out)
+pub(super) fn tiled_f16(data: &[half::f16], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut Accumulators, out: &mut OutBlock<'_>) -> bool {
+    tiled_checked(data, stream, row_len, classes, rule, n, divisor, saved, out)
 }
 
 /// [`tiled_f16`] for float32 rows of 3 to [`COLUMNS_F32_MAX`] columns ([`columns_f32`]).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn tiled_f32(data: &[f32], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'_>) -> bool {
-    tiled_checked(data, stream, row_len, classes, rule, n, divisor, out)
+pub(super) fn tiled_f32(data: &[f32], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut Accumulators, out: &mut OutBlock<'_>) -> bool {
+    tiled_checked(data, stream, row_len, classes, rule, n, divisor, saved, out)
 }
 
 /// The checks the tiled path's memory safety rests on, then the path.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-fn tiled_checked<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'_>) -> bool {
+fn tiled_checked<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut Accumulators, out: &mut OutBlock<'_>) -> bool {
     assert!(available() && row_len > 0 && stream.epochs.end * stream.epoch_len <= data.len());
     assert!(classes.len() == out.len() && (out.start + out.len()) * row_len <= stream.epoch_len);
     // SAFETY: AVX-512 is present; every slice is indexed with bounds checks (a group's values
-    // and golds are cut from checked slices) and every gold index is clamped into its row
-    unsafe { tiled::<T>(data, stream, row_len, classes, rule, n, divisor, out) }
+    // and golds are cut from checked slices, the saved state of a group from `saved`'s slices)
+    // and every gold index is clamped into its row
+    unsafe { tiled::<T>(data, stream, row_len, classes, rule, n, divisor, saved, out) }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-fn tiled_checked<T>(_: &[T], _: &Stream, _: usize, _: &[i64], _: Rule, _: f64, _: f64, _: &mut OutBlock<'_>) -> bool {
+fn tiled_checked<T>(_: &[T], _: &Stream, _: usize, _: &[i64], _: Rule, _: f64, _: f64, _: &mut Accumulators, _: &mut OutBlock<'_>) -> bool {
     unreachable!("the AVX-512 tiled path is only called where `available()`")
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tiled<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'_>) -> bool {
+unsafe fn tiled<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut Accumulators, out: &mut OutBlock<'_>) -> bool {
     let len = out.len();
     // Wider rows (and float64 ones) measured 1.35-1.8x slower tiled than epoch-major: their
     // summary, not the accumulators, is the work, and a tile's eight rows of each epoch are
@@ -158,13 +164,19 @@ unsafe fn tiled<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: 
     if !len.is_multiple_of(GROUP) || row_len < 3 || row_len > T::COLUMNS {
         return false;
     }
+    // a window of many epochs in parts, the groups' state kept in the block's accumulators
+    // between them
+    let parts = stream.epochs.len() > T::TILE_EPOCHS;
+    let saved = &mut saved.slices(if parts { len } else { 0 });
     macro_rules! widths {
         ($($width:literal)*) => {
             match row_len {
                 // the rule's tie test compiled in only where it is asked for (in the loop,
                 // a test of the rule at run time measured 1.12x slower on float32 10 columns)
-                $($width if rule.first_index => tile_groups::<T, $width, true>(data, stream, classes, rule, n, divisor, out),
-                $width => tile_groups::<T, $width, false>(data, stream, classes, rule, n, divisor, out),)*
+                $($width if parts && rule.first_index => tile_parts::<T, $width, true>(data, stream, classes, rule, n, divisor, saved, out),
+                $width if parts => tile_parts::<T, $width, false>(data, stream, classes, rule, n, divisor, saved, out),
+                $width if rule.first_index => tile_groups::<T, $width, true, true, true>(data, stream, stream.epochs.clone(), 0, classes, rule, n, divisor, saved, out),
+                $width => tile_groups::<T, $width, false, true, true>(data, stream, stream.epochs.clone(), 0, classes, rule, n, divisor, saved, out),)*
                 _ => false,
             }
         };
@@ -173,13 +185,15 @@ unsafe fn tiled<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: 
 }
 
 /// [`tiled`] for rows of `WIDTH` columns, under the first-index rule or not (`FIRST_INDEX`, the
-/// rule's). A function of its own per width, not inlined: inlined,
-/// the thirty widths' locals made one stack frame that overflowed a thread's stack in
-/// unoptimized builds.
+/// rule's), over the window's `epochs` (of the input; the first of them the window's epoch
+/// `k0`): each group's state starts afresh (`FIRST`) or from `saved`, and goes back to `saved`
+/// or, after the window's `LAST` epoch, to the group's outputs. A function of its own per
+/// width, not inlined: inlined, the thirty widths' locals made one stack frame that overflowed
+/// a thread's stack in unoptimized builds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(data: &[T], stream: &Stream, classes: &[i64], rule: Rule, n: f64, divisor: f64, out: &mut OutBlock<'_>) -> bool {
+unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool, const FIRST: bool, const LAST: bool>(data: &[T], stream: &Stream, epochs: Range<usize>, k0: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut AccSlices<'_>, out: &mut OutBlock<'_>) -> bool {
     if WIDTH > T::COLUMNS {
         return false;
     }
@@ -187,19 +201,26 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(dat
     let (start, len) = (out.start, out.len());
     let last_load: u16 = if WIDTH.is_multiple_of(16) { u16::MAX } else { (1u16 << (WIDTH % 16)) - 1 };
     for t in (0..len).step_by(GROUP) {
-        let mut state = Lanes8::new();
+        let mut state = if FIRST { Lanes8::new() } else { Lanes8::load(saved, t) };
         // the gold classes (one line a group) as far ahead as `kernels` prefetches its tiles'
         // gold: a group's plan needs them first (float16 10 columns: 0.97x with 2 threads; 28 even)
         let golds = classes.as_ptr().wrapping_add(t);
         kernels::prefetch_lines(golds, 8 * GROUP, std::mem::size_of::<i64>() * kernels::GOLD_AHEAD);
         let plan = T::tile_plan::<WIDTH>(classes, t);
-        for (k, e) in stream.epochs.clone().enumerate() {
+        for (k, e) in epochs.clone().enumerate() {
+            // (a part that starts the window starts at its epoch 0: known at compile time, so
+            // that the loop is laid out as for a window in one part)
+            let k = if FIRST { k } else { k0 + k };
             // the epoch's rows from the block's first on, so that unit `t` of the block is row `t`
             let epoch = &data[e * stream.epoch_len + start * WIDTH..(e + 1) * stream.epoch_len];
             let Some((gold, max, sum)) = T::tile_summary::<WIDTH>(epoch, t, classes, last_load, &plan) else {
                 return false;
             };
             state.fold_multiclass(k, gold, max, sum, rule, || tied_rows_gold_first::<T, WIDTH>(&epoch[t * WIDTH..(t + GROUP) * WIDTH], &classes[t..t + GROUP], gold, max));
+        }
+        if !LAST {
+            state.store_block(saved, t);
+            continue;
         }
         let mut acc = TileAcc::<GROUP>::new();
         state.store(&mut acc, 0);
@@ -208,6 +229,39 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(dat
     }
     true
 }
+
+/// [`tile_groups`] over a window of more than [`TILE_EPOCHS`] epochs, in parts of at most that
+/// many (as even as they go).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_parts<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(data: &[T], stream: &Stream, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut AccSlices<'_>, out: &mut OutBlock<'_>) -> bool {
+    let epochs = stream.epochs.len();
+    let part_len = epochs.div_ceil(epochs.div_ceil(T::TILE_EPOCHS));
+    let mut k0 = 0;
+    while k0 < epochs {
+        let part = stream.epochs.start + k0..stream.epochs.start + (k0 + part_len).min(epochs);
+        let answered = match (k0 == 0, part.end == stream.epochs.end) {
+            (true, _) => tile_groups::<T, WIDTH, FIRST_INDEX, true, false>(data, stream, part, k0, classes, rule, n, divisor, saved, out),
+            (false, false) => tile_groups::<T, WIDTH, FIRST_INDEX, false, false>(data, stream, part, k0, classes, rule, n, divisor, saved, out),
+            (false, true) => tile_groups::<T, WIDTH, FIRST_INDEX, false, true>(data, stream, part, k0, classes, rule, n, divisor, saved, out),
+        };
+        if !answered {
+            return false;
+        }
+        k0 += part_len;
+    }
+    true
+}
+
+/// The most epochs the tiled path walks a group of float32 rows through before it moves on to
+/// the next group: a group reads its rows of each epoch of the part, a stream per epoch, and
+/// float32 rows of 3-14 columns lost to the epoch-major path with many streams. Measured on
+/// Zen 4 against the window in one part (`[E, 1M, 10]` float32, one and two threads): 0.76-0.79x
+/// at 20 epochs, 0.63-0.65x at 50 (one part had been 1.35x the epoch-major path's time there);
+/// even at 10 epochs (one part either way). Parts of 6 to 13 epochs measured alike at 50 epochs.
+const TILE_EPOCHS: usize = 10;
+
 
 /// Under the first-index rule, the rows of the group `rows` (its summary's `gold` and `max`)
 /// whose gold is the first largest column, so that a tie at the top goes to gold: the
@@ -257,6 +311,8 @@ trait Lanes: Copy {
     /// The widest rows the column path summarizes ([`columns_f16`], [`columns_f32`]), and so
     /// the tiled path ([`tiled`]) takes; 0 for none.
     const COLUMNS: usize = 0;
+    /// The most epochs the tiled path walks a group through before it moves on to the next.
+    const TILE_EPOCHS: usize = TILE_EPOCHS;
     unsafe fn start() -> RowAcc<Self::Max>;
     /// Fold columns `[at, at + 16)` of which the lanes of `load` exist (the others are not
     /// read), leaving out the lanes of `gold_bit` and any value outside [0, 1]; the lanes
@@ -465,6 +521,11 @@ impl Lanes for half::f16 {
         }
     }
     type Max = __m512;
+    /// Float16 groups walk any number of epochs in one part: measured on Zen 4 against one part
+    /// (`[E, 1M, L]`, one and two threads), parts of 10 epochs were 1.07-1.11x slower at 10
+    /// columns and 20 epochs and 1.04-1.11x at 28 columns and 50 epochs (0.72-0.77x at 10
+    /// columns and 50); parts of 25, 0.97-1.00x and 1.08-1.18x at 50 epochs.
+    const TILE_EPOCHS: usize = usize::MAX;
     /// Rows of 17 to 32 columns (two chunks) are tiled too, by the row path: measured on Zen 4
     /// against epoch-major (`[10, 500k, L]`, one and two threads), 0.82-0.92x and 0.80-0.92x
     /// for L = 17, 20, 24, 28 and 32.

@@ -13,7 +13,7 @@
 
 use std::arch::x86_64::*;
 
-use super::state::{Rule, TileAcc};
+use super::state::{AccSlices, Rule, TileAcc};
 
 /// The running state of eight units, lane `j` for unit `j`.
 #[derive(Clone, Copy)]
@@ -76,6 +76,39 @@ impl Lanes8 {
             _mm512_cmp_pd_mask::<_CMP_GE_OQ>(p, _mm512_set1_pd(rule.threshold))
         };
         self.fold(k, p, q, squares, verdicts);
+    }
+
+    /// The state of units `at..at + 8` of a block's accumulators (as [`Self::store_block`] leaves them).
+    #[inline(always)]
+    pub(super) unsafe fn load(acc: &AccSlices<'_>, at: usize) -> Self {
+        let units = at..at + 8;
+        let last_right = _mm256_loadu_si256(acc.last_right[units.clone()].as_ptr().cast());
+        Lanes8 {
+            shift: _mm512_loadu_pd(acc.shift[units.clone()].as_ptr()),
+            sum_d: _mm512_loadu_pd(acc.sum_d[units.clone()].as_ptr()),
+            sum_d2: _mm512_loadu_pd(acc.sum_d2[units.clone()].as_ptr()),
+            margin: _mm512_loadu_pd(acc.margin_sum[units.clone()].as_ptr()),
+            el2n: _mm512_loadu_pd(acc.el2n_sum[units.clone()].as_ptr()),
+            right: _mm256_loadu_si256(acc.right[units.clone()].as_ptr().cast()),
+            forgetting: _mm256_loadu_si256(acc.forgetting[units.clone()].as_ptr().cast()),
+            last_wrong: _mm256_loadu_si256(acc.last_wrong[units].as_ptr().cast()),
+            last_right: _mm256_test_epi32_mask(last_right, last_right),
+        }
+    }
+
+    /// The state into units `at..at + 8` of a block's accumulators.
+    #[inline(always)]
+    pub(super) unsafe fn store_block(&self, acc: &mut AccSlices<'_>, at: usize) {
+        let units = at..at + 8;
+        _mm512_storeu_pd(acc.shift[units.clone()].as_mut_ptr(), self.shift);
+        _mm512_storeu_pd(acc.sum_d[units.clone()].as_mut_ptr(), self.sum_d);
+        _mm512_storeu_pd(acc.sum_d2[units.clone()].as_mut_ptr(), self.sum_d2);
+        _mm512_storeu_pd(acc.margin_sum[units.clone()].as_mut_ptr(), self.margin);
+        _mm512_storeu_pd(acc.el2n_sum[units.clone()].as_mut_ptr(), self.el2n);
+        _mm256_storeu_si256(acc.right[units.clone()].as_mut_ptr().cast(), self.right);
+        _mm256_storeu_si256(acc.forgetting[units.clone()].as_mut_ptr().cast(), self.forgetting);
+        _mm256_storeu_si256(acc.last_wrong[units.clone()].as_mut_ptr().cast(), self.last_wrong);
+        _mm256_storeu_si256(acc.last_right[units].as_mut_ptr().cast(), _mm256_maskz_set1_epi32(self.last_right, 1));
     }
 
     /// The state into units `at..at + 8` of `acc`.

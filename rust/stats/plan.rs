@@ -267,7 +267,7 @@ impl<'a> Plan<'a> {
             // rounding and locates anything worse (it rewrites every output of the block, and
             // both paths agree bit for bit).
         }
-        if self.fold_tiled_multiclass(labels, rule, out) {
+        if self.fold_tiled_multiclass(labels, rule, acc, out) {
             return Ok(());
         }
         let (gold_bits, classes) = self.block_gold(labels);
@@ -371,15 +371,15 @@ impl<'a> Plan<'a> {
     /// (float16 of 3 to 32 columns, float32 of 3 to 14), eight units at a time with their
     /// running state in registers ([`avx512::tiled_f16`]); false when that path declines the
     /// block, whose outputs the epoch-major path then writes.
-    fn fold_tiled_multiclass(&self, labels: Labels<'_>, rule: Rule, out: &mut OutBlock<'_>) -> bool {
+    fn fold_tiled_multiclass(&self, labels: Labels<'_>, rule: Rule, acc: &mut Accumulators, out: &mut OutBlock<'_>) -> bool {
         let Labels::Classes(classes) = labels else { return false };
         if self.task != Task::Multiclass || !kernels::avx512_rows(self.row_len) {
             return false;
         }
         let (stream, n, divisor) = self.tile_walk();
         match self.view.probs {
-            Probs::F16(data) => avx512::tiled_f16(data, &stream, self.row_len, classes, rule, n, divisor, out),
-            Probs::F32(data) => avx512::tiled_f32(data, &stream, self.row_len, classes, rule, n, divisor, out),
+            Probs::F16(data) => avx512::tiled_f16(data, &stream, self.row_len, classes, rule, n, divisor, acc, out),
+            Probs::F32(data) => avx512::tiled_f32(data, &stream, self.row_len, classes, rule, n, divisor, acc, out),
             Probs::F64(_) => false,
         }
     }
