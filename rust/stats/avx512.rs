@@ -158,9 +158,10 @@ fn tiled_checked<T>(_: &[T], _: &Stream, _: usize, _: &[i64], _: Rule, _: f64, _
 #[allow(clippy::too_many_arguments)]
 unsafe fn tiled<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut Accumulators, out: &mut OutBlock<'_>) -> bool {
     let len = out.len();
-    // Wider rows (and float64 ones) measured 1.35-1.8x slower tiled than epoch-major: their
-    // summary, not the accumulators, is the work, and a tile's eight rows of each epoch are
-    // ten scattered streams instead of one run per epoch.
+    // Wider float32 rows are not tiled: through the wide-row path (`group_summary` of two
+    // chunks, as float16 rows of 17-32 columns are), against epoch-major on Zen 4, they
+    // measured 0.83-0.94x at 16-24 columns (`[10, 500k, L]`) and 28 (`[10, 1M, 28]`), but
+    // 1.2-1.8x at 30-32 columns, at 28 columns with 2^20 examples, and with 50 epochs.
     if !len.is_multiple_of(GROUP) || row_len < 3 || row_len > T::COLUMNS {
         return false;
     }
