@@ -155,8 +155,11 @@ def signal_mid_compute(expected: type) -> dict:
         def send() -> None:
             ready.wait()
             if not finished.is_set():
-                signalled.append(len(calls))
                 signal.pthread_kill(main, signal.SIGINT)  # type: ignore[arg-type]
+                # counted once the signal is pending (this thread holds the GIL between the two
+                # lines, so no progress call runs in between): a call counted after it ran
+                # after the signal, even when this thread was slow to get here
+                signalled.append(len(calls))
 
         def progress(done: int, total: int) -> None:
             calls.append(done)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List
@@ -300,6 +301,9 @@ def test_ctrl_c_stops_a_long_compute_within_a_few_polls() -> None:
     has been called, another thread sends SIGINT to this one. If the signal were ignored until
     the end, the callback would keep being called up to (total, total); it must stop instead.
     """
+    # (a SIGINT left ignored by something earlier in the session would fail this test for a
+    # reason of its own: say so)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, f"SIGINT's handler is {signal.getsignal(signal.SIGINT)!r}, not Python's default"
     outcome = signal_mid_compute(KeyboardInterrupt)
     print(f"progress after the signal: {outcome['after']} call(s), last done {outcome['last']} of {outcome['total']} ({outcome['epochs']} epochs)")
     assert outcome["interrupted"], f"the computation ran to the end despite Ctrl-C: {outcome}"
@@ -308,11 +312,12 @@ def test_ctrl_c_stops_a_long_compute_within_a_few_polls() -> None:
 
 def test_ctrl_c_stops_compute_in_a_child_process(tmp_path: Path) -> None:
     code = """
-    import sys, numpy as np, datacarto as dc
+    import signal, sys, time, numpy as np, datacarto as dc
     n, epochs = int(sys.argv[1]), int(sys.argv[2])
     probs = np.full((epochs, n, 3), 0.25, dtype=np.float16)
+    print("sigint", signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
     def progress(done, total):
-        print("progress", done, total, flush=True)
+        print("progress", done, total, time.monotonic_ns(), flush=True)
     try:
         dc.compute(probs, np.zeros(n, dtype=np.int64), threads=1, progress=progress)
     except KeyboardInterrupt:
@@ -326,12 +331,17 @@ def test_ctrl_c_stops_compute_in_a_child_process(tmp_path: Path) -> None:
     for epochs in SIGNAL_TEST_EPOCHS:
         child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(SIGNAL_TEST_EXAMPLES), str(epochs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         assert child.stdout is not None
+        # the child's SIGINT is Python's default handler (an ignored SIGINT is inherited)
+        assert child.stdout.readline().split() == ["sigint", "True"], child.stderr.read()
         lines = [child.stdout.readline()]  # the first progress report: the core is working
         assert lines[0].startswith("progress"), lines[0] + child.stderr.read()
+        # the reports made after the signal was sent (the child stamps them with the system's
+        # monotonic clock), not merely read after it: this process may be slow to send it
         child.send_signal(signal.SIGINT)
+        sent = time.monotonic_ns()
         rest, err = child.communicate(timeout=HANG_LIMIT)
         lines += rest.strip().splitlines()
-        after = [line for line in lines[1:] if line.startswith("progress")]
+        after = [line for line in lines[1:] if line.startswith("progress") and int(line.split()[3]) > sent]
         print(f"child ({epochs} epochs): {len(lines)} lines, progress reports after SIGINT: {len(after)}")
         if lines[-1] == "finished" and len(after) < 2:
             continue
