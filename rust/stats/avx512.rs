@@ -220,11 +220,11 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool, con
             state.fold_multiclass(k, gold, max, sum, rule, || tied_rows_gold_first::<T, WIDTH>(&epoch[t * WIDTH..(t + GROUP) * WIDTH], &classes[t..t + GROUP], gold, max));
         }
         if !LAST {
-            state.store_block(saved, t);
+            state.store(saved, t);
             continue;
         }
         let mut acc = TileAcc::<GROUP>::new();
-        state.store(&mut acc, 0);
+        state.store(&mut acc.slices(), 0);
         // SAFETY: AVX-512F is present (this function's features)
         kernels::finish_tile(&mut acc, &mut out.window(t, GROUP), n, divisor, true, true);
     }

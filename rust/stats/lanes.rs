@@ -13,7 +13,9 @@
 
 use std::arch::x86_64::*;
 
-use super::state::{AccSlices, Rule, TileAcc};
+use super::state::{AccSlices, Rule};
+#[cfg(doc)]
+use super::state::TileAcc;
 
 /// The running state of eight units, lane `j` for unit `j`.
 #[derive(Clone, Copy)]
@@ -78,7 +80,7 @@ impl Lanes8 {
         self.fold(k, p, q, squares, verdicts);
     }
 
-    /// The state of units `at..at + 8` of a block's accumulators (as [`Self::store_block`] leaves them).
+    /// The state of units `at..at + 8` of a block's accumulators (as [`Self::store`] leaves them).
     #[inline(always)]
     pub(super) unsafe fn load(acc: &AccSlices<'_>, at: usize) -> Self {
         let units = at..at + 8;
@@ -96,9 +98,10 @@ impl Lanes8 {
         }
     }
 
-    /// The state into units `at..at + 8` of a block's accumulators.
+    /// The state into units `at..at + 8` of a block's accumulators or a tile's
+    /// ([`TileAcc::slices`]).
     #[inline(always)]
-    pub(super) unsafe fn store_block(&self, acc: &mut AccSlices<'_>, at: usize) {
+    pub(super) unsafe fn store(&self, acc: &mut AccSlices<'_>, at: usize) {
         let units = at..at + 8;
         _mm512_storeu_pd(acc.shift[units.clone()].as_mut_ptr(), self.shift);
         _mm512_storeu_pd(acc.sum_d[units.clone()].as_mut_ptr(), self.sum_d);
@@ -109,22 +112,5 @@ impl Lanes8 {
         _mm256_storeu_si256(acc.forgetting[units.clone()].as_mut_ptr().cast(), self.forgetting);
         _mm256_storeu_si256(acc.last_wrong[units.clone()].as_mut_ptr().cast(), self.last_wrong);
         _mm256_storeu_si256(acc.last_right[units].as_mut_ptr().cast(), _mm256_maskz_set1_epi32(self.last_right, 1));
-    }
-
-    /// The state into units `at..at + 8` of `acc`.
-    #[inline(always)]
-    pub(super) unsafe fn store<const W: usize>(&self, acc: &mut TileAcc<W>, at: usize) {
-        let units = at..at + 8;
-        _mm512_storeu_pd(acc.shift[units.clone()].as_mut_ptr(), self.shift);
-        _mm512_storeu_pd(acc.sum_d[units.clone()].as_mut_ptr(), self.sum_d);
-        _mm512_storeu_pd(acc.sum_d2[units.clone()].as_mut_ptr(), self.sum_d2);
-        _mm512_storeu_pd(acc.margin_sum[units.clone()].as_mut_ptr(), self.margin);
-        _mm512_storeu_pd(acc.el2n_sum[units.clone()].as_mut_ptr(), self.el2n);
-        _mm256_storeu_si256(acc.right[units.clone()].as_mut_ptr().cast(), self.right);
-        _mm256_storeu_si256(acc.forgetting[units.clone()].as_mut_ptr().cast(), self.forgetting);
-        _mm256_storeu_si256(acc.last_wrong[units.clone()].as_mut_ptr().cast(), self.last_wrong);
-        for (j, flag) in acc.last_right[units].iter_mut().enumerate() {
-            *flag = (self.last_right >> j) as u32 & 1;
-        }
     }
 }

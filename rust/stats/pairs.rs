@@ -144,7 +144,7 @@ pub(super) unsafe fn tile<S: Pair, const W: usize, const FIRST_INDEX: bool>(data
     }
     let mut acc = TileAcc::<W>::new();
     for (h, lanes) in state.iter().take(W / 8).enumerate() {
-        lanes.store(&mut acc, 8 * h);
+        lanes.store(&mut acc.slices(), 8 * h);
     }
     // SAFETY: AVX-512F is present (this function's features)
     kernels::finish_tile(&mut acc, into, n, divisor, true, true);
