@@ -176,8 +176,8 @@ unsafe fn tiled<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: 
                 // a test of the rule at run time measured 1.12x slower on float32 10 columns)
                 $($width if parts && rule.first_index => tile_parts::<T, $width, true>(data, stream, classes, rule, n, divisor, saved, out),
                 $width if parts => tile_parts::<T, $width, false>(data, stream, classes, rule, n, divisor, saved, out),
-                $width if rule.first_index => tile_groups::<T, $width, true, true, true>(data, stream, stream.epochs.clone(), 0, classes, rule, n, divisor, saved, out),
-                $width => tile_groups::<T, $width, false, true, true>(data, stream, stream.epochs.clone(), 0, classes, rule, n, divisor, saved, out),)*
+                $width if rule.first_index => tile_groups::<T, $width, true, true, true>(data, stream, stream.epochs.clone(), classes, rule, n, divisor, saved, out),
+                $width => tile_groups::<T, $width, false, true, true>(data, stream, stream.epochs.clone(), classes, rule, n, divisor, saved, out),)*
                 _ => false,
             }
         };
@@ -186,21 +186,23 @@ unsafe fn tiled<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: 
 }
 
 /// [`tiled`] for rows of `WIDTH` columns, under the first-index rule or not (`FIRST_INDEX`, the
-/// rule's), over the window's `epochs` (of the input; the first of them the window's epoch
-/// `k0`): each group's state starts afresh (`FIRST`) or from `saved`, and goes back to `saved`
-/// or, after the window's `LAST` epoch, to the group's outputs. A function of its own per
+/// rule's), over `epochs` (of the input), the window's or a part of it: each group's state
+/// starts afresh (`FIRST`: the part starts the window) or from `saved`, and goes back to
+/// `saved` or, after the window's `LAST` epoch, to the group's outputs. A function of its own per
 /// width, not inlined: inlined, the thirty widths' locals made one stack frame that overflowed
 /// a thread's stack in unoptimized builds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool, const FIRST: bool, const LAST: bool>(data: &[T], stream: &Stream, epochs: Range<usize>, k0: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut AccSlices<'_>, out: &mut OutBlock<'_>) -> bool {
+unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool, const FIRST: bool, const LAST: bool>(data: &[T], stream: &Stream, epochs: Range<usize>, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut AccSlices<'_>, out: &mut OutBlock<'_>) -> bool {
     if WIDTH > T::COLUMNS {
         return false;
     }
     let rule = Rule { first_index: FIRST_INDEX, ..rule };
     let (start, len) = (out.start, out.len());
     let last_load: u16 = if WIDTH.is_multiple_of(16) { u16::MAX } else { (1u16 << (WIDTH % 16)) - 1 };
+    // the window's index of the part's first epoch
+    let k0 = epochs.start - stream.epochs.start;
     for t in (0..len).step_by(GROUP) {
         let mut state = if FIRST { Lanes8::new() } else { Lanes8::load(saved, t) };
         // the gold classes (one line a group) as far ahead as `kernels` prefetches its tiles'
@@ -242,10 +244,11 @@ unsafe fn tile_parts<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(data
     let mut k0 = 0;
     while k0 < epochs {
         let part = stream.epochs.start + k0..stream.epochs.start + (k0 + part_len).min(epochs);
+        // (the first part is never the last: there are two parts at least)
         let answered = match (k0 == 0, part.end == stream.epochs.end) {
-            (true, _) => tile_groups::<T, WIDTH, FIRST_INDEX, true, false>(data, stream, part, k0, classes, rule, n, divisor, saved, out),
-            (false, false) => tile_groups::<T, WIDTH, FIRST_INDEX, false, false>(data, stream, part, k0, classes, rule, n, divisor, saved, out),
-            (false, true) => tile_groups::<T, WIDTH, FIRST_INDEX, false, true>(data, stream, part, k0, classes, rule, n, divisor, saved, out),
+            (true, _) => tile_groups::<T, WIDTH, FIRST_INDEX, true, false>(data, stream, part, classes, rule, n, divisor, saved, out),
+            (false, false) => tile_groups::<T, WIDTH, FIRST_INDEX, false, false>(data, stream, part, classes, rule, n, divisor, saved, out),
+            (false, true) => tile_groups::<T, WIDTH, FIRST_INDEX, false, true>(data, stream, part, classes, rule, n, divisor, saved, out),
         };
         if !answered {
             return false;
@@ -262,7 +265,6 @@ unsafe fn tile_parts<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(data
 /// at 20 epochs, 0.63-0.65x at 50 (one part had been 1.35x the epoch-major path's time there);
 /// even at 10 epochs (one part either way). Parts of 6 to 13 epochs measured alike at 50 epochs.
 const TILE_EPOCHS: usize = 10;
-
 
 /// Under the first-index rule, the rows of the group `rows` (its summary's `gold` and `max`)
 /// whose gold is the first largest column, so that a tie at the top goes to gold: the
