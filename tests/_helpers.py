@@ -114,9 +114,10 @@ def assert_same_statistics(got: Any, want: Any, *, compare_threshold: bool = Tru
 
 #: inputs for the signal tests: float16 rows of three columns, the most arithmetic per byte
 #: (~0.3 s on one thread at 40 epochs on the development host); more epochs when a run ended
-#: before the signal could have been seen
+#: before the signal could have been seen, and the longest tried twice (a host busy enough to
+#: delay the sender past one whole run)
 SIGNAL_TEST_EXAMPLES = 1_000_000
-SIGNAL_TEST_EPOCHS = (40, 80, 160)
+SIGNAL_TEST_EPOCHS = (40, 80, 160, 160)
 
 #: the fault tests' input (float16, as above): a pass of several progress polls (~0.4 s on one
 #: thread on the development host; 120 epochs since the float16 column path made rows of three
@@ -135,7 +136,9 @@ def signal_mid_compute(expected: type) -> dict:
     that ends with ``expected`` raised was interrupted; one that ends normally ignored the
     signal if progress was reported twice or more after it (the signal had time to be seen),
     and was merely too quick otherwise: then the input grows (``SIGNAL_TEST_EPOCHS``) and the
-    trial is run again. Returns ``{"interrupted", "after", "last", "total", "epochs"}``.
+    trial is run again. Returns ``{"interrupted", "conclusive", "sent", "after", "last", "total",
+    "epochs"}`` (``conclusive``: interrupted, or run on for two progress calls or more after the
+    signal; ``sent``: the signal was sent before the end).
     """
     import signal
     import threading
@@ -178,8 +181,9 @@ def signal_mid_compute(expected: type) -> dict:
             ready.set()
             sender.join()
         after = len(calls) - signalled[0] if signalled else 0
-        outcome = {"interrupted": interrupted, "after": after, "last": calls[-1] if calls else 0, "total": SIGNAL_TEST_EXAMPLES, "epochs": epochs}
-        if interrupted or (signalled and after >= 2):
+        conclusive = interrupted or (bool(signalled) and after >= 2)
+        outcome = {"interrupted": interrupted, "conclusive": conclusive, "sent": bool(signalled), "after": after, "last": calls[-1] if calls else 0, "total": SIGNAL_TEST_EXAMPLES, "epochs": epochs}
+        if conclusive:
             return outcome
         if not signalled:  # no progress report before the end: certainly too quick
             continue

@@ -306,6 +306,7 @@ def test_ctrl_c_stops_a_long_compute_within_a_few_polls() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, f"SIGINT's handler is {signal.getsignal(signal.SIGINT)!r}, not Python's default"
     outcome = signal_mid_compute(KeyboardInterrupt)
     print(f"progress after the signal: {outcome['after']} call(s), last done {outcome['last']} of {outcome['total']} ({outcome['epochs']} epochs)")
+    assert outcome["conclusive"], f"every run ended too soon after the signal to tell (the sender thread was slow to send it): {outcome}"
     assert outcome["interrupted"], f"the computation ran to the end despite Ctrl-C: {outcome}"
     assert outcome["after"] <= 2, f"{outcome['after']} progress calls after the signal"
 
@@ -343,11 +344,58 @@ def test_ctrl_c_stops_compute_in_a_child_process(tmp_path: Path) -> None:
         lines += rest.strip().splitlines()
         after = [line for line in lines[1:] if line.startswith("progress") and int(line.split()[3]) > sent]
         print(f"child ({epochs} epochs): {len(lines)} lines, progress reports after SIGINT: {len(after)}")
-        if lines[-1] == "finished" and len(after) < 2:
-            continue
-        break
-    assert lines[-1] == "interrupted" and child.returncode == 130, (lines[-3:], err[-2000:])
+        interrupted = lines[-1] == "interrupted" and child.returncode == 130
+        # not interrupted with fewer than two reports after the signal: it came too late to tell
+        # (after the pass, it may even have stopped the child's last lines)
+        if interrupted or len(after) >= 2:
+            break
+    assert interrupted or len(after) >= 2, f"every run ended too soon after the signal to tell (this process was slow to send it): {lines[-3:]}"
+    assert interrupted, (lines[-3:], child.returncode, err[-2000:])
     assert len(after) <= 2, after
+
+
+def test_ctrl_c_is_seen_by_the_core_not_only_by_python_code_in_the_callback(tmp_path: Path) -> None:
+    """A library call is quiet by default (no progress callback), so the core's own poll of the
+    signals must stop it. Here the callback is C code that never runs a signal handler
+    (`dict.__setitem__`; `print` would: its flush polls the signals), there only so that a
+    watcher thread can tell the parent that the pass has begun (a thread other than the main one
+    never runs signal handlers). So only the core can see the signal before the pass ends. A
+    pass that ran to the end made its final report (total, total); one stopped did not."""
+    code = """
+    import sys, threading, time, numpy as np, datacarto as dc
+    n, epochs = int(sys.argv[1]), int(sys.argv[2])
+    probs = np.full((epochs, n, 3), 0.25, dtype=np.float16)
+    reports = {}
+
+    def watch():
+        while not reports:
+            time.sleep(0.001)
+        print("started", flush=True)
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        dc.compute(probs, np.zeros(n, dtype=np.int64), threads=1, progress=reports.__setitem__)
+    except KeyboardInterrupt:
+        print("interrupted", "ended" if n in reports else "mid-pass", flush=True)
+        sys.exit(130)
+    print("finished", flush=True)
+    """
+    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for epochs in SIGNAL_TEST_EPOCHS:
+        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(SIGNAL_TEST_EXAMPLES), str(epochs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        assert first.strip() == "started", first + child.stderr.read()
+        child.send_signal(signal.SIGINT)
+        rest, err = child.communicate(timeout=HANG_LIMIT)
+        last = rest.strip().splitlines()[-1] if rest.strip() else ""
+        print(f"child ({epochs} epochs): {last!r}")
+        # a pass that ended is inconclusive (the signal may have come after it): a longer one
+        if last not in ("finished", "interrupted ended"):
+            break
+    assert last != "interrupted ended", "every pass ran to the end despite SIGINT: the core did not poll the signals"
+    assert last != "finished", "every pass ended before this process could send SIGINT"
+    assert last == "interrupted mid-pass" and child.returncode == 130, (last, child.returncode, err[-2000:])
 
 
 # --- another thread mutating the labels ------------------------------------------------------------
