@@ -12,6 +12,7 @@ pub mod error;
 pub mod mapcache;
 pub mod mapguard;
 pub mod npy;
+pub mod pools;
 pub mod recycle;
 pub mod stats;
 pub mod stream;

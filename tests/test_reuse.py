@@ -192,8 +192,8 @@ def test_a_deleted_file_is_unmapped_soon_after_its_last_read(tmp_path: Path) -> 
 
 
 def test_a_forked_child_computes_without_hanging(tmp_path: Path) -> None:
-    """After fork the child has none of the parent's worker threads: it computes on the
-    parent's kept file (the mapping reused, and let go once unused, by a thread of the child's),
+    """After fork the child has none of the parent's worker threads (those of rayon's global
+    pool, and of the pool kept for ``threads=2``): it computes on the parent's kept file (the mapping reused, and let go once unused, by a thread of the child's),
     on another file and on an array; the parent computes on after it. Before the fix in
     rust/python.rs the child's first call waited forever for the parent's rayon workers."""
     script = f"""
@@ -217,6 +217,8 @@ def test_a_forked_child_computes_without_hanging(tmp_path: Path) -> None:
             want = reference.compute(values, labels)
             return all(np.allclose(getattr(got, s), getattr(want, s), rtol=1e-9, atol=1e-12) for s in dc.STATISTICS)
 
+        # a kept pool of two workers, whose threads the child will not have
+        assert same(dc.compute(probs[0], labels, threads=2), parent)
         pid = os.fork()
         if pid == 0:
             status = 1

@@ -242,7 +242,8 @@ def compute(
             ``(a, b)`` / ``range(a, b)`` / ``slice(a, b)`` for epochs a..b-1.
         ddof: the variability's delta degrees of freedom (0: the paper's population std).
         threads: worker threads (default: all cores; at most 65536). Results are identical for
-            any count.
+            any count. The workers of a count asked for are kept for later calls (up to four
+            counts per process; the threads sleep when idle).
         progress: ``True`` for a progress bar, or a ``callback(done, total)``. It is called on
             the calling thread about every 50 ms while the core works; an exception it raises
             (or a Ctrl-C, ``KeyboardInterrupt``) stops the computation within a block.

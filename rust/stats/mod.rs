@@ -44,7 +44,7 @@ mod state;
 use std::ops::Range;
 
 use crate::dynamics::DynamicsView;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub use kernels::Float;
 pub use output::{LabelsCopy, Outputs, Statistic, Statistics};
@@ -124,7 +124,7 @@ impl Default for Options {
 
 
 /// Called after each block with (examples done, total examples); returning `false` stops the
-/// computation with [`Error::Interrupted`]. It may be called from any worker thread.
+/// computation with [`Error::Interrupted`](crate::Error::Interrupted). It may be called from any worker thread.
 pub type Progress<'a> = &'a (dyn Fn(usize, usize) -> bool + Sync);
 
 /// Compute every statistic over `view` in one parallel streaming pass.
@@ -137,11 +137,7 @@ pub fn compute(view: DynamicsView<'_>, labels: Labels<'_>, options: &Options, pr
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let blocks = plan.units.div_ceil(plan.block_units());
             let threads = threads.min(blocks).min(8 * cores).max(1);
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .map_err(|e| Error::invalid("threads", "threads", format!("could not start {threads} worker threads: {e}")))?;
-            pool.install(|| plan.run(progress))
+            crate::pools::install(threads, || plan.run(progress))?
         }
     }
 }

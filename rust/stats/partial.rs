@@ -470,11 +470,7 @@ pub fn partial(view: DynamicsView<'_>, labels: Labels<'_>, options: &Options, of
         Some(threads) => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let threads = threads.min(blocks).min(8 * cores).max(1);
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .map_err(|e| Error::invalid("threads", "threads", format!("could not start {threads} worker threads: {e}")))?;
-            pool.install(pass)?
+            crate::pools::install(threads, pass)??
         }
     };
     let window = plan.window();

@@ -1,5 +1,6 @@
 use super::*;
 use crate::dynamics::{Dims, Probs};
+use crate::error::Error;
 use half::f16;
 use proptest::prelude::*;
 
