@@ -110,10 +110,9 @@ pub(super) fn summarize_f16(values: &[half::f16], row_len: usize, classes: &[i64
 /// row path of two chunks beyond) and folded into running
 /// state held in registers, then its outputs are written by non-temporal stores. Between
 /// epochs nothing goes through memory: the epoch-major path stores each row's summary, then
-/// loads and stores every accumulator of the block, once per epoch. A window of float32 rows
-/// of more than [`TILE_EPOCHS`] epochs is walked in parts of at most that many (float16 ones in
-/// one part), the block's groups through each part in turn, their state kept in `saved` (the
-/// block's accumulators) between parts.
+/// loads and stores every accumulator of the block, once per epoch. A long window may be walked
+/// in parts ([`Lanes::tile_part`]), the block's groups through each part in turn, their state
+/// kept in `saved` (the block's accumulators) between parts.
 ///
 /// False when the path declines the block (nothing is then promised of its outputs: the
 /// caller takes the epoch-major path, which writes them all): a block that is not whole groups,
@@ -167,15 +166,16 @@ unsafe fn tiled<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: 
     }
     // a window of many epochs in parts, the groups' state kept in the block's accumulators
     // between them
-    let parts = stream.epochs.len() > T::TILE_EPOCHS;
+    let part = T::tile_part(row_len, stream.epochs.len());
+    let parts = part < stream.epochs.len();
     let saved = &mut saved.slices(if parts { len } else { 0 });
     macro_rules! widths {
         ($($width:literal)*) => {
             match row_len {
                 // the rule's tie test compiled in only where it is asked for (in the loop,
                 // a test of the rule at run time measured 1.12x slower on float32 10 columns)
-                $($width if parts && rule.first_index => tile_parts::<T, $width, true>(data, stream, classes, rule, n, divisor, saved, out),
-                $width if parts => tile_parts::<T, $width, false>(data, stream, classes, rule, n, divisor, saved, out),
+                $($width if parts && rule.first_index => tile_parts::<T, $width, true>(data, stream, part, classes, rule, n, divisor, saved, out),
+                $width if parts => tile_parts::<T, $width, false>(data, stream, part, classes, rule, n, divisor, saved, out),
                 $width if rule.first_index => tile_groups::<T, $width, true, true, true>(data, stream, stream.epochs.clone(), classes, rule, n, divisor, saved, out),
                 $width => tile_groups::<T, $width, false, true, true>(data, stream, stream.epochs.clone(), classes, rule, n, divisor, saved, out),)*
                 _ => false,
@@ -233,14 +233,14 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool, con
     true
 }
 
-/// [`tile_groups`] over a window of more than [`TILE_EPOCHS`] epochs, in parts of at most that
-/// many (as even as they go).
+/// [`tile_groups`] over a window in parts of at most `part` epochs (as even as they go; fewer
+/// epochs than the window).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_parts<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(data: &[T], stream: &Stream, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut AccSlices<'_>, out: &mut OutBlock<'_>) -> bool {
+unsafe fn tile_parts<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(data: &[T], stream: &Stream, part: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut AccSlices<'_>, out: &mut OutBlock<'_>) -> bool {
     let epochs = stream.epochs.len();
-    let part_len = epochs.div_ceil(epochs.div_ceil(T::TILE_EPOCHS));
+    let part_len = epochs.div_ceil(epochs.div_ceil(part));
     let mut k0 = 0;
     while k0 < epochs {
         let part = stream.epochs.start + k0..stream.epochs.start + (k0 + part_len).min(epochs);
@@ -265,6 +265,10 @@ unsafe fn tile_parts<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(data
 /// at 20 epochs, 0.63-0.65x at 50 (one part had been 1.35x the epoch-major path's time there);
 /// even at 10 epochs (one part either way). Parts of 6 to 13 epochs measured alike at 50 epochs.
 const TILE_EPOCHS: usize = 10;
+
+/// The longest window of float16 rows of up to 16 columns that the tiled path walks in one part
+/// ([`Lanes::tile_part`]).
+const F16_PARTS_FROM: usize = 20;
 
 /// Under the first-index rule, the rows of the group `rows` (its summary's `gold` and `max`)
 /// whose gold is the first largest column, so that a tie at the top goes to gold: the
@@ -314,8 +318,13 @@ trait Lanes: Copy {
     /// The widest rows the column path summarizes ([`columns_f16`], [`columns_f32`]), and so
     /// the tiled path ([`tiled`]) takes; 0 for none.
     const COLUMNS: usize = 0;
-    /// The most epochs the tiled path walks a group through before it moves on to the next.
-    const TILE_EPOCHS: usize = TILE_EPOCHS;
+    /// The most epochs the tiled path walks a group of rows of `row_len` columns through before
+    /// it moves on to the next, in a window of `window` epochs (the window or more: one part).
+    #[inline(always)]
+    fn tile_part(row_len: usize, window: usize) -> usize {
+        let _ = (row_len, window);
+        TILE_EPOCHS
+    }
     unsafe fn start() -> RowAcc<Self::Max>;
     /// Fold columns `[at, at + 16)` of which the lanes of `load` exist (the others are not
     /// read), leaving out the lanes of `gold_bit` and any value outside [0, 1]; the lanes
@@ -524,11 +533,20 @@ impl Lanes for half::f16 {
         }
     }
     type Max = __m512;
-    /// Float16 groups walk any number of epochs in one part: measured on Zen 4 against one part
-    /// (`[E, 1M, L]`, one and two threads), parts of 10 epochs were 1.07-1.11x slower at 10
-    /// columns and 20 epochs and 1.04-1.11x at 28 columns and 50 epochs (0.72-0.77x at 10
-    /// columns and 50); parts of 25, 0.97-1.00x and 1.08-1.18x at 50 epochs.
-    const TILE_EPOCHS: usize = usize::MAX;
+    /// Float16 groups walk a window in one part, but for rows of the column path (up to 16
+    /// columns) in a window of more than [`F16_PARTS_FROM`] epochs, which go in parts of
+    /// [`TILE_EPOCHS`]. Measured on Zen 4 against one part (`[E, 1M, L]`, one and two threads),
+    /// parts of 10 epochs were 1.07-1.11x slower at 10 columns and 20 epochs and 1.04-1.11x at
+    /// 28 columns and 50 epochs, but 0.72-0.77x at 10 columns and 50 epochs; parts of 25,
+    /// 0.97-1.00x and 1.08-1.18x at 50 epochs.
+    #[inline(always)]
+    fn tile_part(row_len: usize, window: usize) -> usize {
+        if row_len <= 16 && window > F16_PARTS_FROM {
+            TILE_EPOCHS
+        } else {
+            usize::MAX
+        }
+    }
     /// Rows of 17 to 32 columns (two chunks) are tiled too, by the row path: measured on Zen 4
     /// against epoch-major (`[10, 500k, L]`, one and two threads), 0.82-0.92x and 0.80-0.92x
     /// for L = 17, 20, 24, 28 and 32.

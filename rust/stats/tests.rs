@@ -444,8 +444,8 @@ proptest! {
 
     /// Multiclass rows of 3 to 34 columns: where AVX-512 is present, the tiled path (groups of
     /// eight units walking every epoch: float16 rows of up to 32 columns, float32 ones of up to
-    /// 14, whose windows of more than 10 epochs go in parts, the groups' state saved between
-    /// them) and the epoch-major path (float64 rows, wider float32 ones, a last block ending in a
+    /// 14, whose windows of more than 10 epochs go in parts, as float16 ones of up to 16 columns
+    /// do beyond 20 epochs, the groups' state saved between parts) and the epoch-major path (float64 rows, wider float32 ones, a last block ending in a
     /// partial group, and float32 rounding outside [0, 1], which the tiled path declines) agree
     /// bit for bit; float16 rounding within its tolerance is clamped on the tiled path itself
     /// (the group's exact rows). Over several blocks, windows, ddof, thread counts and every
@@ -453,7 +453,7 @@ proptest! {
     /// tied row for an equal column before gold, as the epoch-major path does).
     #[test]
     fn tiled_and_epoch_major_multiclass_agree_exactly(
-        (e, n, l, eighths, gold) in (prop_oneof![3 => 1usize..6, 1 => 11usize..24], prop_oneof![1usize..40, 2040usize..2100], 3usize..35).prop_flat_map(|(e, n, l)| (
+        (e, n, l, eighths, gold) in (prop_oneof![3 => 1usize..6, 1 => 11usize..28], prop_oneof![1usize..40, 2040usize..2100], 3usize..35).prop_flat_map(|(e, n, l)| (
             Just(e), Just(n), Just(l),
             proptest::collection::vec(0u8..=8, e * n * l),
             proptest::collection::vec(0..l as i64, n),
