@@ -258,9 +258,10 @@ unsafe fn tile_parts<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(data
     true
 }
 
-/// The most epochs the tiled path walks a group of float32 rows through before it moves on to
-/// the next group: a group reads its rows of each epoch of the part, a stream per epoch, and
-/// float32 rows of 3-14 columns lost to the epoch-major path with many streams. Measured on
+/// The most epochs the tiled path walks a group of float32 rows (or of float16 rows of up to 16
+/// columns in a long window, [`Lanes::tile_part`]) through before it moves on to the next
+/// group: a group reads its rows of each epoch of the part, a stream per epoch, and float32
+/// rows of 3-14 columns lost to the epoch-major path with many streams. Measured on
 /// Zen 4 against the window in one part (`[E, 1M, 10]` float32, one and two threads): 0.76-0.79x
 /// at 20 epochs, 0.63-0.65x at 50 (one part had been 1.35x the epoch-major path's time there);
 /// even at 10 epochs (one part either way). Parts of 6 to 13 epochs measured alike at 50 epochs.
@@ -534,11 +535,12 @@ impl Lanes for half::f16 {
     }
     type Max = __m512;
     /// Float16 groups walk a window in one part, but for rows of the column path (up to 16
-    /// columns) in a window of more than [`F16_PARTS_FROM`] epochs, which go in parts of
-    /// [`TILE_EPOCHS`]. Measured on Zen 4 against one part (`[E, 1M, L]`, one and two threads),
-    /// parts of 10 epochs were 1.07-1.11x slower at 10 columns and 20 epochs and 1.04-1.11x at
-    /// 28 columns and 50 epochs, but 0.72-0.77x at 10 columns and 50 epochs; parts of 25,
-    /// 0.97-1.00x and 1.08-1.18x at 50 epochs.
+    /// columns) in a window of more than [`F16_PARTS_FROM`] epochs, which go in parts of at
+    /// most [`TILE_EPOCHS`]. Measured on Zen 4 against one part (`[E, 1M, L]`, one and two
+    /// threads), parts of 10 epochs at 10 columns: 1.00-1.08x at 20 epochs, 0.85x / 0.78x at 24,
+    /// 0.72x / 0.74x at 30, 0.65x / 0.66x at 50 (and 16 columns at 50: 0.73x); at 28 columns
+    /// and 50 epochs, 1.04-1.11x (so the row path keeps one part). Parts of 25 were 0.97-1.00x
+    /// at 10 columns and 1.08-1.18x at 28 (50 epochs).
     #[inline(always)]
     fn tile_part(row_len: usize, window: usize) -> usize {
         if row_len <= 16 && window > F16_PARTS_FROM {
