@@ -311,6 +311,14 @@ def test_ctrl_c_stops_a_long_compute_within_a_few_polls() -> None:
     assert outcome["after"] <= 2, f"{outcome['after']} progress calls after the signal"
 
 
+def signal_child(code: str, epochs: int) -> subprocess.Popen:
+    """A child running `code` (indented Python; argv: examples, epochs) on this package, its
+    output piped as text."""
+    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    command = [sys.executable, "-c", textwrap.dedent(code), str(SIGNAL_TEST_EXAMPLES), str(epochs)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
 def test_ctrl_c_stops_compute_in_a_child_process(tmp_path: Path) -> None:
     code = """
     import signal, sys, time, numpy as np, datacarto as dc
@@ -326,11 +334,10 @@ def test_ctrl_c_stops_compute_in_a_child_process(tmp_path: Path) -> None:
         sys.exit(130)
     print("finished", flush=True)
     """
-    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     # a run that ends right after the signal was too quick to tell (see signal_mid_compute):
     # the next one is longer
     for epochs in SIGNAL_TEST_EPOCHS:
-        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(SIGNAL_TEST_EXAMPLES), str(epochs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        child = signal_child(code, epochs)
         assert child.stdout is not None
         # the child's SIGINT is Python's default handler (an ignored SIGINT is inherited)
         assert child.stdout.readline().split() == ["sigint", "True"], child.stderr.read()
@@ -380,9 +387,8 @@ def test_ctrl_c_is_seen_by_the_core_not_only_by_python_code_in_the_callback(tmp_
         sys.exit(130)
     print("finished", flush=True)
     """
-    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     for epochs in SIGNAL_TEST_EPOCHS:
-        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(SIGNAL_TEST_EXAMPLES), str(epochs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        child = signal_child(code, epochs)
         assert child.stdout is not None
         first = child.stdout.readline()
         assert first.strip() == "started", first + child.stderr.read()
