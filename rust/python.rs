@@ -4,7 +4,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use half::f16;
@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use crate::dynamics::{Dims, DynamicsFile, DynamicsView, Probs};
 use crate::error::Error;
+use crate::pools;
 use crate::stats::{self, Correctness, Labels, LabelsCopy, Offsets, Options, Outputs, Progress, State, Statistic, Statistics, Task};
 
 /// Large outputs (tens of MiB per call) freed by Python come back to this allocator, which
@@ -106,40 +107,6 @@ struct Handoff<T> {
     ready: Condvar,
 }
 
-/// The process whose rayon global pool the kernels use: the first to run one.
-static POOL_OWNER: OnceLock<u32> = OnceLock::new();
-/// A forked child's own pool, with the child's pid.
-static CHILD_POOL: Mutex<Option<(u32, &'static rayon::ThreadPool)>> = Mutex::new(None);
-
-/// The pool to run the kernels on: `None` for rayon's global pool, in the process that started
-/// it; in a process forked from it (a DataLoader or multiprocessing worker), a pool of its own,
-/// built on its first call: the parent's workers do not exist in the child, and work handed
-/// to them would wait forever. The parent's pools are never dropped in the child (their
-/// threads are not there to stop).
-fn process_pool() -> PyResult<Option<&'static rayon::ThreadPool>> {
-    let pid = std::process::id();
-    if *POOL_OWNER.get_or_init(|| pid) == pid {
-        return Ok(None);
-    }
-    let lock = || CHILD_POOL.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((owner, pool)) = *lock() {
-        if owner == pid {
-            return Ok(Some(pool));
-        }
-    }
-    // built outside the lock: a fork while another thread holds it would leave it held
-    let pool = rayon::ThreadPoolBuilder::new().build().map_err(|e| DatacartoError::new_err(format!("threads: could not start the worker threads: {e}")))?;
-    let mut slot = lock();
-    match *slot {
-        Some((owner, kept)) if owner == pid => Ok(Some(kept)), // another thread was first; ours is dropped
-        _ => {
-            let pool: &'static rayon::ThreadPool = Box::leak(Box::new(pool));
-            *slot = Some((pid, pool));
-            Ok(Some(pool))
-        }
-    }
-}
-
 /// `rayon::in_place_scope` on `pool` (`None`: the global pool).
 fn in_place_scope<'scope, R>(pool: Option<&rayon::ThreadPool>, op: impl FnOnce(&rayon::Scope<'scope>) -> R) -> R {
     match pool {
@@ -164,7 +131,7 @@ where
     let done = AtomicUsize::new(0);
     let handoff = Handoff { outcome: Mutex::new(None), ready: Condvar::new() };
     let mut python_error: Option<PyErr> = None;
-    let outcome = in_place_scope(process_pool()?, |scope| {
+    let outcome = in_place_scope(pools::process_default().map_err(to_py_err)?, |scope| {
         let (cancel, done, handoff) = (&cancel, &done, &handoff);
         scope.spawn(move |_| {
             let hook = |examples_done: usize, _total: usize| {
@@ -566,7 +533,7 @@ fn parallel_copy<T: Copy + Send + Sync>(source: &[T]) -> PyResult<Vec<T>> {
             }
         })
     };
-    match process_pool()? {
+    match pools::process_default().map_err(to_py_err)? {
         Some(pool) => pool.install(|| copy_all(&mut copy)),
         None => copy_all(&mut copy),
     }

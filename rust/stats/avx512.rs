@@ -166,16 +166,16 @@ unsafe fn tiled<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: 
     }
     // a window of many epochs in parts, the groups' state kept in the block's accumulators
     // between them
-    let part = T::tile_part(row_len, stream.epochs.len());
-    let parts = part < stream.epochs.len();
+    let part_epochs = T::tile_part(row_len, stream.epochs.len());
+    let parts = part_epochs < stream.epochs.len();
     let saved = &mut saved.slices(if parts { len } else { 0 });
     macro_rules! widths {
         ($($width:literal)*) => {
             match row_len {
                 // the rule's tie test compiled in only where it is asked for (in the loop,
                 // a test of the rule at run time measured 1.12x slower on float32 10 columns)
-                $($width if parts && rule.first_index => tile_parts::<T, $width, true>(data, stream, part, classes, rule, n, divisor, saved, out),
-                $width if parts => tile_parts::<T, $width, false>(data, stream, part, classes, rule, n, divisor, saved, out),
+                $($width if parts && rule.first_index => tile_parts::<T, $width, true>(data, stream, part_epochs, classes, rule, n, divisor, saved, out),
+                $width if parts => tile_parts::<T, $width, false>(data, stream, part_epochs, classes, rule, n, divisor, saved, out),
                 $width if rule.first_index => tile_groups::<T, $width, true, true, true>(data, stream, stream.epochs.clone(), classes, rule, n, divisor, saved, out),
                 $width => tile_groups::<T, $width, false, true, true>(data, stream, stream.epochs.clone(), classes, rule, n, divisor, saved, out),)*
                 _ => false,
@@ -233,14 +233,14 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool, con
     true
 }
 
-/// [`tile_groups`] over a window in parts of at most `part` epochs (as even as they go; fewer
+/// [`tile_groups`] over a window in parts of at most `part_epochs` epochs (as even as they go; fewer
 /// epochs than the window).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_parts<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(data: &[T], stream: &Stream, part: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut AccSlices<'_>, out: &mut OutBlock<'_>) -> bool {
+unsafe fn tile_parts<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(data: &[T], stream: &Stream, part_epochs: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut AccSlices<'_>, out: &mut OutBlock<'_>) -> bool {
     let epochs = stream.epochs.len();
-    let part_len = epochs.div_ceil(epochs.div_ceil(part));
+    let part_len = epochs.div_ceil(epochs.div_ceil(part_epochs));
     let mut k0 = 0;
     while k0 < epochs {
         let part = stream.epochs.start + k0..stream.epochs.start + (k0 + part_len).min(epochs);

@@ -133,11 +133,9 @@ pub fn compute(view: DynamicsView<'_>, labels: Labels<'_>, options: &Options, pr
     match options.threads {
         None => plan.run(progress),
         Some(threads) => {
-            // More workers than blocks, or far more than cores, only costs thread start-up.
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            // more workers than blocks would only cost their start
             let blocks = plan.units.div_ceil(plan.block_units());
-            let threads = threads.min(blocks).min(8 * cores).max(1);
-            crate::pools::install(threads, || plan.run(progress))?
+            crate::pools::install(threads.min(blocks), || plan.run(progress))?
         }
     }
 }

@@ -467,11 +467,7 @@ pub fn partial(view: DynamicsView<'_>, labels: Labels<'_>, options: &Options, of
     };
     let units = match options.threads {
         None => pass()?,
-        Some(threads) => {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let threads = threads.min(blocks).min(8 * cores).max(1);
-            crate::pools::install(threads, pass)??
-        }
+        Some(threads) => crate::pools::install(threads.min(blocks), pass)??,
     };
     let window = plan.window();
     let epochs = offsets.epoch + window.start..offsets.epoch + window.end;
