@@ -36,7 +36,7 @@ use super::output::OutBlock;
 #[cfg(target_arch = "x86_64")]
 use super::lanes::Lanes8;
 #[cfg(target_arch = "x86_64")]
-use super::state::{AccSlices, TileAcc};
+use super::state::AccSlices;
 use super::state::{Accumulators, Rule, Stream};
 
 /// Rows reduced together: one float64 lane each.
@@ -225,10 +225,7 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool, con
             state.store(saved, t);
             continue;
         }
-        let mut acc = TileAcc::<GROUP>::new();
-        state.store(&mut acc.slices(), 0);
-        // SAFETY: AVX-512F is present (this function's features)
-        kernels::finish_tile(&mut acc, &mut out.window(t, GROUP), n, divisor, true, true);
+        state.finish(out, t, n, divisor, true);
     }
     true
 }

@@ -4,7 +4,7 @@ use multiversion::multiversion;
 
 use super::avx512;
 #[cfg(target_arch = "x86_64")]
-use super::pairs;
+use super::{pairs, singles};
 use super::output::{OutBlock, TileOut};
 use super::state::{AccSlices, Accumulators, RowSummaries, Rule, Stream, TileAcc, UnitState};
 
@@ -262,6 +262,33 @@ impl<F: Float, G: GoldBit> Rows<F> for BinaryRows<'_, G> {
     #[inline(always)]
     fn fold(&self, row: &[F], gold: u8, k: u32, acc: &mut impl UnitState, j: usize) -> bool {
         binary_step(row[0], gold, k, self.rule, acc, j)
+    }
+    /// Float16 and float32 tiles go to [`singles::tile`] where the clone has AVX-512 (which it
+    /// is only picked for with AVX-512BW, VL and F16C too).
+    #[inline(always)]
+    fn own_tile<S: Stored>(&self, data: &[S], stream: &Stream, start: usize, t: usize, n: f64, divisor: f64, isa: Isa, into: &mut OutBlock<'_>) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if isa.avx512 {
+            // SAFETY (both): the calling clone has AVX-512F, BW, VL and F16C (`isa`, above)
+            macro_rules! single_tile {
+                ($ty:ty, $w:literal, $rows:expr) => {{
+                    let gold = &self.gold[t..t + $w];
+                    match (self.rule.argmax, self.rule.first_index) {
+                        (true, true) => singles::tile::<$ty, G, $w, true, true>($rows, stream, start + t, gold, self.rule, n, divisor, PREFETCH_BYTES, into),
+                        (true, false) => singles::tile::<$ty, G, $w, true, false>($rows, stream, start + t, gold, self.rule, n, divisor, PREFETCH_BYTES, into),
+                        (false, _) => singles::tile::<$ty, G, $w, false, false>($rows, stream, start + t, gold, self.rule, n, divisor, PREFETCH_BYTES, into),
+                    }
+                }};
+            }
+            if let (Some(halves), 16) = (S::as_f16(data), S::TILE) {
+                return unsafe { single_tile!(half::f16, 16, halves) };
+            }
+            if let (Some(floats), 8) = (S::as_f32(data), S::TILE) {
+                return unsafe { single_tile!(f32, 8, floats) };
+            }
+        }
+        let _ = (data, stream, start, t, n, divisor, isa, into);
+        false
     }
 }
 

@@ -39,6 +39,7 @@ mod output;
 mod pairs;
 pub mod partial;
 mod plan;
+mod singles;
 mod state;
 
 use std::ops::Range;

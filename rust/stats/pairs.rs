@@ -19,10 +19,10 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::kernels::{self, F16_ONE_BITS};
+use super::kernels::F16_ONE_BITS;
 use super::lanes::Lanes8;
 use super::output::OutBlock;
-use super::state::{Rule, Stream, TileAcc};
+use super::state::{Rule, Stream};
 
 /// A stored two-column value as [`tile`] reads it: one 64-byte load of a tile's rows an epoch.
 pub(super) trait Pair: Copy {
@@ -142,11 +142,8 @@ pub(super) unsafe fn tile<S: Pair, const W: usize, const FIRST_INDEX: bool>(data
     if !S::all_probabilities(highest) {
         return false;
     }
-    let mut acc = TileAcc::<W>::new();
     for (h, lanes) in state.iter().take(W / 8).enumerate() {
-        lanes.store(&mut acc.slices(), 8 * h);
+        lanes.finish(into, 8 * h, n, divisor, true);
     }
-    // SAFETY: AVX-512F is present (this function's features)
-    kernels::finish_tile(&mut acc, into, n, divisor, true, true);
     true
 }

@@ -541,6 +541,61 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, .. ProptestConfig::default() })]
+
+    /// One-column float16 rows of any bits in [+0, 1] (subnormals, zeros, ties at 0.5), binary
+    /// and multilabel: the float16 and float32 tiles (where AVX-512 is present, a kernel of their
+    /// own, `singles`) give the bits of the same values read as float64 (the generic tiles),
+    /// under every rule, window, ddof and thread count; a tile holding a value just above 1 or
+    /// just below 0 (within float16's tolerance) is clamped as float32's 1 and 0.
+    #[test]
+    fn one_column_tiles_give_the_float64_bits(
+        (e, n, l, bits, gold) in (1usize..6, prop_oneof![1usize..70, 2040usize..2100], 1usize..4).prop_flat_map(|(e, n, l)| (
+            Just(e), Just(n), Just(l),
+            proptest::collection::vec(prop_oneof![4 => 0u16..=0x3c00, 1 => Just(0x3c00u16), 1 => Just(0u16), 1 => Just(0x3800u16), 1 => 0u16..0x0400], e * n * l),
+            proptest::collection::vec(0u8..2, n * l),
+        )),
+        multilabel in any::<bool>(),
+        rule in prop_oneof![Just(None), any::<bool>().prop_map(Some)],
+        threshold in prop_oneof![0.0f64..=1.0, Just(0.5)],
+        outside in proptest::collection::vec(any::<prop::sample::Index>(), 0..3),
+        skip in 0usize..3,
+        ddof in 0usize..2,
+        threads in 1usize..4,
+    ) {
+        let start = skip.min(e - 1);
+        prop_assume!(ddof < e - start);
+        let correctness = match rule {
+            None => Correctness::Threshold(threshold),
+            Some(true) => Correctness::ArgmaxFirstIndex,
+            Some(false) => Correctness::Argmax,
+        };
+        // a binary file has one column; a multilabel one any number of labels
+        let (task, l) = if multilabel { (Task::Multilabel, l) } else { (Task::Binary, 1) };
+        let (bits, gold) = (&bits[..e * n * l], &gold[..n * l]);
+        let classes: Vec<i64> = gold.iter().map(|&g| g as i64).collect();
+        let labels = if multilabel { Labels::Multilabel(gold) } else { Labels::Classes(&classes) };
+        let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
+        let options = Options { task, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL, copy_labels: false };
+        let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), labels, &options, None).unwrap();
+        let half: Vec<f16> = bits.iter().map(|&b| f16::from_bits(b)).collect();
+        let narrow: Vec<f32> = half.iter().map(|x| x.to_f32()).collect();
+        let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
+        let expected = run(Probs::F64(&wide));
+        prop_assert_eq!(&run(Probs::F16(&half)), &expected);
+        prop_assert_eq!(&run(Probs::F32(&narrow)), &expected);
+        // a few values one step outside [0, 1]: 1 + 2^-10 for a 1, -2^-24 for a 0 (clamped)
+        let mut rounded = half.clone();
+        for index in &outside {
+            let i = index.index(rounded.len());
+            rounded[i] = if narrow[i] >= 0.5 { f16::from_bits(0x3c01) } else { f16::from_bits(0x8001) };
+        }
+        let clamped: Vec<f32> = narrow.iter().zip(&rounded).map(|(&x, r)| if r.to_bits() == 0x3c01 { 1.0 } else if r.to_bits() == 0x8001 { 0.0 } else { x }).collect();
+        prop_assert_eq!(&run(Probs::F16(&rounded)), &run(Probs::F32(&clamped)));
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
 
     /// With `copy_labels`, each block copies its labels and reads only the copy: the statistics
