@@ -26,11 +26,11 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 import datacarto as dc
 from baselines import RawPass, cartography_loop, cartography_records, fast_numpy, interleave, median_ratio
+from inputs import MATRIX, fits, scaling_inputs
 from conftest import NOTES, TABLES
 from make_inputs import build, labels_for, labels_path
 
@@ -42,50 +42,6 @@ THREADS = os.cpu_count() or 1
 DTYPE_SHORT = {"float16": "f16", "float32": "f32", "float64": "f64"}
 #: the narrower option reported beside the default outputs: the three statistics of the map
 NARROW = ["confidence", "variability", "correctness"]
-
-# (shape, dtype, task): each file ~100 MB - 1 GB
-MATRIX = [
-    ((10, 4_000_000, 1), "float32", "binary"),
-    ((10, 4_000_000, 2), "float32", "multiclass"),
-    ((10, 1_000_000, 10), "float32", "multiclass"),
-    ((10, 1_000_000, 28), "float32", "multiclass"),
-    ((10, 200_000, 100), "float32", "multiclass"),
-    ((5, 40_000, 1000), "float32", "multiclass"),
-    ((10, 4_000_000, 1), "float16", "binary"),
-    ((10, 4_000_000, 2), "float16", "multiclass"),
-    ((10, 1_000_000, 10), "float16", "multiclass"),
-    ((10, 1_000_000, 28), "float16", "multiclass"),
-    ((10, 200_000, 100), "float16", "multiclass"),
-    ((10, 2_000_000, 2), "float64", "multiclass"),
-    ((10, 500_000, 28), "float64", "multiclass"),
-    ((10, 100_000, 100), "float64", "multiclass"),
-    ((10, 500_000, 28), "float32", "multilabel"),
-    ((10, 500_000, 10), "float16", "multilabel"),
-]
-SCALING_N = [10_000, 100_000, 1_000_000, 10_000_000]
-SCALING_E = [2, 10, 50]
-#: narrow rows at 10 and 50 epochs: the tiled path walks each group of examples through every
-#: epoch of the window (a stream per epoch), so its cost per GiB can move with the epoch count
-#: where the epoch-major path's does not (the matrix has 10 epochs at every width)
-SCALING_NARROW = [((e, 1_000_000, 10), dtype, "multiclass") for dtype in ("float32", "float16") for e in (10, 50)]
-
-
-def scaling_inputs():
-    wide = [((10, n, 28), "float32", "multiclass") for n in SCALING_N] + [((e, 1_000_000, 28), "float32", "multiclass") for e in SCALING_E if e != 10]
-    return wide + SCALING_NARROW
-
-
-def all_inputs():
-    return MATRIX + [i for i in scaling_inputs() if i not in MATRIX and _fits(i)]
-
-
-def _fits(case) -> bool:
-    """Whether a scaling file fits the page cache twice over (else it is skipped, and said so)."""
-    (e, n, l), dtype, _ = case
-    size = e * n * l * np.dtype(dtype).itemsize
-    available = int(next(line for line in open("/proc/meminfo") if line.startswith("MemAvailable")).split()[1]) * 1024
-    return 2 * size < available
-
 
 def _id(case) -> str:
     shape, dtype, task = case
@@ -170,7 +126,7 @@ def test_matrix(benchmark, case):
 @pytest.mark.parametrize("case", scaling_inputs(), ids=_id)
 def test_scaling(benchmark, case):
     shape, dtype, task = case
-    if not _fits(case):
+    if not fits(case):
         NOTES[f"scaling {_id(case)}"] = "skipped: the file would not fit twice in the available memory"
         pytest.skip("too large for this host's memory")
     path = str(build(*shape, dtype=dtype, task=task))

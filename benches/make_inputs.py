@@ -103,7 +103,7 @@ def main() -> None:
     if args.scaling:
         inputs = list(inputs) + [((10, n, 2), "float32", "multiclass") for n in (10_000, 100_000, 1_000_000, 10_000_000)]
     if args.matrix:
-        from bench_speed import all_inputs
+        from inputs import all_inputs
 
         inputs = all_inputs()
     for shape, dtype, task in inputs:
