@@ -469,11 +469,7 @@ proptest! {
         // p in eighths: exact in float16, and every sum of squares exact
         let narrow: Vec<f32> = eighths.iter().map(|&k| k as f32 / 8.0).collect();
         let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
-        let correctness = match rule {
-            None => Correctness::Threshold(threshold),
-            Some(true) => Correctness::ArgmaxFirstIndex,
-            Some(false) => Correctness::Argmax,
-        };
+        let correctness = rule_of(rule, threshold);
         let options = Options { task: Task::Multiclass, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL, copy_labels: false };
         let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
         let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
@@ -488,6 +484,28 @@ proptest! {
         let rounded16: Vec<f16> = half.iter().enumerate().map(|(i, &x)| if x == f16::ONE && i % 2 == 0 { f16::from_bits(0x3c01) } else { x }).collect();
         prop_assert_eq!(&run(Probs::F16(&rounded16)), &epoch_major);
     }
+}
+
+/// The rule a proptest drew: `None` the threshold rule, else argmax (first index or not).
+fn rule_of(rule: Option<bool>, threshold: f64) -> Correctness {
+    match rule {
+        None => Correctness::Threshold(threshold),
+        Some(true) => Correctness::ArgmaxFirstIndex,
+        Some(false) => Correctness::Argmax,
+    }
+}
+
+/// `half` (whose float32 values are `narrow`) with the values at `outside` one step outside
+/// [0, 1] (1 + 2^-10 for a value of at least 0.5, -2^-24 for one below), and the float32 values
+/// that float16 tiles must clamp them to (1 and 0).
+fn one_step_outside(half: &[f16], narrow: &[f32], outside: &[prop::sample::Index]) -> (Vec<f16>, Vec<f32>) {
+    let mut rounded = half.to_vec();
+    for index in outside {
+        let i = index.index(rounded.len());
+        rounded[i] = if narrow[i] >= 0.5 { f16::from_bits(0x3c01) } else { f16::from_bits(0x8001) };
+    }
+    let clamped = narrow.iter().zip(&rounded).map(|(&x, r)| if r.to_bits() == 0x3c01 { 1.0 } else if r.to_bits() == 0x8001 { 0.0 } else { x }).collect();
+    (rounded, clamped)
 }
 
 proptest! {
@@ -515,11 +533,7 @@ proptest! {
     ) {
         let start = skip.min(e - 1);
         prop_assume!(ddof < e - start);
-        let correctness = match rule {
-            None => Correctness::Threshold(threshold),
-            Some(true) => Correctness::ArgmaxFirstIndex,
-            Some(false) => Correctness::Argmax,
-        };
+        let correctness = rule_of(rule, threshold);
         let dims = Dims { n_epochs: e, n_examples: n, n_labels: 2 };
         let options = Options { task: Task::Multiclass, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL, copy_labels: false };
         let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
@@ -529,13 +543,7 @@ proptest! {
         prop_assert_eq!(&run(Probs::F16(&half)), &expected);
         let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
         prop_assert_eq!(&run(Probs::F64(&wide)), &expected);
-        // a few values one step outside [0, 1]: 1 + 2^-10 for a 1, -2^-24 for a 0 (clamped)
-        let mut rounded = half.clone();
-        for index in &outside {
-            let i = index.index(rounded.len());
-            rounded[i] = if narrow[i] >= 0.5 { f16::from_bits(0x3c01) } else { f16::from_bits(0x8001) };
-        }
-        let clamped: Vec<f32> = narrow.iter().zip(&rounded).map(|(&x, r)| if r.to_bits() == 0x3c01 { 1.0 } else if r.to_bits() == 0x8001 { 0.0 } else { x }).collect();
+        let (rounded, clamped) = one_step_outside(&half, &narrow, &outside);
         prop_assert_eq!(&run(Probs::F16(&rounded)), &run(Probs::F32(&clamped)));
     }
 }
@@ -565,11 +573,7 @@ proptest! {
     ) {
         let start = skip.min(e - 1);
         prop_assume!(ddof < e - start);
-        let correctness = match rule {
-            None => Correctness::Threshold(threshold),
-            Some(true) => Correctness::ArgmaxFirstIndex,
-            Some(false) => Correctness::Argmax,
-        };
+        let correctness = rule_of(rule, threshold);
         // a binary file has one column; a multilabel one any number of labels
         let (task, l) = if multilabel { (Task::Multilabel, l) } else { (Task::Binary, 1) };
         let (bits, gold) = (&bits[..e * n * l], &gold[..n * l]);
@@ -584,13 +588,7 @@ proptest! {
         let expected = run(Probs::F64(&wide));
         prop_assert_eq!(&run(Probs::F16(&half)), &expected);
         prop_assert_eq!(&run(Probs::F32(&narrow)), &expected);
-        // a few values one step outside [0, 1]: 1 + 2^-10 for a 1, -2^-24 for a 0 (clamped)
-        let mut rounded = half.clone();
-        for index in &outside {
-            let i = index.index(rounded.len());
-            rounded[i] = if narrow[i] >= 0.5 { f16::from_bits(0x3c01) } else { f16::from_bits(0x8001) };
-        }
-        let clamped: Vec<f32> = narrow.iter().zip(&rounded).map(|(&x, r)| if r.to_bits() == 0x3c01 { 1.0 } else if r.to_bits() == 0x8001 { 0.0 } else { x }).collect();
+        let (rounded, clamped) = one_step_outside(&half, &narrow, &outside);
         prop_assert_eq!(&run(Probs::F16(&rounded)), &run(Probs::F32(&clamped)));
     }
 }
