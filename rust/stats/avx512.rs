@@ -198,6 +198,7 @@ unsafe fn tile_groups<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool, con
     if WIDTH > T::COLUMNS {
         return false;
     }
+    assert_eq!(rule.first_index, FIRST_INDEX, "the tile compiled for the rule it is given");
     let rule = Rule { first_index: FIRST_INDEX, ..rule };
     let (start, len) = (out.start, out.len());
     let last_load: u16 = if WIDTH.is_multiple_of(16) { u16::MAX } else { (1u16 << (WIDTH % 16)) - 1 };
@@ -521,7 +522,7 @@ impl Lanes for half::f16 {
     }
     #[inline(always)]
     unsafe fn tile_summary<const WIDTH: usize>(values: &[Self], i: usize, classes: &[i64], last_load: u16, plan: &F16Plan<WIDTH>) -> Option<Summary> {
-        if WIDTH > 16 {
+        if WIDTH > COLUMNS_F16_MAX {
             // two chunks a row: the row path, which has no plan
             return group_summary::<Self, 2>(values, WIDTH, i, classes, last_load);
         }
@@ -540,7 +541,7 @@ impl Lanes for half::f16 {
     /// at 10 columns and 1.08-1.18x at 28 (50 epochs).
     #[inline(always)]
     fn tile_part(row_len: usize, window: usize) -> usize {
-        if row_len <= 16 && window > F16_PARTS_FROM {
+        if row_len <= COLUMNS_F16_MAX && window > F16_PARTS_FROM {
             TILE_EPOCHS
         } else {
             usize::MAX
@@ -673,8 +674,13 @@ unsafe fn columns_f16(values: &[half::f16], row_len: usize, i: usize, classes: &
             }
         };
     }
+    // (3 to COLUMNS_F16_MAX)
     widths!(3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
+
+/// The widest float16 rows of [`columns_f16`]: one chunk of 16 columns.
+#[cfg(target_arch = "x86_64")]
+const COLUMNS_F16_MAX: usize = 16;
 
 /// [`columns_f16`] for rows of `WIDTH` columns.
 #[cfg(target_arch = "x86_64")]
@@ -698,7 +704,7 @@ impl<const WIDTH: usize> F16Plan<WIDTH> {
     /// of a half's float32 squares holds one row's two columns (see `placed_squares`).
     #[inline(always)]
     unsafe fn new(classes: &[i64], i: usize) -> Self {
-        if WIDTH > 16 {
+        if WIDTH > COLUMNS_F16_MAX {
             // (not used: such rows take the row path)
             return F16Plan { keep: [0; 4], gold_at: _mm512_setzero_si512() };
         }
