@@ -41,7 +41,7 @@ const LINE: usize = 64;
 pub unsafe fn line<T: Copy>(target: &mut [MaybeUninit<T>], source: &[MaybeUninit<T>]) {
     assert_eq!(target.len(), source.len(), "a copy needs slices of one length");
     #[cfg(target_arch = "x86_64")]
-    if std::mem::size_of_val(target).is_multiple_of(LINE) && (target.as_ptr() as usize).is_multiple_of(LINE) {
+    if whole_lines(target) {
         use std::arch::x86_64::{_mm512_loadu_si512, _mm512_stream_si512};
         let (to, from) = (target.as_mut_ptr().cast::<u8>(), source.as_ptr().cast::<u8>());
         for at in (0..std::mem::size_of_val(target)).step_by(LINE) {
@@ -53,6 +53,35 @@ pub unsafe fn line<T: Copy>(target: &mut [MaybeUninit<T>], source: &[MaybeUninit
         return;
     }
     target.copy_from_slice(source);
+}
+
+/// Eight float64 lanes to `target` (eight long), as [`line()`] copies them: one 64-byte
+/// non-temporal store where `target` is a whole aligned line, an ordinary store otherwise (for
+/// results made in registers, which need no copy in memory first).
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub unsafe fn lanes(target: &mut [MaybeUninit<f64>], lanes: std::arch::x86_64::__m512d) {
+    use std::arch::x86_64::{_mm512_storeu_pd, _mm512_stream_pd};
+    assert_eq!(target.len(), 8, "eight lanes");
+    let to = target.as_mut_ptr().cast::<f64>();
+    // SAFETY: AVX-512F is present (the contract); eight float64 of `target`, aligned for the
+    // streamed store
+    unsafe {
+        if whole_lines(target) {
+            _mm512_stream_pd(to, lanes);
+        } else {
+            _mm512_storeu_pd(to, lanes);
+        }
+    }
+}
+
+/// Whether `target` is whole 64-byte lines, aligned: what a non-temporal store writes.
+#[inline(always)]
+fn whole_lines<T>(target: &[T]) -> bool {
+    std::mem::size_of_val(target).is_multiple_of(LINE) && (target.as_ptr() as usize).is_multiple_of(LINE)
 }
 
 /// Make this thread's streamed stores visible to any thread that later synchronizes with it

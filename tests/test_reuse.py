@@ -193,9 +193,10 @@ def test_a_deleted_file_is_unmapped_soon_after_its_last_read(tmp_path: Path) -> 
 
 def test_a_forked_child_computes_without_hanging(tmp_path: Path) -> None:
     """After fork the child has none of the parent's worker threads (those of rayon's global
-    pool, and of the pool kept for ``threads=2``): it computes on the parent's kept file (the mapping reused, and let go once unused, by a thread of the child's),
-    on another file and on an array; the parent computes on after it. Before the fix in
-    rust/python.rs the child's first call waited forever for the parent's rayon workers."""
+    pool, and of the pool kept for ``threads=2``): it computes on the parent's kept file (the
+    mapping reused, and let go once unused, by a thread of the child's), on another file and on
+    an array; the parent computes on after it. Without the child's own pools (rust/pools.rs)
+    the child's first call waited forever for the parent's rayon workers."""
     script = f"""
         import os, time
         import numpy as np

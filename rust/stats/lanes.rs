@@ -136,23 +136,23 @@ impl Lanes8 {
         // (no fused operations: `finish` has none; a max with zero second returns zero for zeros)
         let m2 = _mm512_max_pd(_mm512_sub_pd(self.sum_d2, _mm512_mul_pd(self.sum_d, mean_d)), zero);
         let closeness = _mm512_mul_pd(confidence, _mm512_sub_pd(one, confidence));
-        put_f64(out.confidence, at, confidence);
-        put_f64(out.variability, at, _mm512_sqrt_pd(_mm512_mul_pd(m2, inv_divisor)));
-        put_f64(out.threshold_closeness, at, closeness);
-        put_f64(out.aleatoric, at, _mm512_max_pd(_mm512_sub_pd(closeness, _mm512_mul_pd(m2, inv_n)), zero));
-        put_f64(out.correctness, at, _mm512_div_pd(_mm512_cvtepu32_pd(self.right), _mm512_set1_pd(n)));
+        stream_lanes(out.confidence, at, confidence);
+        stream_lanes(out.variability, at, _mm512_sqrt_pd(_mm512_mul_pd(m2, inv_divisor)));
+        stream_lanes(out.threshold_closeness, at, closeness);
+        stream_lanes(out.aleatoric, at, _mm512_max_pd(_mm512_sub_pd(closeness, _mm512_mul_pd(m2, inv_n)), zero));
+        stream_lanes(out.correctness, at, _mm512_div_pd(_mm512_cvtepu32_pd(self.right), _mm512_set1_pd(n)));
         _mm256_storeu_si256(out.forgetting[at..at + 8].as_mut_ptr().cast(), self.forgetting);
         let never = _mm256_cmpeq_epi32_mask(self.right, _mm256_setzero_si256());
         _mm_storel_epi64(out.never_learned[at..at + 8].as_mut_ptr().cast(), _mm_maskz_set1_epi8(never as u16, 1));
         let first = _mm256_mask_add_epi32(_mm256_set1_epi32(-1), self.last_right, self.last_wrong, _mm256_set1_epi32(1));
         _mm256_storeu_si256(out.first_learned[at..at + 8].as_mut_ptr().cast(), first);
         if multiclass {
-            put_f64(out.margin, at, _mm512_mul_pd(self.margin, inv_n));
-            put_f64(out.el2n, at, _mm512_mul_pd(self.el2n, inv_n));
+            stream_lanes(out.margin, at, _mm512_mul_pd(self.margin, inv_n));
+            stream_lanes(out.el2n, at, _mm512_mul_pd(self.el2n, inv_n));
         } else {
             // p - (1 - p) and |p - y| sqrt 2 = (1 - p) sqrt 2 are linear in p
-            put_f64(out.margin, at, _mm512_sub_pd(_mm512_mul_pd(_mm512_set1_pd(2.0), confidence), one));
-            put_f64(out.el2n, at, _mm512_mul_pd(_mm512_sub_pd(one, confidence), _mm512_set1_pd(std::f64::consts::SQRT_2)));
+            stream_lanes(out.margin, at, _mm512_sub_pd(_mm512_mul_pd(_mm512_set1_pd(2.0), confidence), one));
+            stream_lanes(out.el2n, at, _mm512_mul_pd(_mm512_sub_pd(one, confidence), _mm512_set1_pd(std::f64::consts::SQRT_2)));
         }
     }
 
@@ -191,14 +191,9 @@ impl Lanes8 {
     }
 }
 
-/// Eight float64 lanes into `into[at..at + 8]`: one non-temporal store where that is a whole
-/// aligned line, else an ordinary one.
+/// Eight float64 lanes into `into[at..at + 8]` ([`crate::stream::lanes`]: streamed where that is
+/// a whole aligned line).
 #[inline(always)]
-unsafe fn put_f64(into: &mut [MaybeUninit<f64>], at: usize, lanes: __m512d) {
-    let to = into[at..at + 8].as_mut_ptr().cast::<f64>();
-    if (to as usize).is_multiple_of(64) {
-        _mm512_stream_pd(to, lanes);
-    } else {
-        _mm512_storeu_pd(to, lanes);
-    }
+unsafe fn stream_lanes(into: &mut [MaybeUninit<f64>], at: usize, lanes: __m512d) {
+    crate::stream::lanes(&mut into[at..at + 8], lanes);
 }
