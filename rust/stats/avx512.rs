@@ -21,7 +21,8 @@
 //! path works out what the permutes and masks need of a group's gold classes once for all its
 //! epochs ([`F16Plan`]). Float32
 //! rows of up to [`COLUMNS_F32_MAX`] columns take the same road two columns to a vector
-//! ([`columns_f32`]), adding the squares in the exact path's order. Wider float32 rows and
+//! ([`columns_f32`], its masks planned once a group too: [`F32Plan`]), adding the squares in
+//! the exact path's order. Wider float32 rows and
 //! float64 rows have a fast path too ([`bits_group`]): the range check and the max on the
 //! bits, the squares as the exact path adds them.
 
@@ -41,7 +42,9 @@ use super::state::{Accumulators, Rule, Stream};
 
 /// Rows reduced together: one float64 lane each.
 const GROUP: usize = 8;
-/// How far ahead of the row being read the cache is asked to fetch.
+/// How far ahead of the row being read the cache is asked to fetch, on the epoch-major path
+/// (one stream: a block's chunk of one epoch); the tiled path asks for
+/// [`kernels::PREFETCH_BYTES`] ahead on each of its streams.
 const AHEAD: usize = 2048;
 
 /// Eight vectors in, one out whose lane `r` is `$op` over the eight lanes of `$rows[r]`, in the
@@ -342,8 +345,8 @@ trait Lanes: Copy {
     /// value of the group is not in [+0, 1] (the exact check, clamp and refusal then run on
     /// the group instead). Where it answers, it gives the same bits as the exact path.
     #[inline(always)]
-    unsafe fn fast_group<const CHUNKS: usize>(values: &[Self], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16) -> Option<(__m512d, __m512d)> {
-        let _ = (values, row_len, i, classes, p_gold, last_load);
+    unsafe fn fast_group<const CHUNKS: usize>(values: &[Self], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16, ahead: usize) -> Option<(__m512d, __m512d)> {
+        let _ = (values, row_len, i, classes, p_gold, last_load, ahead);
         None
     }
     /// What the tiled path's summary of the group of rows from row `i` (of `WIDTH` columns)
@@ -354,7 +357,7 @@ trait Lanes: Copy {
     #[inline(always)]
     unsafe fn tile_summary<const WIDTH: usize>(values: &[Self], i: usize, classes: &[i64], last_load: u16, plan: &Self::TilePlan<WIDTH>) -> Option<Summary> {
         let _ = plan;
-        group_summary::<Self, 1>(values, WIDTH, i, classes, last_load)
+        group_summary::<Self, 1>(values, WIDTH, i, classes, last_load, kernels::PREFETCH_BYTES)
     }
 }
 
@@ -366,22 +369,22 @@ type Summary = (__m512d, __m512d, __m512d);
 /// The group of eight rows from row `i` of `values` summarized as [`summarize_chunks`] does it
 /// (the fast path, else the exact rows and their transposes: the same bits), or None when a
 /// value of the group is outside [0, 1] (beyond float16's rounding tolerance, which the exact
-/// path clamps) and the summary is meaningless. (`summarize_chunks` spells the same steps in
+/// path clamps) and the summary is meaningless. The rows `ahead` bytes on are prefetched. (`summarize_chunks` spells the same steps in
 /// its loop: calling this there instead measured 1.2x slower on 28-column float32 rows and
 /// 1.2x faster on float64 ones, a matter of how the compiler laid out the loop.)
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn group_summary<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], last_load: u16) -> Option<Summary> {
+unsafe fn group_summary<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], last_load: u16, ahead: usize) -> Option<Summary> {
     // the group on its own, so that its rows are 0-7 of the slices and `p_gold` is local
     let (values, classes) = (&values[i * row_len..(i + GROUP) * row_len], &classes[i..i + GROUP]);
     let mut p_gold = [0.0; GROUP];
-    let (max, sum) = match T::fast_group::<CHUNKS>(values, row_len, 0, classes, &mut p_gold, last_load) {
+    let (max, sum) = match T::fast_group::<CHUNKS>(values, row_len, 0, classes, &mut p_gold, last_load, ahead) {
         Some(summary) => summary,
         None => {
             let mut bad = 0;
             macro_rules! row {
                 ($r:expr) => {
-                    row_vectors::<T, CHUNKS>(values, row_len, $r, classes, &mut p_gold, last_load, &mut bad)
+                    row_vectors::<T, CHUNKS>(values, row_len, $r, classes, &mut p_gold, last_load, ahead, &mut bad)
                 };
             }
             let (r0, r1, r2, r3, r4, r5, r6, r7) = (row!(0), row!(1), row!(2), row!(3), row!(4), row!(5), row!(6), row!(7));
@@ -407,9 +410,18 @@ unsafe fn stored_gold(summary: Option<Summary>, i: usize, p_gold: &mut [f64]) ->
 
 #[cfg(target_arch = "x86_64")]
 impl Lanes for f32 {
-    type TilePlan<const WIDTH: usize> = ();
+    type TilePlan<const WIDTH: usize> = F32Plan<WIDTH>;
     #[inline(always)]
-    unsafe fn tile_plan<const WIDTH: usize>(_: &[i64], _: usize) {}
+    unsafe fn tile_plan<const WIDTH: usize>(classes: &[i64], i: usize) -> F32Plan<WIDTH> {
+        F32Plan::new(classes, i)
+    }
+    #[inline(always)]
+    unsafe fn tile_summary<const WIDTH: usize>(values: &[Self], i: usize, classes: &[i64], last_load: u16, plan: &F32Plan<WIDTH>) -> Option<Summary> {
+        match columns_f32_planned::<WIDTH>(values, i, plan, kernels::PREFETCH_BYTES) {
+            Some(summary) => Some(summary),
+            None => group_summary::<Self, 1>(values, WIDTH, i, classes, last_load, kernels::PREFETCH_BYTES),
+        }
+    }
     type Max = __m512;
     const COLUMNS: usize = COLUMNS_F32_MAX;
     #[inline(always)]
@@ -433,11 +445,11 @@ impl Lanes for f32 {
         self as f64
     }
     #[inline(always)]
-    unsafe fn fast_group<const CHUNKS: usize>(values: &[f32], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16) -> Option<(__m512d, __m512d)> {
+    unsafe fn fast_group<const CHUNKS: usize>(values: &[f32], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16, ahead: usize) -> Option<(__m512d, __m512d)> {
         if CHUNKS == 1 && row_len <= COLUMNS_F32_MAX {
-            return stored_gold(columns_f32(values, row_len, i, classes), i, p_gold);
+            return stored_gold(columns_f32(values, row_len, i, classes, ahead), i, p_gold);
         }
-        bits_group::<f32, CHUNKS>(values, row_len, i, classes, p_gold, last_load)
+        bits_group::<f32, CHUNKS>(values, row_len, i, classes, p_gold, last_load, ahead)
     }
 }
 
@@ -492,11 +504,11 @@ trait BitLanes: Lanes {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
 #[inline]
-unsafe fn bits_group<T: BitLanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16) -> Option<(__m512d, __m512d)> {
+unsafe fn bits_group<T: BitLanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16, ahead: usize) -> Option<(__m512d, __m512d)> {
     let mut highest = _mm512_setzero_si512();
     macro_rules! row {
         ($r:expr) => {{
-            let (row, gold) = row_start::<T, CHUNKS>(values, row_len, i + $r, classes, p_gold);
+            let (row, gold) = row_start::<T, CHUNKS>(values, row_len, i + $r, classes, p_gold, ahead);
             let mut acc = T::start();
             for c in 0..chunk_count::<CHUNKS>(row_len) {
                 let (load, gold_bit) = chunk_masks::<CHUNKS>(c, row_len, last_load, gold);
@@ -524,11 +536,11 @@ impl Lanes for half::f16 {
     unsafe fn tile_summary<const WIDTH: usize>(values: &[Self], i: usize, classes: &[i64], last_load: u16, plan: &F16Plan<WIDTH>) -> Option<Summary> {
         if WIDTH > COLUMNS_F16_MAX {
             // two chunks a row: the row path, which has no plan
-            return group_summary::<Self, 2>(values, WIDTH, i, classes, last_load);
+            return group_summary::<Self, 2>(values, WIDTH, i, classes, last_load, kernels::PREFETCH_BYTES);
         }
-        match columns_f16_planned::<WIDTH>(values, i, plan) {
+        match columns_f16_planned::<WIDTH>(values, i, plan, kernels::PREFETCH_BYTES) {
             Some(summary) => Some(summary),
-            None => group_summary::<Self, 1>(values, WIDTH, i, classes, last_load),
+            None => group_summary::<Self, 1>(values, WIDTH, i, classes, last_load, kernels::PREFETCH_BYTES),
         }
     }
     type Max = __m512;
@@ -582,9 +594,9 @@ impl Lanes for half::f16 {
         _mm_cvtss_f32(_mm_min_ss(_mm_set_ss(1.0), _mm_max_ss(_mm_setzero_ps(), v))) as f64
     }
     #[inline(always)]
-    unsafe fn fast_group<const CHUNKS: usize>(values: &[half::f16], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16) -> Option<(__m512d, __m512d)> {
+    unsafe fn fast_group<const CHUNKS: usize>(values: &[half::f16], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16, ahead: usize) -> Option<(__m512d, __m512d)> {
         if CHUNKS == 1 {
-            return stored_gold(columns_f16(values, row_len, i, classes), i, p_gold);
+            return stored_gold(columns_f16(values, row_len, i, classes, ahead), i, p_gold);
         }
         // Values in [+0, 1] are the ones whose bits are at most 1.0's, ordered as their bits
         // (`F16_ONE_BITS`): the check and the max run on the stored 16-bit lanes (no
@@ -600,7 +612,7 @@ impl Lanes for half::f16 {
         macro_rules! row {
             ($r:expr) => {{
                 let row = first.add($r * row_len);
-                prefetch_row::<half::f16, CHUNKS>(row, row_bytes);
+                prefetch_row::<half::f16, CHUNKS>(row, row_bytes, ahead);
                 let gold = (golds[$r] as u64).min(row_len as u64 - 1) as usize;
                 let gold_bits = (*row.add(gold)).to_bits() as u64;
                 if $r < 4 {
@@ -665,11 +677,11 @@ impl Lanes for half::f16 {
 /// change a bit, and these sums equal the exact path's.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn columns_f16(values: &[half::f16], row_len: usize, i: usize, classes: &[i64]) -> Option<Summary> {
+unsafe fn columns_f16(values: &[half::f16], row_len: usize, i: usize, classes: &[i64], ahead: usize) -> Option<Summary> {
     macro_rules! widths {
         ($($width:literal)*) => {
             match row_len {
-                $($width => columns_f16_of::<$width>(values, i, classes),)*
+                $($width => columns_f16_of::<$width>(values, i, classes, ahead),)*
                 _ => None,
             }
         };
@@ -685,8 +697,8 @@ const COLUMNS_F16_MAX: usize = 16;
 /// [`columns_f16`] for rows of `WIDTH` columns.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, classes: &[i64]) -> Option<Summary> {
-    columns_f16_planned::<WIDTH>(values, i, &F16Plan::<WIDTH>::new(classes, i))
+unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, classes: &[i64], ahead: usize) -> Option<Summary> {
+    columns_f16_planned::<WIDTH>(values, i, &F16Plan::<WIDTH>::new(classes, i), ahead)
 }
 
 /// What [`columns_f16_planned`] needs of a group's gold classes, the same at every epoch (the
@@ -738,7 +750,7 @@ unsafe fn first_block_columns() -> __m512i {
 /// [`columns_f16_of`] with the group's plan made.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize, plan: &F16Plan<WIDTH>) -> Option<Summary> {
+unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize, plan: &F16Plan<WIDTH>, ahead: usize) -> Option<Summary> {
     let words = GROUP * WIDTH;
     let group = values[i * WIDTH..i * WIDTH + words].as_ptr().cast::<i16>();
     // the group's words in four registers of 32; loads past the group are masked off (they
@@ -751,7 +763,7 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
             _mm512_maskz_loadu_epi16(mask, group.wrapping_add(32 * $k))
         }};
     }
-    kernels::prefetch_lines(group, 2 * words, AHEAD);
+    kernels::prefetch_lines(group, 2 * words, ahead);
     let (low, high) = ((load!(0), load!(1)), if words > 64 { (load!(2), load!(3)) } else { (_mm512_setzero_si512(), _mm512_setzero_si512()) });
     // a permute reads the low 6 bits of a position, so one index serves both register pairs,
     // and positions at 64 and on take the second pair's word
@@ -864,11 +876,11 @@ unsafe fn placed_squares(v: __m512, keep: u16) -> (__m512d, __m512d) {
 /// (lane k holds columns k and k + 8, then ((0 1) (2 3)) ((4 5) (6 7))): the same bits.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn columns_f32(values: &[f32], row_len: usize, i: usize, classes: &[i64]) -> Option<Summary> {
+unsafe fn columns_f32(values: &[f32], row_len: usize, i: usize, classes: &[i64], ahead: usize) -> Option<Summary> {
     macro_rules! widths {
         ($($width:literal)*) => {
             match row_len {
-                $($width => columns_f32_of::<$width>(values, i, classes),)*
+                $($width => columns_f32_of::<$width>(values, i, classes, ahead),)*
                 _ => None,
             }
         };
@@ -885,11 +897,53 @@ const COLUMNS_F32_MAX: usize = 14;
 /// [`columns_f32`] for rows of `WIDTH` columns.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn columns_f32_of<const WIDTH: usize>(values: &[f32], i: usize, classes: &[i64]) -> Option<Summary> {
-    const { assert!(WIDTH <= COLUMNS_F32_MAX) };
+unsafe fn columns_f32_of<const WIDTH: usize>(values: &[f32], i: usize, classes: &[i64], ahead: usize) -> Option<Summary> {
+    columns_f32_planned::<WIDTH>(values, i, &F32Plan::<WIDTH>::new(classes, i), ahead)
+}
+
+/// What [`columns_f32_planned`] needs of a group's gold classes, the same at every epoch (the
+/// tiled path makes it once per group): per pair of columns, the lanes that are others (kept)
+/// and the lanes that are gold, in its layout (lane `8c + r`: column `2 * pair + c` of row r).
+/// Made at every epoch, it was some 25 of the 150 instructions of a group of 10 columns; once
+/// per group measured 0.98x with one thread and 0.975x with two (float32 `[10, 1M, 10]`).
+#[cfg(target_arch = "x86_64")]
+struct F32Plan<const WIDTH: usize> {
+    keep: [u16; COLUMNS_F32_MAX.div_ceil(2)],
+    is_gold: [u16; COLUMNS_F32_MAX.div_ceil(2)],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<const WIDTH: usize> F32Plan<WIDTH> {
+    #[inline(always)]
+    unsafe fn new(classes: &[i64], i: usize) -> Self {
+        let mut plan = F32Plan { keep: [0; COLUMNS_F32_MAX.div_ceil(2)], is_gold: [0; COLUMNS_F32_MAX.div_ceil(2)] };
+        if WIDTH > COLUMNS_F32_MAX {
+            // (not used: such rows take the row path)
+            return plan;
+        }
+        // each row's gold column in lanes r and 8 + r
+        let golds = _mm512_broadcast_i64x4(_mm512_cvtepi64_epi32(group_golds(classes, i, WIDTH)));
+        let first_columns = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        for pair in 0..WIDTH.div_ceil(2) {
+            let columns = _mm512_add_epi32(first_columns, _mm512_set1_epi32(2 * pair as i32));
+            let present = _mm512_cmplt_epu32_mask(columns, _mm512_set1_epi32(WIDTH as i32));
+            plan.is_gold[pair] = _mm512_cmpeq_epi32_mask(columns, golds);
+            plan.keep[pair] = present & !plan.is_gold[pair];
+        }
+        plan
+    }
+}
+
+/// [`columns_f32_of`] with the group's plan made.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn columns_f32_planned<const WIDTH: usize>(values: &[f32], i: usize, plan: &F32Plan<WIDTH>, ahead: usize) -> Option<Summary> {
+    if WIDTH > COLUMNS_F32_MAX {
+        return None;
+    }
     let floats = GROUP * WIDTH;
     let group = values[i * WIDTH..i * WIDTH + floats].as_ptr();
-    kernels::prefetch_lines(group, 4 * floats, AHEAD);
+    kernels::prefetch_lines(group, 4 * floats, ahead);
     // the group's values, 16 to a register; the last load is masked to the group
     let mut z = [_mm512_setzero_ps(); 2 * (GROUP * COLUMNS_F32_MAX).div_ceil(32)];
     let mut highest = _mm512_setzero_si512();
@@ -901,15 +955,12 @@ unsafe fn columns_f32_of<const WIDTH: usize>(values: &[f32], i: usize, classes: 
     if _mm512_cmpgt_epu32_mask(highest, _mm512_set1_epi32(1.0f32.to_bits() as i32)) != 0 {
         return None;
     }
-    // each row's gold column in lanes r and 8 + r
-    let golds = _mm512_broadcast_i64x4(_mm512_cvtepi64_epi32(group_golds(classes, i, WIDTH)));
     let first_columns = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     let rows = _mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0);
     let first_positions = _mm512_add_epi32(_mm512_mullo_epi32(rows, _mm512_set1_epi32(WIDTH as i32)), first_columns);
     let (mut max, mut gold) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     let mut squares = [None::<__m512d>; 16];
     for pair in 0..WIDTH.div_ceil(2) {
-        let columns = _mm512_add_epi32(first_columns, _mm512_set1_epi32(2 * pair as i32));
         let at = _mm512_add_epi32(first_positions, _mm512_set1_epi32(2 * pair as i32));
         // a permute reads two registers (32 values: the low 5 bits of a position); the lanes
         // whose position lies in a later pair of registers take that pair's permute
@@ -918,9 +969,7 @@ unsafe fn columns_f32_of<const WIDTH: usize>(values: &[f32], i: usize, classes: 
             let later = _mm512_cmpge_epu32_mask(at, _mm512_set1_epi32(32 * source as i32));
             two = _mm512_mask_blend_ps(later, two, _mm512_permutex2var_ps(z[2 * source], at, z[2 * source + 1]));
         }
-        let present = _mm512_cmplt_epu32_mask(columns, _mm512_set1_epi32(WIDTH as i32));
-        let is_gold = _mm512_cmpeq_epi32_mask(columns, golds);
-        let keep = present & !is_gold;
+        let (keep, is_gold) = (plan.keep[pair], plan.is_gold[pair]);
         max = _mm512_mask_max_ps(max, keep, max, two);
         gold = _mm512_mask_mov_ps(gold, is_gold, two);
         // float32 -> float64 is exact, and so is the square of a float32 in float64
@@ -1045,8 +1094,8 @@ impl Lanes for f64 {
         self
     }
     #[inline(always)]
-    unsafe fn fast_group<const CHUNKS: usize>(values: &[f64], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16) -> Option<(__m512d, __m512d)> {
-        bits_group::<f64, CHUNKS>(values, row_len, i, classes, p_gold, last_load)
+    unsafe fn fast_group<const CHUNKS: usize>(values: &[f64], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16, ahead: usize) -> Option<(__m512d, __m512d)> {
+        bits_group::<f64, CHUNKS>(values, row_len, i, classes, p_gold, last_load, ahead)
     }
 }
 
@@ -1112,7 +1161,7 @@ unsafe fn summarize_chunks<T: Lanes, const CHUNKS: usize>(values: &[T], row_len:
     // full groups, each row's vectors in named locals (an array indexed in a loop went through
     // the stack), then the rest of the rows
     while i + GROUP <= n {
-        if let Some((max, sum)) = T::fast_group::<CHUNKS>(values, row_len, i, classes, p_gold, last_load) {
+        if let Some((max, sum)) = T::fast_group::<CHUNKS>(values, row_len, i, classes, p_gold, last_load, AHEAD) {
             _mm512_storeu_pd(other.as_mut_ptr().add(i), max);
             _mm512_storeu_pd(others_sq.as_mut_ptr().add(i), sum);
             i += GROUP;
@@ -1120,7 +1169,7 @@ unsafe fn summarize_chunks<T: Lanes, const CHUNKS: usize>(values: &[T], row_len:
         }
         macro_rules! row {
             ($r:expr) => {
-                row_vectors::<T, CHUNKS>(values, row_len, i + $r, classes, p_gold, last_load, &mut bad)
+                row_vectors::<T, CHUNKS>(values, row_len, i + $r, classes, p_gold, last_load, AHEAD, &mut bad)
             };
         }
         let (r0, r1, r2, r3, r4, r5, r6, r7) = (row!(0), row!(1), row!(2), row!(3), row!(4), row!(5), row!(6), row!(7));
@@ -1135,7 +1184,7 @@ unsafe fn summarize_chunks<T: Lanes, const CHUNKS: usize>(values: &[T], row_len:
         let mut maxima = [_mm512_setzero_pd(); GROUP];
         let mut squares = [_mm512_setzero_pd(); GROUP];
         for r in 0..rows {
-            (maxima[r], squares[r]) = row_vectors::<T, CHUNKS>(values, row_len, i + r, classes, p_gold, last_load, &mut bad);
+            (maxima[r], squares[r]) = row_vectors::<T, CHUNKS>(values, row_len, i + r, classes, p_gold, last_load, AHEAD, &mut bad);
         }
         let store: u8 = (1u8 << rows) - 1;
         _mm512_mask_storeu_pd(other.as_mut_ptr().add(i), store, transpose_reduce!(maxima, _mm512_max_pd));
@@ -1145,11 +1194,13 @@ unsafe fn summarize_chunks<T: Lanes, const CHUNKS: usize>(values: &[T], row_len:
 }
 
 /// Row `i`'s max (over 8 float64 lanes) and float64 squares (8 lanes) of the columns other
-/// than gold; its gold probability goes to `p_gold[i]`, its lanes outside [0, 1] into `bad`.
+/// than gold; its gold probability goes to `p_gold[i]`, its lanes outside [0, 1] into `bad`;
+/// the row `ahead` bytes on is prefetched ([`prefetch_row`]).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn row_vectors<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16, bad: &mut u16) -> (__m512d, __m512d) {
-    let (row, gold) = row_start::<T, CHUNKS>(values, row_len, i, classes, p_gold);
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_vectors<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], last_load: u16, ahead: usize, bad: &mut u16) -> (__m512d, __m512d) {
+    let (row, gold) = row_start::<T, CHUNKS>(values, row_len, i, classes, p_gold, ahead);
     let mut acc = T::start();
     for c in 0..chunk_count::<CHUNKS>(row_len) {
         let (load, gold_bit) = chunk_masks::<CHUNKS>(c, row_len, last_load, gold);
@@ -1174,9 +1225,9 @@ fn chunk_count<const CHUNKS: usize>(row_len: usize) -> usize {
 /// probability goes to `p_gold[i]`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn row_start<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64]) -> (*const T, usize) {
+unsafe fn row_start<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], ahead: usize) -> (*const T, usize) {
     let row = values.as_ptr().add(i * row_len);
-    prefetch_row::<T, CHUNKS>(row, row_len * std::mem::size_of::<T>());
+    prefetch_row::<T, CHUNKS>(row, row_len * std::mem::size_of::<T>(), ahead);
     // the plan checked every class index against the row length; clamped all the same (one
     // instruction), so that no index can read outside the row
     let gold = (classes[i] as u64).min(row_len as u64 - 1) as usize;
@@ -1184,18 +1235,18 @@ unsafe fn row_start<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize,
     (row, gold)
 }
 
-/// Ask for the row `AHEAD` bytes on from `row` (`row_bytes` long): a block's chunk is a few
+/// Ask for the row `ahead` bytes on from `row` (`row_bytes` long): a block's chunk is a few
 /// pages of one epoch, and the hardware prefetcher stops at every page boundary. Rows of up to
 /// 128 bytes: their first and last lines; wider rows: line by line.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn prefetch_row<T, const CHUNKS: usize>(row: *const T, row_bytes: usize) {
-    let ahead = row.cast::<i8>().wrapping_add(AHEAD);
+unsafe fn prefetch_row<T, const CHUNKS: usize>(row: *const T, row_bytes: usize, ahead: usize) {
+    let at = row.cast::<i8>().wrapping_add(ahead);
     if CHUNKS > 0 && CHUNKS * 16 * std::mem::size_of::<T>() <= 128 {
-        _mm_prefetch::<_MM_HINT_T0>(ahead);
-        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(row_bytes - 1));
+        _mm_prefetch::<_MM_HINT_T0>(at);
+        _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(row_bytes - 1));
     } else {
-        kernels::prefetch_lines(row, row_bytes, AHEAD);
+        kernels::prefetch_lines(row, row_bytes, ahead);
     }
 }
 

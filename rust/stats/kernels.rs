@@ -31,9 +31,17 @@ macro_rules! isa {
 const TILE: usize = 8;
 /// The widest tile ([`Stored::TILE`]).
 const MAX_TILE: usize = 2 * TILE;
-/// How far ahead of its read position each epoch's stream is prefetched: a tile reads one
-/// stream per epoch at once, more than the hardware prefetcher follows on its own.
-const PREFETCH_BYTES: usize = 2048;
+/// How far ahead of its read position each epoch's stream is prefetched by a tile (here and
+/// in `avx512`'s multiclass tiles): a tile reads one stream per epoch at once, more than the
+/// hardware prefetcher follows on its own, and each stream moves on only once its tile has
+/// been through every epoch, so a short distance in bytes is a long one in time (the
+/// epoch-major path, one stream, asks for 2 KiB ahead: there 512 bytes measured 1.2x slower).
+/// Measured on Zen 4 against 2 KiB (`benches/ab.py`, `[10, N, L]`, one and two threads):
+/// float64 two columns 0.83-0.89x, float32 two columns 0.89-1.02x, float32 10 columns
+/// 0.92-0.95x (256 bytes: 1.10-1.16x; 768 and 1024: 0.96x; no prefetch: 1.17x), float32 4
+/// and 14 columns 0.88-0.96x, float16 10, 16 and 28 columns 0.93-0.97x; one-column and
+/// multilabel files even.
+pub(super) const PREFETCH_BYTES: usize = 512;
 /// How many units ahead of a tile its gold labels are prefetched (2 KiB of class indices,
 /// 256 bytes of multilabel targets). A tile's first epoch needs its gold labels, so it waited
 /// on their load. Measured on Zen 4 against no prefetch, both builds loaded by path in one
