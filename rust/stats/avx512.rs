@@ -369,9 +369,10 @@ type Summary = (__m512d, __m512d, __m512d);
 /// The group of eight rows from row `i` of `values` summarized as [`summarize_chunks`] does it
 /// (the fast path, else the exact rows and their transposes: the same bits), or None when a
 /// value of the group is outside [0, 1] (beyond float16's rounding tolerance, which the exact
-/// path clamps) and the summary is meaningless. The rows `ahead` bytes on are prefetched. (`summarize_chunks` spells the same steps in
-/// its loop: calling this there instead measured 1.2x slower on 28-column float32 rows and
-/// 1.2x faster on float64 ones, a matter of how the compiler laid out the loop.)
+/// path clamps) and the summary is meaningless. The rows `ahead` bytes on are prefetched.
+/// (`summarize_chunks` spells the same steps in its loop: calling this there instead measured
+/// 1.2x slower on 28-column float32 rows and 1.2x faster on float64 ones, a matter of how the
+/// compiler laid out the loop.)
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn group_summary<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], last_load: u16, ahead: usize) -> Option<Summary> {
@@ -626,11 +627,10 @@ impl Lanes for half::f16 {
                 // comparison of the chunk's columns, and load every chunk but the last whole
                 // (a lane past the row is loaded as a zero, which changes neither the max nor
                 // the sum), instead of working out each chunk's masks in scalar code: float16
-                // 100 columns 0.94-0.98x / 0.90-0.99x (1 / 2 threads, four A/Bs of 15-21 rounds on
-                // a noisy host). Unrolled chunks keep
-                // their masks, shifts by constants (the comparison measured 1.05-1.15x slower at
-                // 28 columns), and so do float32 and float64 rows (1.03-1.10x slower at 100 and
-                // 1000 columns).
+                // 100 columns 0.94-0.98x / 0.90-0.99x (1 / 2 threads, four A/Bs of 15-21 rounds
+                // on a noisy host). Unrolled chunks keep their masks, shifts by constants (the
+                // comparison measured 1.05-1.15x slower at 28 columns), and so do float32 and
+                // float64 rows (1.03-1.10x slower at 100 and 1000 columns).
                 let gold_column = _mm512_set1_epi32(gold as i32);
                 let mut columns = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
                 let chunks = chunk_count::<CHUNKS>(row_len);
@@ -941,15 +941,22 @@ impl<const WIDTH: usize> F32Plan<WIDTH> {
         }
         // each row's gold column in lanes r and 8 + r
         let golds = _mm512_broadcast_i64x4(_mm512_cvtepi64_epi32(group_golds(classes, i, WIDTH)));
-        let first_columns = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
         for pair in 0..WIDTH.div_ceil(2) {
-            let columns = _mm512_add_epi32(first_columns, _mm512_set1_epi32(2 * pair as i32));
+            let columns = _mm512_add_epi32(first_pair_columns(), _mm512_set1_epi32(2 * pair as i32));
             let present = _mm512_cmplt_epu32_mask(columns, _mm512_set1_epi32(WIDTH as i32));
             plan.is_gold[pair] = _mm512_cmpeq_epi32_mask(columns, golds);
             plan.keep[pair] = present & !plan.is_gold[pair];
         }
         plan
     }
+}
+
+/// The column of each lane of the first pair in [`columns_f32_planned`]'s layout (lane `8c + r`:
+/// column c); pair k's are these plus 2k.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn first_pair_columns() -> __m512i {
+    _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
 }
 
 /// [`columns_f32_of`] with the group's plan made.
@@ -973,9 +980,8 @@ unsafe fn columns_f32_planned<const WIDTH: usize>(values: &[f32], i: usize, plan
     if _mm512_cmpgt_epu32_mask(highest, _mm512_set1_epi32(1.0f32.to_bits() as i32)) != 0 {
         return None;
     }
-    let first_columns = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     let rows = _mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0);
-    let first_positions = _mm512_add_epi32(_mm512_mullo_epi32(rows, _mm512_set1_epi32(WIDTH as i32)), first_columns);
+    let first_positions = _mm512_add_epi32(_mm512_mullo_epi32(rows, _mm512_set1_epi32(WIDTH as i32)), first_pair_columns());
     let (mut max, mut gold) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     let mut squares = [None::<__m512d>; 16];
     for pair in 0..WIDTH.div_ceil(2) {
