@@ -37,7 +37,7 @@ const MAX_TILE: usize = 2 * TILE;
 /// been through every epoch, so a short distance in bytes is a long one in time (the
 /// epoch-major path, one stream, asks for 2 KiB ahead: there 512 bytes measured 1.2x slower).
 /// Measured on Zen 4 against 2 KiB (`benches/ab.py`, `[10, N, L]`, one and two threads):
-/// float64 two columns 0.83-0.89x, float32 two columns 0.89-1.02x, float32 10 columns
+/// float64 two columns 0.82-0.89x, float32 two columns 0.89-1.03x, float32 10 columns
 /// 0.92-0.95x (256 bytes: 1.10-1.16x; 768 and 1024: 0.94-0.97x; no prefetch: 1.17x), float32
 /// 4 and 14 columns 0.88-0.96x, float16 10, 16 and 28 columns 0.89-0.95x with one thread and
 /// 0.93-1.01x with two (by the median); one-column and multilabel files even.
