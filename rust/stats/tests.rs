@@ -508,6 +508,21 @@ fn one_step_outside(half: &[f16], narrow: &[f32], outside: &[prop::sample::Index
     (rounded, clamped)
 }
 
+/// The statistics `run` computes from `bits` read as float16 equal those of the same values
+/// read as float32 and as float64; with the values at `outside` one step outside [0, 1]
+/// ([`one_step_outside`]), float16's equal float32's of the values clamped into it.
+fn float16_bits_agree_across_dtypes(bits: &[u16], outside: &[prop::sample::Index], run: impl Fn(Probs<'_>) -> Statistics) -> std::result::Result<(), TestCaseError> {
+    let half: Vec<f16> = bits.iter().map(|&b| f16::from_bits(b)).collect();
+    let narrow: Vec<f32> = half.iter().map(|x| x.to_f32()).collect();
+    let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
+    let expected = run(Probs::F64(&wide));
+    prop_assert_eq!(&run(Probs::F16(&half)), &expected);
+    prop_assert_eq!(&run(Probs::F32(&narrow)), &expected);
+    let (rounded, clamped) = one_step_outside(&half, &narrow, outside);
+    prop_assert_eq!(&run(Probs::F16(&rounded)), &run(Probs::F32(&clamped)));
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 150, .. ProptestConfig::default() })]
 
@@ -536,15 +551,7 @@ proptest! {
         let correctness = rule_of(rule, threshold);
         let dims = Dims { n_epochs: e, n_examples: n, n_labels: 2 };
         let options = Options { task: Task::Multiclass, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL, copy_labels: false };
-        let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap();
-        let half: Vec<f16> = bits.iter().map(|&b| f16::from_bits(b)).collect();
-        let narrow: Vec<f32> = half.iter().map(|x| x.to_f32()).collect();
-        let expected = run(Probs::F32(&narrow));
-        prop_assert_eq!(&run(Probs::F16(&half)), &expected);
-        let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
-        prop_assert_eq!(&run(Probs::F64(&wide)), &expected);
-        let (rounded, clamped) = one_step_outside(&half, &narrow, &outside);
-        prop_assert_eq!(&run(Probs::F16(&rounded)), &run(Probs::F32(&clamped)));
+        float16_bits_agree_across_dtypes(&bits, &outside, |probs: Probs<'_>| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap())?;
     }
 }
 
@@ -581,15 +588,7 @@ proptest! {
         let labels = if multilabel { Labels::Multilabel(gold) } else { Labels::Classes(&classes) };
         let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
         let options = Options { task, correctness, epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL, copy_labels: false };
-        let run = |probs| compute(DynamicsView::new(probs, dims, "t").unwrap(), labels, &options, None).unwrap();
-        let half: Vec<f16> = bits.iter().map(|&b| f16::from_bits(b)).collect();
-        let narrow: Vec<f32> = half.iter().map(|x| x.to_f32()).collect();
-        let wide: Vec<f64> = narrow.iter().map(|&x| x as f64).collect();
-        let expected = run(Probs::F64(&wide));
-        prop_assert_eq!(&run(Probs::F16(&half)), &expected);
-        prop_assert_eq!(&run(Probs::F32(&narrow)), &expected);
-        let (rounded, clamped) = one_step_outside(&half, &narrow, &outside);
-        prop_assert_eq!(&run(Probs::F16(&rounded)), &run(Probs::F32(&clamped)));
+        float16_bits_agree_across_dtypes(bits, &outside, |probs: Probs<'_>| compute(DynamicsView::new(probs, dims, "t").unwrap(), labels, &options, None).unwrap())?;
     }
 }
 
