@@ -44,8 +44,12 @@ use super::state::{Accumulators, Rule, Stream};
 const GROUP: usize = 8;
 /// How far ahead of the row being read the cache is asked to fetch, on the epoch-major path
 /// (one stream: a block's chunk of one epoch); the tiled path asks for
-/// [`kernels::PREFETCH_BYTES`] ahead on each of its streams.
-const AHEAD: usize = 2048;
+/// [`kernels::PREFETCH_BYTES`] ahead on each of its streams. Measured on Zen 4 against 2 KiB
+/// (a process per build, 13-21 interleaved rounds, 1 / 2 threads): float32 `[10, 1M, 28]`
+/// 0.93-0.97x / 0.94-1.00x, float64 `[10, 500k, 28]` 0.91-0.95x / 0.97-1.00x, float32
+/// `[10, 200k, 100]` 0.98-1.00x / 0.96-0.97x. (2 KiB had been kept because 4 and 8 KiB made
+/// thousand-column rows 1.1-1.2x slower; those now ask chunk by chunk, [`prefetch_chunk`].)
+const AHEAD: usize = 4096;
 
 /// Eight vectors in, one out whose lane `r` is `$op` over the eight lanes of `$rows[r]`, in the
 /// fixed order ((0 1) (2 3)) ((4 5) (6 7)). A macro, not a function taking the operation: a
@@ -512,7 +516,7 @@ unsafe fn bits_group<T: BitLanes, const CHUNKS: usize>(values: &[T], row_len: us
             let (row, gold) = row_start::<T, CHUNKS>(values, row_len, i + $r, classes, p_gold, ahead);
             let mut acc = T::start();
             for c in 0..chunk_count::<CHUNKS>(row_len) {
-                prefetch_chunk::<T, CHUNKS>(row, c);
+                prefetch_chunk::<T, CHUNKS>(row, c, ahead);
                 let (load, gold_bit) = chunk_masks::<CHUNKS>(c, row_len, last_load, gold);
                 T::fold16_bits(&mut acc, row.add(16 * c), load, load & !gold_bit, &mut highest);
             }
@@ -636,7 +640,7 @@ impl Lanes for half::f16 {
                 let mut columns = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
                 let chunks = chunk_count::<CHUNKS>(row_len);
                 for c in 0..chunks {
-                    prefetch_chunk::<half::f16, CHUNKS>(row, c);
+                    prefetch_chunk::<half::f16, CHUNKS>(row, c, ahead);
                     let at = row.add(16 * c).cast::<i16>();
                     let (bits, keep) = if CHUNKS > 0 {
                         let (load, gold_bit) = chunk_masks::<CHUNKS>(c, row_len, last_load, gold);
@@ -1229,7 +1233,7 @@ unsafe fn row_vectors<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usiz
     let (row, gold) = row_start::<T, CHUNKS>(values, row_len, i, classes, p_gold, ahead);
     let mut acc = T::start();
     for c in 0..chunk_count::<CHUNKS>(row_len) {
-        prefetch_chunk::<T, CHUNKS>(row, c);
+        prefetch_chunk::<T, CHUNKS>(row, c, ahead);
         let (load, gold_bit) = chunk_masks::<CHUNKS>(c, row_len, last_load, gold);
         // the gold column and any value outside [0, 1] take no part (all others are >= 0)
         *bad |= T::fold16(&mut acc, row.add(16 * c), load, gold_bit);
@@ -1238,33 +1242,28 @@ unsafe fn row_vectors<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usiz
 }
 
 /// Rows of any number of chunks (`CHUNKS` 0, more than 64 columns): chunk `c` of `row` asked
-/// for [`WIDE_AHEAD`] bytes on, a line at a time as the chunks reach it, instead of the whole
-/// row's lines at its start ([`prefetch_row`]). A thousand-column float32 row is 63 lines: asked
-/// for in one burst, the prefetches waited on each other at every row's start, and so did the
+/// for `ahead` bytes on, a line at a time as the chunks reach it, instead of the whole row's
+/// lines at its start ([`prefetch_row`]). A thousand-column float32 row is 63 lines: asked for
+/// in one burst, the prefetches waited on each other at every row's start, and so did the
 /// row's first loads. Measured on Zen 4 against the burst 2 KiB ahead (a process per build,
-/// 13-15 interleaved rounds, 1 / 2 threads): float32 `[5, 40k, 1000]` 0.84x /
+/// 13-15 interleaved rounds, 1 / 2 threads), 4 KiB ahead: float32 `[5, 40k, 1000]` 0.84x /
 /// 0.87-0.88x, float64 `[10, 100k, 100]` 0.92-0.93x / 0.93-0.94x, float16 `[10, 200k, 100]`
-/// 0.97-0.98x / 0.93-0.96x, float32 `[10, 200k, 100]` even (0.98-1.00x). Spread out but 2 KiB
-/// ahead: float32 1000 columns 0.92x / 0.94x; 1 KiB: even with the burst; 6 and 8 KiB: as 4.
+/// 0.97-0.98x / 0.93-0.96x, float32 `[10, 200k, 100]` even (0.98-1.00x); 2 KiB ahead: float32
+/// 1000 columns 0.92x / 0.94x; 1 KiB: even with the burst; 6 and 8 KiB: as 4.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn prefetch_chunk<T, const CHUNKS: usize>(row: *const T, c: usize) {
+unsafe fn prefetch_chunk<T, const CHUNKS: usize>(row: *const T, c: usize, ahead: usize) {
     if CHUNKS != 0 {
         return;
     }
     let bytes = 16 * std::mem::size_of::<T>();
     if bytes >= 64 {
-        kernels::prefetch_lines(row.add(16 * c), bytes, WIDE_AHEAD);
+        kernels::prefetch_lines(row.add(16 * c), bytes, ahead);
     } else if (c * bytes).is_multiple_of(64) {
         // (float16: a line every other chunk)
-        _mm_prefetch::<_MM_HINT_T0>(row.add(16 * c).cast::<i8>().wrapping_add(WIDE_AHEAD));
+        _mm_prefetch::<_MM_HINT_T0>(row.add(16 * c).cast::<i8>().wrapping_add(ahead));
     }
 }
-
-/// How far ahead of the chunk being read [`prefetch_chunk`] asks for rows of more than 64
-/// columns.
-#[cfg(target_arch = "x86_64")]
-const WIDE_AHEAD: usize = 4096;
 
 /// The 16-column chunks of a row: `CHUNKS`, or any number when it is 0.
 #[cfg(target_arch = "x86_64")]
