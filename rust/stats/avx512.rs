@@ -994,7 +994,7 @@ unsafe fn columns_f32_planned<const WIDTH: usize>(values: &[f32], i: usize, plan
     for pair in 0..WIDTH.div_ceil(2) {
         // the group's lines `ahead` on, one a pair (a group of `WIDTH` columns is `WIDTH / 2`
         // lines), spread through the work rather than asked for at once before it: float32
-        // 4, 10 and 14 columns 0.91-0.99x of the five at once with one thread, 0.89-0.98x with two
+        // 4, 10 and 14 columns 0.91-0.99x of all at once with one thread, 0.89-0.98x with two
         _mm_prefetch::<_MM_HINT_T0>(group.add(16 * pair).cast::<i8>().wrapping_add(ahead));
         let at = _mm512_add_epi32(first_positions, _mm512_set1_epi32(2 * pair as i32));
         // a permute reads two registers (32 values: the low 5 bits of a position); the lanes

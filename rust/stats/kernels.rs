@@ -35,7 +35,7 @@ const MAX_TILE: usize = 2 * TILE;
 /// in `avx512`'s multiclass tiles): a tile reads one stream per epoch at once, more than the
 /// hardware prefetcher follows on its own, and each stream moves on only once its tile has
 /// been through every epoch, so a short distance in bytes is a long one in time (the
-/// epoch-major path, one stream, asks for 2 KiB ahead: there 512 bytes measured 1.2x slower).
+/// epoch-major path, one stream, asks for 4 KiB ahead: there 512 bytes measured 1.2x slower).
 /// Measured on Zen 4 against 2 KiB (`benches/ab.py`, `[10, N, L]`, one and two threads):
 /// float64 two columns 0.82-0.89x, float32 two columns 0.89-1.03x, float32 10 columns
 /// 0.92-0.95x (256 bytes: 1.10-1.16x; 768 and 1024: 0.94-0.97x; no prefetch: 1.17x), float32
