@@ -811,7 +811,7 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
     for block in 0..WIDTH.div_ceil(4) {
         // the group's lines `ahead` on, one a block (a group of `WIDTH` columns is `WIDTH / 4`
         // lines), as the float32 column path spreads them (here 0.97-1.00x)
-        _mm_prefetch::<_MM_HINT_T0>(group.add(32 * block).cast::<i8>().wrapping_add(ahead));
+        kernels::prefetch(group.add(32 * block), ahead);
         let four = gather!(_mm512_add_epi16(first_positions, _mm512_set1_epi16(4 * block as i16)));
         let keep = plan.keep[block];
         max = _mm512_mask_max_epu16(max, keep, max, four);
@@ -995,7 +995,7 @@ unsafe fn columns_f32_planned<const WIDTH: usize>(values: &[f32], i: usize, plan
         // the group's lines `ahead` on, one a pair (a group of `WIDTH` columns is `WIDTH / 2`
         // lines), spread through the work rather than asked for at once before it: float32
         // 4, 10 and 14 columns 0.91-0.99x of all at once with one thread, 0.89-0.98x with two
-        _mm_prefetch::<_MM_HINT_T0>(group.add(16 * pair).cast::<i8>().wrapping_add(ahead));
+        kernels::prefetch(group.add(16 * pair), ahead);
         let at = _mm512_add_epi32(first_positions, _mm512_set1_epi32(2 * pair as i32));
         // a permute reads two registers (32 values: the low 5 bits of a position); the lanes
         // whose position lies in a later pair of registers take that pair's permute
@@ -1230,7 +1230,8 @@ unsafe fn summarize_chunks<T: Lanes, const CHUNKS: usize>(values: &[T], row_len:
 
 /// Row `i`'s max (over 8 float64 lanes) and float64 squares (8 lanes) of the columns other
 /// than gold; its gold probability goes to `p_gold[i]`, its lanes outside [0, 1] into `bad`;
-/// the row `ahead` bytes on is prefetched ([`prefetch_row`]).
+/// the row `ahead` bytes on is prefetched ([`prefetch_row`], or chunk by chunk:
+/// [`prefetch_chunk`]).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -1266,7 +1267,7 @@ unsafe fn prefetch_chunk<T, const CHUNKS: usize>(row: *const T, c: usize, ahead:
         kernels::prefetch_lines(row.add(16 * c), bytes, ahead);
     } else if (c * bytes).is_multiple_of(64) {
         // (float16: a line every other chunk)
-        _mm_prefetch::<_MM_HINT_T0>(row.add(16 * c).cast::<i8>().wrapping_add(ahead));
+        kernels::prefetch(row.add(16 * c), ahead);
     }
 }
 
@@ -1281,8 +1282,8 @@ fn chunk_count<const CHUNKS: usize>(row_len: usize) -> usize {
     }
 }
 
-/// Row `i`'s first value and gold column, the row prefetched ([`prefetch_row`]); its gold
-/// probability goes to `p_gold[i]`.
+/// Row `i`'s first value and gold column, the row prefetched ([`prefetch_row`]: rows of up to
+/// four chunks); its gold probability goes to `p_gold[i]`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn row_start<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize, i: usize, classes: &[i64], p_gold: &mut [f64], ahead: usize) -> (*const T, usize) {
@@ -1302,10 +1303,12 @@ unsafe fn row_start<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usize,
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn prefetch_row<T, const CHUNKS: usize>(row: *const T, row_bytes: usize, ahead: usize) {
-    let at = row.cast::<i8>().wrapping_add(ahead);
     if CHUNKS == 0 {
         // (asked for chunk by chunk instead: `prefetch_chunk`)
-    } else if CHUNKS * 16 * std::mem::size_of::<T>() <= 128 {
+        return;
+    }
+    let at = row.cast::<i8>().wrapping_add(ahead);
+    if CHUNKS * 16 * std::mem::size_of::<T>() <= 128 {
         _mm_prefetch::<_MM_HINT_T0>(at);
         _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(row_bytes - 1));
     } else {

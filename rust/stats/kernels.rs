@@ -473,7 +473,7 @@ pub(super) fn prefetch_lines<T>(start: *const T, bytes: usize, ahead: usize) {
 
 /// Hint the cache to fetch the line `ahead` bytes past `at` (a hint: it never faults).
 #[inline(always)]
-fn prefetch<T>(at: *const T, ahead: usize) {
+pub(super) fn prefetch<T>(at: *const T, ahead: usize) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch only hints the cache; any address is allowed, even an unmapped one.
     unsafe {
