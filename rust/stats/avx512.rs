@@ -1252,8 +1252,8 @@ unsafe fn row_vectors<T: Lanes, const CHUNKS: usize>(values: &[T], row_len: usiz
 /// lines at its start ([`prefetch_row`]). A thousand-column float32 row is 63 lines: asked for
 /// in one burst, the prefetches waited on each other at every row's start, and so did the
 /// row's first loads. Measured on Zen 4 against the burst 2 KiB ahead (a process per build,
-/// 13-15 interleaved rounds, 1 / 2 threads), 4 KiB ahead: float32 `[5, 40k, 1000]` 0.84x /
-/// 0.87-0.88x, float64 `[10, 100k, 100]` 0.92-0.93x / 0.93-0.94x, float16 `[10, 200k, 100]`
+/// 13-15 interleaved rounds, 1 / 2 threads), 4 KiB ahead: float32 `[5, 40k, 1000]` 0.83-0.84x /
+/// 0.87-0.91x, float64 `[10, 100k, 100]` 0.92-0.93x / 0.93-0.94x, float16 `[10, 200k, 100]`
 /// 0.97-0.98x / 0.93-0.96x, float32 `[10, 200k, 100]` even (0.98-1.00x); 2 KiB ahead: float32
 /// 1000 columns 0.92x / 0.94x; 1 KiB: even with the burst; 6 and 8 KiB: as 4.
 #[cfg(target_arch = "x86_64")]
