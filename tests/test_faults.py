@@ -203,6 +203,45 @@ def test_a_file_replaced_during_compute_is_reported(tmp_path: Path) -> None:
     assert dc.compute(path, labels).n_examples == n  # the new file reads fine
 
 
+def test_a_file_replaced_by_a_shorter_one_after_its_header_was_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compute reads the file's header (to resolve the epoch window) before the core opens the
+    file: another file renamed over the path in between, of fewer epochs, once gave the shorter
+    file's statistics reported over the longer window (CI saw two epochs' confidence in a result
+    of three while a writer overwrote the file). The replacement really lands between the two
+    reads here; the core must refuse the window, naming the file, and read the new file fine
+    once asked again."""
+    from datacarto import _stats
+
+    path, replacement = tmp_path / "d.npy", tmp_path / "new.npy"
+    probs = np.random.default_rng(3).dirichlet(np.ones(4), size=(3, 50)).astype(np.float32)
+    labels = np.arange(50) % 4
+    core = _stats._core
+
+    class ReplacedAfterTheHeader:
+        """The core, but the file is replaced right after its header is read."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(core, name)
+
+        def read_header(self, name: str) -> Dict[str, Any]:
+            header = core.read_header(name)
+            if replacement.exists():
+                os.replace(replacement, path)
+            return header
+
+    monkeypatch.setattr(_stats, "_core", ReplacedAfterTheHeader())
+    for window in [None, (1, 3)]:  # the whole file, and a window that starts inside the shorter one
+        np.save(path, probs)
+        np.save(replacement, probs[:2])
+        with pytest.raises(dc.DatacartoError) as refused:
+            dc.compute(path, labels, epochs=window)
+        assert not replacement.exists(), "the file was not replaced between the two reads"
+        assert f"{path}: epochs: expected a window inside the file's 2 epoch(s)" in str(refused.value), refused.value
+    stats = dc.compute(path, labels)  # the new file, its header read afresh
+    assert stats.n_epochs == 2
+    np.testing.assert_allclose(stats.confidence, dc.reference.compute(probs[:2], labels).confidence, atol=1e-6)
+
+
 # --- a writer committing epochs while readers read -------------------------------------------------
 
 
@@ -301,10 +340,14 @@ def test_ctrl_c_stops_a_long_compute_within_a_few_polls() -> None:
     has been called, another thread sends SIGINT to this one. If the signal were ignored until
     the end, the callback would keep being called up to (total, total); it must stop instead.
     """
-    # (a SIGINT left ignored by something earlier in the session would fail this test for a
-    # reason of its own: say so)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, f"SIGINT's handler is {signal.getsignal(signal.SIGINT)!r}, not Python's default"
-    outcome = signal_mid_compute(KeyboardInterrupt)
+    # Python's default handler for the test's length: a test run started with SIGINT ignored
+    # (a background job of a non-interactive shell) has none, and Ctrl-C then reaches nothing,
+    # the core's poll included (it runs Python's handlers)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        outcome = signal_mid_compute(KeyboardInterrupt)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     print(f"progress after the signal: {outcome['after']} call(s), last done {outcome['last']} of {outcome['total']} ({outcome['epochs']} epochs)")
     assert outcome["conclusive"], f"every run ended too soon after the signal to tell (the sender thread was slow to send it): {outcome}"
     assert outcome["interrupted"], f"the computation ran to the end despite Ctrl-C: {outcome}"
@@ -313,10 +356,16 @@ def test_ctrl_c_stops_a_long_compute_within_a_few_polls() -> None:
 
 def signal_child(code: str, epochs: int) -> subprocess.Popen:
     """A child running `code` (indented Python; argv: examples, epochs) on this package, its
-    output piped as text."""
+    output piped as text, started with SIGINT's default disposition, as a terminal starts a
+    foreground command: an ignored SIGINT (this test run started as a background job of a
+    non-interactive shell) is inherited, and Python then installs no handler of its own."""
     env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     command = [sys.executable, "-c", textwrap.dedent(code), str(SIGNAL_TEST_EXAMPLES), str(epochs)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_ctrl_c_stops_compute_in_a_child_process(tmp_path: Path) -> None:
@@ -339,7 +388,7 @@ def test_ctrl_c_stops_compute_in_a_child_process(tmp_path: Path) -> None:
     for epochs in SIGNAL_TEST_EPOCHS:
         child = signal_child(code, epochs)
         assert child.stdout is not None
-        # the child's SIGINT is Python's default handler (an ignored SIGINT is inherited)
+        # the child runs Python's default handler (signal_child undoes an inherited ignored SIGINT)
         assert child.stdout.readline().split() == ["sigint", "True"], child.stderr.read()
         lines = [child.stdout.readline()]  # the first progress report: the core is working
         assert lines[0].startswith("progress"), lines[0] + child.stderr.read()

@@ -53,7 +53,15 @@ impl<'a> Plan<'a> {
     pub(super) fn new(view: &DynamicsView<'a>, labels: Labels<'a>, options: &Options) -> Result<Self> {
         let dims = view.dims;
         let origin = view.origin;
-        let epochs = options.epochs.start..options.epochs.end.min(dims.n_epochs);
+        // An end of `usize::MAX` runs to the last epoch (the default window); any other must lie
+        // in the file. Clamped instead, a window resolved against a header read earlier (the
+        // Python layer's) silently shrank when the file had since been replaced by a shorter
+        // one: a result over two epochs reported as three.
+        let end = if options.epochs.end == usize::MAX { dims.n_epochs } else { options.epochs.end };
+        if end > dims.n_epochs {
+            return Err(Error::invalid(origin, "epochs", format!("expected a window inside the file's {} epoch(s), found {:?} (was the file replaced since its header was read?)", dims.n_epochs, options.epochs)));
+        }
+        let epochs = options.epochs.start..end;
         if epochs.start >= epochs.end {
             return Err(Error::invalid("epochs", "window", format!("expected a non-empty window inside [0, {}), found {:?}", dims.n_epochs, options.epochs)));
         }

@@ -186,6 +186,29 @@ fn worked_example() {
     assert!((stats.margin[0] - 0.2125).abs() < 1e-7);
 }
 
+/// A window is never clamped to the file: one that ends past its last epoch is refused naming
+/// the file (a window resolved against a header read before the file was replaced by a shorter
+/// one), while the default end (`usize::MAX`) runs to the last epoch.
+#[test]
+fn a_window_past_the_last_epoch_is_refused_and_the_default_runs_to_the_last() {
+    let data = [0.2f32, 0.5, 0.3, 0.6, 0.3, 0.1, 0.4, 0.4, 0.2, 0.9, 0.05, 0.05];
+    let view = DynamicsView::new(Probs::F32(&data[..6]), Dims { n_epochs: 2, n_examples: 1, n_labels: 3 }, "short.npy").unwrap();
+    for window in [0..3, 1..3, 2..5] {
+        let refused = compute(view, Labels::Classes(&[0]), &Options { epochs: window.clone(), ..Options::default() }, None);
+        match refused {
+            Err(Error::Invalid { origin, field, message }) => {
+                assert_eq!((origin.as_str(), field.as_str()), ("short.npy", "epochs"), "{window:?}: {message}");
+                assert!(message.contains("2 epoch(s)"), "{message}");
+            }
+            other => panic!("{window:?}: expected a refusal, found {:?}", other.map(|stats| stats.confidence)),
+        }
+    }
+    let all = compute(view, Labels::Classes(&[0]), &Options::default(), None).unwrap();
+    let explicit = compute(view, Labels::Classes(&[0]), &Options { epochs: 0..2, ..Options::default() }, None).unwrap();
+    assert_eq!(all.confidence, explicit.confidence);
+    assert!((all.confidence[0] - 0.4).abs() < 1e-7);
+}
+
 #[test]
 fn first_index_rule_gives_ties_to_the_first_largest_column_on_every_path() {
     // wide rows (epoch-major multiclass): ties at the top, gold before / after / between them
