@@ -397,3 +397,36 @@ fn float16_wide_rows_whose_squares_sum_past_32_give_the_float32_bits() {
         check_f16(&values, row_len, &classes, &format!("{row_len} columns")).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// Float16 rows of more than four chunks add gold's square into the row's sum and take it off
+/// at the end, so the 2^5 check must see the sum with gold's square. Rows of 65 and 100 columns
+/// of 32 ones, gold among them, and one 2^-24 (a square of 2^-48, which 2^5 + 2^-48 loses and
+/// 31 + 2^-48 keeps) must give the float32 summary's bits: checked after the subtraction, the
+/// sum would be 31.
+#[test]
+fn float16_wide_rows_whose_squares_reach_32_only_with_gold_give_the_float32_bits() {
+    if !avx512::available() {
+        println!("no AVX-512 on this machine: the AVX-512 summary is not compared");
+        return;
+    }
+    let tiny = f16::from_bits(1); // 2^-24
+    for row_len in [65usize, 100] {
+        let n = 16;
+        let classes: Vec<i64> = (0..n).map(|r| (r * 2) as i64).collect();
+        let values: Vec<f16> = (0..n * row_len)
+            .map(|i| {
+                let (row, column) = (i / row_len, i % row_len);
+                if column < 32 {
+                    f16::ONE
+                } else if column == 40 + row {
+                    tiny
+                } else {
+                    f16::ZERO
+                }
+            })
+            .collect();
+        let summary = with_avx512_f16(&values, row_len, &classes);
+        assert!(summary.others_sq.iter().all(|&s| s == 31.0 + 2f64.powi(-48)), "{row_len} columns: {:?}", summary.others_sq);
+        check_f16(&values, row_len, &classes, &format!("{row_len} columns")).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
