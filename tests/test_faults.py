@@ -611,6 +611,70 @@ def test_trajectories_of_a_truncated_file_are_a_clean_error(tmp_path: Path) -> N
         dm.trajectories([99])
 
 
+def test_trajectories_of_a_file_replaced_while_they_read_it_are_a_clean_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """trajectories() reads the file's header by path and its rows through a descriptor: another
+    file renamed over the path between the two (here a float64 file of the same shape: its bytes
+    read with the float32 header were numbers, and wrong ones) is an error, never one file's
+    bytes read with the other's layout; with nothing in between the rows read are the file's."""
+    from datacarto import _stats
+
+    path, replacement = tmp_path / "d.npy", tmp_path / "new.npy"
+    probs = np.random.default_rng(8).dirichlet(np.ones(3), size=(4, 100)).astype(np.float32)
+    np.save(path, probs)
+    dm = dc.DataMap.from_dynamics(path, np.arange(100) % 3)
+    np.save(replacement, probs.astype(np.float64))
+    core = _stats._core
+
+    class ReplacedAfterTheHeader:
+        """The core, but the file is replaced right after its header is read."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(core, name)
+
+        def read_header(self, name: str) -> Dict[str, Any]:
+            header = core.read_header(name)
+            if replacement.exists():
+                os.replace(replacement, path)
+            return header
+
+    monkeypatch.setattr(_stats, "_core", ReplacedAfterTheHeader())
+    with pytest.raises(dc.DatacartoError, match="another file was put at its path"):
+        dm.trajectories([5])
+    assert not replacement.exists(), "the file was not replaced after the header's read"
+    assert np.array_equal(dm.trajectories([5]).probability[0], probs[:, 5, 5 % 3].astype(np.float64))  # the new file
+
+
+def test_passes_over_epochs_of_a_file_replaced_between_them_are_a_clean_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cross-validated map's mixture reads a file one epoch a pass, each pass opening the
+    path anew: another file put at the path after the first pass (same shape, other values)
+    must be an error, not epochs of two files stacked as one; with no replacement, the passes
+    give each epoch's gold probabilities."""
+    from datacarto import _mixture, _stats
+
+    path, replacement = tmp_path / "d.npy", tmp_path / "new.npy"
+    rng = np.random.default_rng(9)
+    probs = rng.dirichlet(np.ones(3), size=(3, 40)).astype(np.float32)
+    labels = np.arange(40) % 3
+    np.save(path, probs)
+    gold = probs[:, np.arange(40), labels]
+    np.testing.assert_allclose(_mixture.gold_probabilities(str(path), labels), gold, atol=1e-7)
+    np.testing.assert_allclose(_mixture.mixture_class_means(str(path), [0.5, 0.5], 1, labels, "multiclass"), probs[1:].mean(axis=0), atol=1e-7)
+    window_pass = _stats.window_pass
+
+    def replaced_after_the_first_pass(*args: Any, **kwargs: Any) -> Any:
+        stats = window_pass(*args, **kwargs)
+        if replacement.exists():
+            os.replace(replacement, path)
+        return stats
+
+    monkeypatch.setattr(_stats, "window_pass", replaced_after_the_first_pass)
+    for passes in (lambda: _mixture.gold_probabilities(str(path), labels), lambda: _mixture.mixture_class_means(str(path), [0.5, 0.5], 1, labels, "multiclass")):
+        np.save(replacement, rng.dirichlet(np.ones(3), size=(3, 40)).astype(np.float32))
+        with pytest.raises(dc.DatacartoError, match="another file was put at its path between the passes"):
+            passes()
+        assert not replacement.exists(), "the file was not replaced between the passes"
+
+
 # --- a map written as CSV + sidecar, killed between the two files -----------------------------------
 
 CSV_KILLED_BETWEEN = """

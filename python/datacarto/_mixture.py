@@ -27,7 +27,8 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any, Tuple
+from contextlib import contextmanager
+from typing import Any, Iterator, Tuple
 
 import numpy as np
 
@@ -89,6 +90,24 @@ def _shape(source: Any) -> Tuple[int, ...]:
     return tuple(np.shape(source))
 
 
+@contextmanager
+def _one_file(source: Any) -> Iterator[None]:
+    """Several passes over a dynamics file (or an array): each pass opens the path anew, so
+    another file put at the path meanwhile (an overwrite) is an error at the end, instead of
+    results that mix the two files' epochs."""
+    if not isinstance(source, (str, os.PathLike)):
+        yield
+        return
+    before = os.stat(source)
+    yield
+    try:
+        same = os.path.samestat(before, os.stat(source))
+    except FileNotFoundError:
+        same = False
+    if not same:
+        raise DatacartoError(f"{os.fspath(source)}: file: the file changed while being read (another file was put at its path between the passes over its epochs); read it again once the writer is done")
+
+
 def gold_probabilities(path: Any, labels: Any, task: str = "multiclass") -> np.ndarray:
     """Each epoch's probability of each example's label, ``[E, N]`` float64, read from a
     multiclass or one-column binary dynamics file one epoch at a time (for recorders that did
@@ -104,8 +123,9 @@ def gold_probabilities(path: Any, labels: Any, task: str = "multiclass") -> np.n
     """
     from datacarto._stats import window_pass
 
-    n_epochs = _shape(path)[0]
-    return np.stack([window_pass(path, labels, (epoch, epoch + 1), task=task).confidence for epoch in range(n_epochs)])
+    with _one_file(path):
+        n_epochs = _shape(path)[0]
+        return np.stack([window_pass(path, labels, (epoch, epoch + 1), task=task).confidence for epoch in range(n_epochs)])
 
 
 def mixture_class_means(path: Any, weights: Any, start: int, labels: Any, task: str) -> np.ndarray:
@@ -126,14 +146,15 @@ def mixture_class_means(path: Any, weights: Any, start: int, labels: Any, task: 
     """
     from datacarto._stats import window_pass
 
-    shape = _shape(path)
-    w = np.asarray(weights, dtype=np.float64)
-    if w.ndim != 1 or not 0 <= start <= shape[0] - w.size:
-        raise DatacartoError(f"{path}: expected a [epochs, examples, labels] file with epochs {start}..{start + w.size}, found shape {list(shape)}")
-    out = np.zeros(tuple(shape[1:]))
-    for epoch in np.flatnonzero(w):
-        first = start + int(epoch)
-        out += w[epoch] * window_pass(path, labels, (first, first + 1), task=task, class_means=True).class_means
+    with _one_file(path):
+        shape = _shape(path)
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 1 or not 0 <= start <= shape[0] - w.size:
+            raise DatacartoError(f"{path}: expected a [epochs, examples, labels] file with epochs {start}..{start + w.size}, found shape {list(shape)}")
+        out = np.zeros(tuple(shape[1:]))
+        for epoch in np.flatnonzero(w):
+            first = start + int(epoch)
+            out += w[epoch] * window_pass(path, labels, (first, first + 1), task=task, class_means=True).class_means
     return out
 
 

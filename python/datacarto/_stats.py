@@ -520,16 +520,24 @@ def read_examples(path: str, examples: np.ndarray, shape: Tuple[int, int]) -> np
         >>> (read_examples(path, np.array([2]), (3, 2)) * 16).tolist()
         [[[4.0, 5.0]], [[10.0, 11.0]]]
     """
-    header = _core.read_header(path)  # refuses FIFOs and malformed files
-    n_epochs, n_examples, n_labels = header["shape"]
-    if (n_examples, n_labels) != tuple(shape):
-        raise DatacartoError(f"dynamics: expected shape [E, {shape[0]}, {shape[1]}] to match the map, found {tuple(header['shape'])}")
-    dtype = np.dtype({"float16": "<f2", "float32": "<f4", "float64": "<f8"}[header["dtype"]])
-    row = n_labels * dtype.itemsize
-    out = np.empty((n_epochs, len(examples), n_labels), dtype=np.float64)
-    runs = _row_runs(np.asarray(examples, dtype=np.int64), row)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
+        header = _core.read_header(path)  # refuses FIFOs and malformed files
+        # the header must be the open file's: another file renamed over the path in between (an
+        # overwrite) has its own layout, and its bytes read with this header would be garbage
+        try:
+            replaced = not os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            raise DatacartoError(f"{path}: file: the file changed while being read (it was removed from its path)") from None
+        if replaced:
+            raise DatacartoError(f"{path}: file: the file changed while being read (another file was put at its path); read it again once the writer is done")
+        n_epochs, n_examples, n_labels = header["shape"]
+        if (n_examples, n_labels) != tuple(shape):
+            raise DatacartoError(f"dynamics: expected shape [E, {shape[0]}, {shape[1]}] to match the map, found {tuple(header['shape'])}")
+        dtype = np.dtype({"float16": "<f2", "float32": "<f4", "float64": "<f8"}[header["dtype"]])
+        row = n_labels * dtype.itemsize
+        out = np.empty((n_epochs, len(examples), n_labels), dtype=np.float64)
+        runs = _row_runs(np.asarray(examples, dtype=np.int64), row)
         for epoch in range(n_epochs):
             start = header["data_offset"] + epoch * n_examples * row
             for first, count, positions, offsets in runs:
