@@ -203,23 +203,14 @@ def test_a_file_replaced_during_compute_is_reported(tmp_path: Path) -> None:
     assert dc.compute(path, labels).n_examples == n  # the new file reads fine
 
 
-def test_a_file_replaced_by_a_shorter_one_after_its_header_was_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """compute reads the file's header (to resolve the epoch window) before the core opens the
-    file: another file renamed over the path in between, of fewer epochs, once gave the shorter
-    file's statistics reported over the longer window (CI saw two epochs' confidence in a result
-    of three while a writer overwrote the file). The replacement really lands between the two
-    reads here; the core must refuse the window, naming the file, and read the new file fine
-    once asked again."""
+def replaced_after_the_header(monkeypatch: pytest.MonkeyPatch, path: Path, replacement: Path) -> None:
+    """Make the core of `datacarto._stats` rename `replacement` over `path` right after it reads
+    a header (while `replacement` exists): a reader's next step meets another file."""
     from datacarto import _stats
 
-    path, replacement = tmp_path / "d.npy", tmp_path / "new.npy"
-    probs = np.random.default_rng(3).dirichlet(np.ones(4), size=(3, 50)).astype(np.float32)
-    labels = np.arange(50) % 4
     core = _stats._core
 
     class ReplacedAfterTheHeader:
-        """The core, but the file is replaced right after its header is read."""
-
         def __getattr__(self, name: str) -> Any:
             return getattr(core, name)
 
@@ -230,6 +221,19 @@ def test_a_file_replaced_by_a_shorter_one_after_its_header_was_read_is_refused(t
             return header
 
     monkeypatch.setattr(_stats, "_core", ReplacedAfterTheHeader())
+
+
+def test_a_file_replaced_by_a_shorter_one_after_its_header_was_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compute reads the file's header (to resolve the epoch window) before the core opens the
+    file: another file renamed over the path in between, of fewer epochs, once gave the shorter
+    file's statistics reported over the longer window (CI saw two epochs' confidence in a result
+    of three while a writer overwrote the file). The replacement really lands between the two
+    reads here; the core must refuse the window, naming the file, and read the new file fine
+    once asked again."""
+    path, replacement = tmp_path / "d.npy", tmp_path / "new.npy"
+    probs = np.random.default_rng(3).dirichlet(np.ones(4), size=(3, 50)).astype(np.float32)
+    labels = np.arange(50) % 4
+    replaced_after_the_header(monkeypatch, path, replacement)
     for window in [None, (1, 3)]:  # the whole file, and a window that starts inside the shorter one
         np.save(path, probs)
         np.save(replacement, probs[:2])
@@ -616,28 +620,12 @@ def test_trajectories_of_a_file_replaced_while_they_read_it_are_a_clean_error(tm
     file renamed over the path between the two (here a float64 file of the same shape: its bytes
     read with the float32 header were numbers, and wrong ones) is an error, never one file's
     bytes read with the other's layout; with nothing in between the rows read are the file's."""
-    from datacarto import _stats
-
     path, replacement = tmp_path / "d.npy", tmp_path / "new.npy"
     probs = np.random.default_rng(8).dirichlet(np.ones(3), size=(4, 100)).astype(np.float32)
     np.save(path, probs)
     dm = dc.DataMap.from_dynamics(path, np.arange(100) % 3)
     np.save(replacement, probs.astype(np.float64))
-    core = _stats._core
-
-    class ReplacedAfterTheHeader:
-        """The core, but the file is replaced right after its header is read."""
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(core, name)
-
-        def read_header(self, name: str) -> Dict[str, Any]:
-            header = core.read_header(name)
-            if replacement.exists():
-                os.replace(replacement, path)
-            return header
-
-    monkeypatch.setattr(_stats, "_core", ReplacedAfterTheHeader())
+    replaced_after_the_header(monkeypatch, path, replacement)
     with pytest.raises(dc.DatacartoError, match="another file was put at its path"):
         dm.trajectories([5])
     assert not replacement.exists(), "the file was not replaced after the header's read"

@@ -99,7 +99,8 @@ impl<'a> Labels<'a> {
 pub struct Options {
     pub task: Task,
     pub correctness: Correctness,
-    /// half-open epoch window
+    /// half-open epoch window; an end of `usize::MAX` runs to the last epoch (the default), any
+    /// other end past the last epoch is refused (never clamped)
     pub epochs: Range<usize>,
     /// delta degrees of freedom of the variability (0: population std, the paper's)
     pub ddof: usize,
