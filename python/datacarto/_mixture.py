@@ -98,14 +98,16 @@ def _one_file(source: Any) -> Iterator[None]:
     if not isinstance(source, (str, os.PathLike)):
         yield
         return
-    before = os.stat(source)
-    yield
+    from datacarto.writer import _same_file
+
+    # held open across the passes, so that the file's identity cannot pass to another file
+    fd = os.open(source, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
-        same = os.path.samestat(before, os.stat(source))
-    except FileNotFoundError:
-        same = False
-    if not same:
-        raise DatacartoError(f"{os.fspath(source)}: file: the file changed while being read (another file was put at its path between the passes over its epochs); read it again once the writer is done")
+        yield
+        if not _same_file(fd, os.fspath(source)):
+            raise DatacartoError(f"{os.fspath(source)}: file: the file changed while being read (another file was put at its path between the passes over its epochs, or it was removed); read it again once the writer is done")
+    finally:
+        os.close(fd)
 
 
 def gold_probabilities(path: Any, labels: Any, task: str = "multiclass") -> np.ndarray:

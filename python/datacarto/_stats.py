@@ -522,15 +522,13 @@ def read_examples(path: str, examples: np.ndarray, shape: Tuple[int, int]) -> np
     """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
+        from datacarto.writer import _same_file
+
         header = _core.read_header(path)  # refuses FIFOs and malformed files
         # the header must be the open file's: another file renamed over the path in between (an
         # overwrite) has its own layout, and its bytes read with this header would be garbage
-        try:
-            replaced = not os.path.samestat(os.fstat(fd), os.stat(path))
-        except FileNotFoundError:
-            raise DatacartoError(f"{path}: file: the file changed while being read (it was removed from its path)") from None
-        if replaced:
-            raise DatacartoError(f"{path}: file: the file changed while being read (another file was put at its path); read it again once the writer is done")
+        if not _same_file(fd, path):
+            raise DatacartoError(f"{path}: file: the file changed while being read (another file was put at its path, or it was removed); read it again once the writer is done")
         n_epochs, n_examples, n_labels = header["shape"]
         if (n_examples, n_labels) != tuple(shape):
             raise DatacartoError(f"dynamics: expected shape [E, {shape[0]}, {shape[1]}] to match the map, found {tuple(header['shape'])}")
