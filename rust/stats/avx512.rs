@@ -1317,10 +1317,9 @@ unsafe fn prefetch_row<T, const CHUNKS: usize>(row: *const T, row_bytes: usize, 
         // (asked for chunk by chunk instead: `prefetch_chunk`)
         return;
     }
-    let at = row.cast::<i8>().wrapping_add(ahead);
     if CHUNKS * 16 * std::mem::size_of::<T>() <= 128 {
-        _mm_prefetch::<_MM_HINT_T0>(at);
-        _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(row_bytes - 1));
+        kernels::prefetch(row, ahead);
+        kernels::prefetch(row.cast::<u8>().wrapping_add(row_bytes - 1), ahead);
     } else {
         kernels::prefetch_lines(row, row_bytes, ahead);
     }
