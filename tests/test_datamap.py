@@ -421,6 +421,108 @@ def test_trajectories_multilabel_need_a_label(multilabel):
         dm.trajectories([0])
 
 
+# ---------------------------------------------------------------------- the map's own recording
+
+
+def _recording(rng: np.random.Generator, task: str, dtype: str, n_epochs: int, n: int) -> tuple:
+    """Probabilities of a random run and its labels, for ``task``."""
+    if task == "multiclass":
+        labels = rng.integers(0, 3, n)
+        return _multiclass_probs(rng, labels, n_epochs, 3).astype(dtype), labels
+    columns = 1 if task == "binary" else 3
+    labels = rng.integers(0, 2, (n, columns)).astype(np.uint8)
+    return rng.random((n_epochs, n, columns)).astype(dtype), (labels[:, 0].astype(np.int64) if task == "binary" else labels)
+
+
+@settings(max_examples=40, deadline=None)
+@given(task=st.sampled_from(["multiclass", "binary", "multilabel"]), dtype=st.sampled_from(["float16", "float32", "float64"]), window=st.sampled_from([None, (0, 3), (1, 4), (2, 3)]), seed=st.integers(0, 2**16))
+def test_trajectories_read_the_maps_own_recording_and_refuse_a_changed_one(tmp_path_factory, task, dtype, window, seed):
+    """The rows trajectories() reads must give the examples the map's confidence over its
+    window: the map's own file always does (float16 values just above 1 included, which the
+    core clamps); the same file with one example's gold probability changed at one epoch of
+    the window is refused, naming the file; changed outside the window, it is read as it is."""
+    rng = np.random.default_rng(seed)
+    probs, labels = _recording(rng, task, dtype, 4, 30)
+    if dtype == "float16":
+        probs[0, 3, 0] = np.float16(1.0009765625)  # within float16's tolerance: clamped to 1
+    path = tmp_path_factory.mktemp("own") / "d.npy"
+    np.save(path, probs)
+    dm = dc.DataMap.from_dynamics(str(path), labels, epochs=window)
+    label = 0 if task == "multilabel" else None
+    examples = [int(i) for i in rng.choice(30, 5, replace=False)] + [3]
+    read = dm.trajectories(examples, label=label)
+    assert read.probability.shape == (6, 4)
+    start, stop = dm.epochs
+    changed = probs.copy()
+    unit, epoch = examples[0], int(rng.integers(start, stop))
+    column = 0 if task != "multiclass" else int(labels[unit])
+    value = float(changed[epoch, unit, column])
+    changed[epoch, unit, column] = value - 0.25 if value > 0.5 else value + 0.25
+    np.save(path, changed)
+    with pytest.raises(dc.DatacartoError, match=rf"d\.npy: dynamics: epochs {start}\.\.{stop - 1} give example {unit}\b.* not the recording this map was computed from"):
+        dm.trajectories(examples, label=label)
+    outside = probs.copy()
+    if start > 0 or stop < 4:
+        epoch = 0 if start > 0 else 3
+        outside[epoch, unit, column] = changed[start, unit, column]
+        np.save(path, outside)
+        assert np.array_equal(dm.trajectories(examples, label=label).in_window, [start <= k < stop for k in range(4)])
+
+
+def test_a_map_refuses_its_path_rewritten_by_another_run_and_reads_its_own_file_moved(tmp_path):
+    """A map saved beside its dynamics, and the dynamics then overwritten by another training
+    run of the same shape: trajectories and class means read from the file are refused (they
+    would be the other run's, silently); the map's own recording, moved elsewhere and given
+    with .with_dynamics, is read; epochs appended after the window are read and shown."""
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 3, 60)
+    run1, run2 = _multiclass_probs(rng, labels, 5, 3), _multiclass_probs(rng, labels, 5, 3)
+    path, moved = tmp_path / "dynamics.npy", tmp_path / "kept" / "run1.npy"
+    moved.parent.mkdir()
+    np.save(path, run1)
+    np.save(moved, run1)
+    dc.DataMap.from_dynamics(path, labels, epochs=(1, 4)).write(tmp_path / "map.parquet")
+    dm = dc.DataMap.read(tmp_path / "map.parquet")
+    expected = dm.trajectories([7, 2]).probability
+    issues = dm.label_issues()
+    with dc.DynamicsWriter(path, n_examples=60, n_labels=3, overwrite=True) as writer:
+        for epoch in run2:
+            writer.write_epoch(epoch)
+    for read in (lambda: dm.trajectories([7, 2]), dm.label_issues):
+        with pytest.raises(dc.DatacartoError, match=r"dynamics\.npy: dynamics: epochs 1\.\.3 give example \d+ a confidence of .* where the map has .*not the recording this map was computed from"):
+            read()
+    own = dm.with_dynamics(moved)
+    assert np.array_equal(own.trajectories([7, 2]).probability, expected)
+    assert np.array_equal(own.label_issues().flags, issues.flags)
+    np.save(path, run1[:3])
+    with pytest.raises(dc.DatacartoError, match=r"dynamics\.npy: epochs: the map covers epochs 1\.\.3 but the dynamics hold 3 epoch\(s\)"):
+        dm.trajectories([7])
+    np.save(path, np.concatenate([run1, run2[:2]]))
+    longer = dm.trajectories([7])
+    assert longer.in_window.tolist() == [False, True, True, True, False, False, False]
+    assert np.array_equal(longer.probability[0, :5], expected[0])
+
+
+def test_a_cross_validated_map_refuses_another_recording_for_its_mixture(tmp_path):
+    """A cross-validated map's class means come from its epoch mixture, read from the dynamics
+    when the recorder did not keep them: another run's file at the path is refused there too,
+    and the map's own file gives the mixture over its window."""
+    rng = np.random.default_rng(6)
+    labels = rng.integers(0, 3, 50)
+    run1, run2 = _multiclass_probs(rng, labels, 4, 3), _multiclass_probs(rng, labels, 4, 3)
+    path = tmp_path / "d.npy"
+    np.save(path, run1)
+    stats = dc.compute(path, labels, epochs=(1, 4))
+    stats.extra["epoch_weights"] = np.array([0.5, 0.0, 0.5])
+    np.save(path, run2)
+    with pytest.raises(dc.DatacartoError, match="not the recording this map was computed from"):
+        dc.DataMap(stats).label_issues()
+    np.save(path, run1)
+    issues = dc.DataMap(stats).label_issues()
+    mixture = 0.5 * run1[1].astype(np.float64) + 0.5 * run1[3].astype(np.float64)
+    assert np.array_equal(issues.flags, dc.DataMap(stats).label_issues(class_means=mixture).flags)
+
+
 # ---------------------------------------------------------------------- IO
 
 

@@ -659,8 +659,10 @@ class DataMap:
         memorised its labels it is far below it (the recorder warns: use ``cv=``).
 
         Raises:
-            DatacartoError: no class means and no dynamics to compute them from, or
-                ``class_means`` of the wrong shape.
+            DatacartoError: no class means and no dynamics to compute them from,
+                ``class_means`` of the wrong shape, or (class means read from the dynamics) the
+                dynamics are not the recording the map was computed from (they give another
+                confidence over the map's window: see :meth:`trajectories`).
 
         Example:
             >>> import numpy as np, datacarto as dc
@@ -691,9 +693,15 @@ class DataMap:
         if weights is not None:  # a cross-validated map: the class means of its epoch mixture
             mixture = None if stats is None else stats.extra.get("mixture_class_means")
             if mixture is None and self.dynamics is not None:
-                from datacarto._mixture import mixture_class_means
+                from datacarto._mixture import _one_file, mixture_class_means
+                from datacarto._stats import window_pass
 
-                mixture = self.statistics.extra["mixture_class_means"] = mixture_class_means(self.dynamics, weights, self.epochs[0], self.labels, self.task)
+                with _one_file(self.dynamics):  # the check's pass and the mixture's read one file
+                    if self.epochs is not None:
+                        seen = window_pass(self.dynamics, self.labels, self.epochs, task=self.task, threads=threads)
+                        self._refuse_another_recording(_dynamics_name(self.dynamics), seen.confidence)
+                    mixture = mixture_class_means(self.dynamics, weights, self.epochs[0], self.labels, self.task)
+                self.statistics.extra["mixture_class_means"] = mixture
             if mixture is not None:
                 return np.asarray(mixture, dtype=np.float64)
         if stats is not None and stats.class_means is not None:
@@ -702,7 +710,26 @@ class DataMap:
             raise DatacartoError("dynamics: label_issues needs each class's mean probability: give class_means=, compute with class_means=True, or a map that knows its dynamics file (dynamics= / .with_dynamics(path))")
         window = self.epochs
         again = compute(self.dynamics, self.labels, task=self.task, epochs=window, threads=threads, class_means=True)
+        if window is not None:
+            self._refuse_another_recording(_dynamics_name(self.dynamics), again.confidence)
         return np.asarray(again.class_means, dtype=np.float64)
+
+    def _refuse_another_recording(self, name: str, confidence: np.ndarray, examples: Optional[np.ndarray] = None) -> None:
+        """Raise unless ``confidence``, recomputed from the dynamics over the map's window for
+        ``examples`` (every example when ``None``), is the map's: dynamics rewritten since the
+        map was computed (another run saved at the same path) would give trajectories and class
+        means of another recording, silently. Epochs appended after the window do not count."""
+        expected = np.asarray(self.statistics.confidence)
+        if examples is not None:
+            expected = expected[examples]
+        found = np.asarray(confidence, dtype=np.float64)
+        off = ~(np.abs(found - expected) <= _SAME_RECORDING_ATOL)
+        if off.any():
+            first = np.argwhere(off)[0]
+            unit = int(first[0]) if examples is None else int(examples[first[0]])
+            what = f"example {unit}" + (f", label {int(first[1])}," if found.ndim == 2 else "")
+            start, stop = self.epochs or (0, 0)
+            raise DatacartoError(f"{name}: dynamics: epochs {start}..{stop - 1} give {what} a confidence of {found[tuple(first)]:.9g} where the map has {expected[tuple(first)]:.9g}: {_ANOTHER_RECORDING}")
 
     # ------------------------------------------------------------------ trajectories and pictures
 
@@ -715,8 +742,11 @@ class DataMap:
 
         Raises:
             DatacartoError: the map has no dynamics (pass ``dynamics=`` or use
-                :meth:`with_dynamics`), an example index is out of range, or a multilabel map
-                was given no label.
+                :meth:`with_dynamics`), an example index is out of range, a multilabel map
+                was given no label, or the dynamics are not the recording the map was computed
+                from: fewer epochs than its window, or rows that give these examples another
+                confidence over the window (by more than 1e-6; a file rewritten since by another
+                run). Epochs appended after the window are read and shown.
 
         Example:
             >>> import numpy as np, datacarto as dc
@@ -751,10 +781,17 @@ class DataMap:
             block = np.asarray(probs[:, idx, :], dtype=np.float64)  # [E, k, L]
         labels = self.labels[idx]
         p = gold_probabilities(block, labels, self.task)
+        n_epochs = block.shape[0]
+        if self.epochs is not None:
+            start, stop = self.epochs
+            if n_epochs < stop:
+                raise DatacartoError(f"{_dynamics_name(dynamics)}: epochs: the map covers epochs {start}..{stop - 1} but the dynamics hold {n_epochs} epoch(s): {_ANOTHER_RECORDING}")
+            # the rows just read must give these examples the map's confidence (the core's
+            # clamp to [0, 1] applied): a file rewritten since is another run's, not this map's
+            self._refuse_another_recording(_dynamics_name(dynamics), np.clip(p[start:stop], 0.0, 1.0).mean(axis=0), idx)
         correct = right_epochs(block, labels, self.task, self.correctness_rule, self.threshold)
         if self.task == "multilabel":
             p, correct = p[:, :, label_index], correct[:, :, label_index]
-        n_epochs = block.shape[0]
         window = self.epochs or (0, n_epochs)
         in_window = (np.arange(n_epochs) >= window[0]) & (np.arange(n_epochs) < window[1])
         return Trajectories(idx, label_index, np.arange(n_epochs), p.T.copy(), correct.T.copy(), in_window)
@@ -961,6 +998,19 @@ class DataMap:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+#: How far a confidence recomputed from a map's dynamics may lie from the map's own before the
+#: dynamics count as another recording: far above the sums' rounding (1e-16 a unit), far
+#: below what another training run changes.
+_SAME_RECORDING_ATOL = 1e-6
+
+_ANOTHER_RECORDING = "not the recording this map was computed from (rewritten since, or another run's); give the map its own with .with_dynamics(path)"
+
+
+def _dynamics_name(dynamics: Any) -> str:
+    """A map's dynamics as errors name them: the path, or "dynamics" for an array."""
+    return dynamics if isinstance(dynamics, str) else "dynamics"
 
 
 def _check_label_names(label_names: Optional[Sequence[str]], task: str, n_labels: int) -> Optional[Tuple[str, ...]]:
