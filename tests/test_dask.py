@@ -82,6 +82,43 @@ def test_shard_files_on_the_cluster(client, tmp_path):
         assert_same(globbed, dc.compute(probs, targets))
 
 
+@pytest.mark.parametrize("axis", ["examples", "epochs"])
+def test_a_shard_replaced_while_the_tasks_read_them_is_refused(tmp_path, monkeypatch, axis):
+    """The tasks read the shards by path, one after another: another recording renamed over the
+    second shard after the first is read (here on the synchronous scheduler, so that the
+    replacement lands between the two reads for sure) is refused, naming the shard, instead of
+    statistics joining two runs; write_parquet then keeps none of the parts it wrote."""
+    import os
+
+    rng = np.random.default_rng(10)
+    probs = rng.dirichlet(np.ones(3), size=(4, 60)).astype(np.float32)
+    other = rng.dirichlet(np.ones(3), size=(4, 60)).astype(np.float32)
+    labels = rng.integers(0, 3, 60)
+    cut = (slice(0, 2), slice(2, 4)) if axis == "epochs" else ((slice(None), slice(0, 30)), (slice(None), slice(30, 60)))
+    paths = [str(tmp_path / f"{axis}-{k}.npy") for k in range(2)]
+    replacement = tmp_path / "rerun.npy"
+    read = "_compute_shard" if axis == "examples" else "_partial_file"
+    original = getattr(dcd, read)
+
+    def first_then_replaced(*args, **kwargs):
+        result = original(*args, **kwargs)
+        if replacement.exists():
+            os.replace(replacement, paths[1])
+        return result
+
+    monkeypatch.setattr(dcd, read, first_then_replaced)
+    for run in (lambda: dcd.compute(paths, labels, shards=axis, scheduler="synchronous"), lambda: dcd.write_parquet(paths, labels, tmp_path / "out", shards=axis, scheduler="synchronous")):
+        (tmp_path / "out").mkdir(exist_ok=True)
+        for path, part in zip(paths, cut):
+            np.save(path, probs[part])
+        np.save(replacement, other[cut[1]])
+        with pytest.raises(dc.DatacartoError, match=rf"{paths[1]}: file: the shard changed while the shards were read"):
+            run()
+        assert not replacement.exists(), "the shard was not replaced while the tasks read them"
+        assert os.listdir(tmp_path / "out") == []
+    assert_same(dcd.compute(paths, labels, shards=axis, scheduler="synchronous"), dc.compute(np.concatenate([probs[cut[0]], other[cut[1]]], axis=0 if axis == "epochs" else 1), labels))
+
+
 def test_bad_input_is_named(client, tmp_path):
     x = da.from_array(np.full((2, 10, 3), 0.5, dtype=np.float32), chunks=(1, 5, 3))
     with pytest.raises(dc.DatacartoError, match=r"labels: expected an integer array of shape \(10,\)"):

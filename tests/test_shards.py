@@ -3,6 +3,8 @@ the statistics of the unsharded file; every shard is checked like a single file.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -154,3 +156,45 @@ def test_the_core_joins_outputs_of_each_dtype():
         _core.concat([np.zeros(2), np.zeros(2, dtype=np.int32)])
     with pytest.raises(TypeError, match="one dtype"):
         _core.concat([np.zeros(2, dtype=np.float32)])
+
+
+@pytest.mark.parametrize("axis,bounds", [("examples", [0, 20, 40]), ("epochs", [0, 3, 7])])
+def test_a_shard_replaced_while_the_shards_are_read_is_refused(tmp_path, monkeypatch, block, axis, bounds):
+    """Shards are read one after another, each opened by its path: another recording of the
+    same shape renamed over the second shard while the first is read would be read whole and
+    consistently, joining two runs in one result. It is refused, naming the shard; the
+    shards read afresh give the statistics of the file they make up now."""
+    import datacarto._partial
+    from datacarto import _shards
+
+    probs, labels = block
+    other = np.random.default_rng(6).dirichlet(np.ones(3), size=probs.shape[:2]).astype(np.float32)
+    paths = write_shards(tmp_path, probs, axis, bounds)
+    replacement = tmp_path / "rerun.npy"
+    np.save(replacement, other[bounds[1]:] if axis == "epochs" else other[:, bounds[1]:])
+
+    def replace_after(read):
+        def first_then_replaced(*args, **kwargs):
+            result = read(*args, **kwargs)
+            if replacement.exists():
+                os.replace(replacement, paths[1])
+            return result
+        return first_then_replaced
+
+    if axis == "examples":
+        core = _shards._core
+
+        class Core:
+            def __getattr__(self, name):
+                return getattr(core, name)
+
+            compute = staticmethod(replace_after(core.compute))
+
+        monkeypatch.setattr(_shards, "_core", Core())
+    else:
+        monkeypatch.setattr(datacarto._partial, "partial", replace_after(datacarto._partial.partial))
+    with pytest.raises(dc.DatacartoError, match=rf"{paths[1]}: file: the shard changed while the shards were read"):
+        dc.compute(paths, labels, shards=axis)
+    assert not replacement.exists(), "the shard was not replaced while the shards were read"
+    now = np.concatenate([probs[:3], other[3:]]) if axis == "epochs" else np.concatenate([probs[:, :20], other[:, 20:]], axis=1)
+    assert_same(dc.compute(paths, labels, shards=axis), dc.compute(now, labels))

@@ -58,6 +58,9 @@ class Layout:
     ranges: Tuple[Tuple[int, int], ...]
     shape: Tuple[int, int, int]
     dtype: str
+    #: each shard's ``(device, inode)`` taken before its header's read (``None``: not found),
+    #: for :func:`check_unchanged`
+    identities: Tuple[Optional[Tuple[int, int]], ...] = ()
 
 
 def layout(paths: Sequence[str], axis: str) -> Layout:
@@ -66,6 +69,8 @@ def layout(paths: Sequence[str], axis: str) -> Layout:
         raise TypeError(f"shards: expected 'examples' or 'epochs', found {type(axis).__name__} {axis!r}")
     if axis not in SHARD_AXES:
         raise DatacartoError(f"shards: expected 'examples' or 'epochs', found {axis!r}")
+    # before the headers: a shard put at its path after this is seen by check_unchanged
+    identities = tuple(_identity(path) for path in paths)
     headers = [_core.read_header(path) for path in paths]  # each names its file in its errors
     first_path, first = paths[0], headers[0]
     e0, n0, l0 = first["shape"]
@@ -85,7 +90,28 @@ def layout(paths: Sequence[str], axis: str) -> Layout:
         ranges.append((start, start + size))
         start += size
     whole = (start, n0, l0) if axis == "epochs" else (e0, start, l0)
-    return Layout(tuple(paths), axis, tuple(ranges), whole, first["dtype"])
+    return Layout(tuple(paths), axis, tuple(ranges), whole, first["dtype"], identities)
+
+
+def check_unchanged(plan: Layout) -> None:
+    """Raise when a shard's path names another file than when its header was read.
+
+    The shards are read one after another, each opened by its path: another file put at a
+    shard's path meanwhile (an overwrite, a rerun saving the same name) would be read whole and
+    consistently, but the statistics would then join two recordings. Checked once all are read:
+    a shard replaced at any moment in between is refused. Epochs a writer appends to a shard in
+    place do not change its identity."""
+    for path, identity in zip(plan.paths, plan.identities):
+        if _identity(path) != identity:
+            raise DatacartoError(f"{path}: file: the shard changed while the shards were read (another file was put at its path, or it was removed); read them again once the writer is done")
+
+
+def _identity(path: str) -> Optional[Tuple[int, int]]:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino)
 
 
 def compute_shards(
@@ -174,6 +200,7 @@ def compute_shards(
                 result = replace(result, **{name: None for name in STATISTICS if name not in kept})
             if class_means:
                 result = replace(result, class_means=_epoch_shard_class_means(work, args, start, stop, threads))
+        check_unchanged(plan)
     finally:
         close()
     assert isinstance(result, Statistics)

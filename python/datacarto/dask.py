@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -80,6 +81,11 @@ def compute(
 
     Returns the same :class:`~datacarto.Statistics` as :func:`datacarto.compute` over the
     whole (equal within 1e-12, integers exactly); ``source`` is ``None``.
+
+    Raises:
+        DatacartoError: as :func:`datacarto.compute`; also a shard replaced at its path while
+            the tasks read the shards (checked here once all are read: the statistics would
+            join two recordings).
     """
     _check_argument_types(task=task, correctness=correctness, ddof=ddof, threads=threads, progress=False)
     names = output_names(output_mask(statistics))
@@ -95,9 +101,10 @@ def compute(
         scattered.append(future)
         return future
 
-    tasks, _, args, shape, extra = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, names=names, class_means=bool(class_means))
+    tasks, _, args, shape, extra, check = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, names=names, class_means=bool(class_means))
     parts = _run(tasks, client, scheduler)
     scattered.clear()
+    check()
     return assemble(list(parts), args, shape, extra, names + ((CLASS_MEANS,) if class_means else ()))
 
 
@@ -123,7 +130,9 @@ def write_parquet(
     :meth:`datacarto.Statistics.to_polars` (``example`` counts from 0 over the whole), with
     only the statistics named by ``statistics`` when it is given.
 
-    The directory must exist and be visible at the same path to every worker.
+    The directory must exist and be visible at the same path to every worker. A shard replaced
+    at its path while the tasks read the shards is a :class:`DatacartoError` (as in
+    :func:`compute`), and the parts written are removed.
     """
     from datacarto._atomic import check_writable_target
 
@@ -140,7 +149,7 @@ def write_parquet(
         scattered.append(future)
         return future
 
-    tasks, ranges, args, shape, _ = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, names=names, class_means=False)
+    tasks, ranges, args, shape, _, check = _graph(source, labels, put, shards=shards, task=task, correctness=correctness, threshold=threshold, epochs=epochs, ddof=ddof, threads=threads, names=names, class_means=False)
     write_task = dask.delayed(_write_part, pure=False)
     n_labels = int(shape[2])
     writes = [
@@ -149,10 +158,17 @@ def write_parquet(
     ]
     paths = list(_run(writes, client, scheduler))
     scattered.clear()
+    try:
+        check()
+    except DatacartoError:
+        for path in paths:  # parts that join two recordings: none is kept
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        raise
     return paths
 
 
-def _graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], **options: Any) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
+def _graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], **options: Any) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any], Callable[[], None]]:
     da = require("dask.array", "dask", feature="datacarto.dask")
     shards = options.pop("shards")
     if isinstance(source, da.Array):
@@ -174,7 +190,7 @@ def _options(args: Any, threads: Optional[int]) -> Dict[str, Any]:
     return dict(task=args.task, correctness=args.correctness, threshold=args.threshold, threads=threads)
 
 
-def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int], names: Tuple[str, ...], class_means: bool) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
+def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int], names: Tuple[str, ...], class_means: bool) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any], Callable[[], None]]:
     if x.ndim != 3:
         raise DatacartoError(f"x: expected 3 dimensions [epochs, examples, labels], found shape {x.shape}")
     if x.dtype.kind != "f" or x.dtype.itemsize not in (2, 4, 8):
@@ -204,11 +220,11 @@ def _array_graph(x: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *
         states = [partial_task(blocks[i, j, 0], gold, int(epoch_starts[i]), a, options) for i in range(len(x.chunks[0]))]
         sums = _add_in_order([sums_task(blocks[i, j, 0], gold, int(epoch_starts[i]), a, options) for i in range(len(x.chunks[0]))]) if class_means else None
         tasks.append(finish_task(_merge_in_order(states), ddof, names, sums, stop - start))
-    return tasks, ranges, args, shape, {"dask_chunks": (len(x.chunks[0]), len(x.chunks[1]))}
+    return tasks, ranges, args, shape, {"dask_chunks": (len(x.chunks[0]), len(x.chunks[1]))}, lambda: None
 
 
-def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, shards: Optional[str], task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int], names: Tuple[str, ...], class_means: bool) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any]]:
-    from datacarto._shards import expand, layout
+def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], Any], *, shards: Optional[str], task: Any, correctness: Any, threshold: Any, epochs: EpochWindow, ddof: int, threads: Optional[int], names: Tuple[str, ...], class_means: bool) -> Tuple[List[Any], List[Tuple[int, int]], Any, Tuple[int, int, int], Dict[str, Any], Callable[[], None]]:
+    from datacarto._shards import check_unchanged, expand, layout
 
     if not isinstance(source, (list, tuple)) and not _is_pattern(source) and shards is None:
         raise DatacartoError("shards: give shard files as a list or a glob pattern with shards='examples' or 'epochs' (a single file: datacarto.compute)")
@@ -232,7 +248,7 @@ def _shard_graph(source: Any, labels: LabelsLike, put: Callable[[np.ndarray], An
         sums = _add_in_order([sums_task(path, gold, window, options) for path, window, _ in windows]) if class_means else None
         tasks = [dask.delayed(_finish, pure=True)(_merge_in_order(states), ddof, names, sums, stop - start)]
         ranges = [(0, plan.shape[1])]
-    return tasks, ranges, args, plan.shape, {"shards": list(plan.paths), "shard_axis": plan.axis}
+    return tasks, ranges, args, plan.shape, {"shards": list(plan.paths), "shard_axis": plan.axis}, lambda: check_unchanged(plan)
 
 
 def _merge_in_order(states: List[Any]) -> Any:
