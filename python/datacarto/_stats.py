@@ -262,8 +262,9 @@ def compute(
             epoch of consecutive examples, or consecutive epochs of every example, in the
             list's order. ``labels`` covers every example; ``epochs`` counts absolute epochs
             across epoch shards. Each shard is validated like a single file and named in
-            errors (a shard replaced at its path while the shards are read too); the result's ``source`` is ``None`` and ``extra["shards"]`` lists the files.
-            See ``docs/scale.md``.
+            errors (a shard replaced at its path while the shards are read too); the
+            result's ``source`` is ``None`` and ``extra["shards"]`` lists the files. See
+            ``docs/scale.md``.
         statistics: write only these statistics (names from :data:`STATISTICS`); the others
             are ``None`` in the result. ``None`` (the default) writes all ten. For very large
             inputs with few labels the outputs (65 bytes per example) outweigh the input, and
