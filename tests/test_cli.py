@@ -995,6 +995,13 @@ def _(env, spelling):
     assert env.run("plot", stats, "--trajectories", "1,2", "-o", env.dir / "t.png")[0] == 2
     env.ok("plot", stats, "--trajectories", "1,2", spelling, moved, "-o", env.dir / "t.png")
     _png_size(env.dir / "t.png")
+    # another run's dynamics of the same shape: refused, naming the file and the flag to use
+    other = env.dir / "other.npy"
+    probs = np.load(moved)
+    np.save(other, probs[:, ::-1])
+    error = env.error("plot", stats, "--trajectories", "1,2", spelling, other, "-o", env.dir / "u.png")
+    assert error.startswith(f"datacarto: error: {other}: --dynamics: epochs ") and "not the recording this map was computed from" in error and error.endswith("give the map its own with --dynamics PATH"), error
+    assert not (env.dir / "u.png").exists()
 
 
 @_case("plot", "--dpi")

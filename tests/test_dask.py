@@ -112,7 +112,7 @@ def test_a_shard_replaced_while_the_tasks_read_them_is_refused(tmp_path, monkeyp
         for path, part in zip(paths, cut):
             np.save(path, probs[part])
         np.save(replacement, other[cut[1]])
-        with pytest.raises(dc.DatacartoError, match=rf"{paths[1]}: file: the shard changed while the shards were read"):
+        with pytest.raises(dc.DatacartoError, match=rf"{paths[1]}: file: the file changed while being read \(another file was put at this shard's path while the shards were read"):
             run()
         assert not replacement.exists(), "the shard was not replaced while the tasks read them"
         assert os.listdir(tmp_path / "out") == []

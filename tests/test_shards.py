@@ -193,7 +193,7 @@ def test_a_shard_replaced_while_the_shards_are_read_is_refused(tmp_path, monkeyp
         monkeypatch.setattr(_shards, "_core", Core())
     else:
         monkeypatch.setattr(datacarto._partial, "partial", replace_after(datacarto._partial.partial))
-    with pytest.raises(dc.DatacartoError, match=rf"{paths[1]}: file: the shard changed while the shards were read"):
+    with pytest.raises(dc.DatacartoError, match=rf"{paths[1]}: file: the file changed while being read \(another file was put at this shard's path while the shards were read"):
         dc.compute(paths, labels, shards=axis)
     assert not replacement.exists(), "the shard was not replaced while the shards were read"
     now = np.concatenate([probs[:3], other[3:]]) if axis == "epochs" else np.concatenate([probs[:, :20], other[:, 20:]], axis=1)

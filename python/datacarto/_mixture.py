@@ -98,6 +98,7 @@ def _one_file(source: Any) -> Iterator[None]:
     if not isinstance(source, (str, os.PathLike)):
         yield
         return
+    from datacarto._stats import changed_while_read
     from datacarto.writer import _same_file
 
     # held open across the passes, so that the file's identity cannot pass to another file
@@ -105,7 +106,7 @@ def _one_file(source: Any) -> Iterator[None]:
     try:
         yield
         if not _same_file(fd, os.fspath(source)):
-            raise DatacartoError(f"{os.fspath(source)}: file: the file changed while being read (another file was put at its path between the passes over its epochs, or it was removed); read it again once the writer is done")
+            raise changed_while_read(os.fspath(source), "another file was put at its path between the passes over its epochs, or it was removed")
     finally:
         os.close(fd)
 

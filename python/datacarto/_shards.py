@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from datacarto import _core
 from datacarto._args import EpochWindow, LabelsLike, resolve
 from datacarto._core import DatacartoError
-from datacarto._stats import ALL_OUTPUTS, STATISTICS, output_mask, output_names
+from datacarto._stats import ALL_OUTPUTS, STATISTICS, changed_while_read, output_mask, output_names
 from datacarto._stats import _is_pattern as is_pattern
 
 SHARD_AXES = ("examples", "epochs")
@@ -103,7 +103,7 @@ def check_unchanged(plan: Layout) -> None:
     place do not change its identity."""
     for path, identity in zip(plan.paths, plan.identities):
         if _identity(path) != identity:
-            raise DatacartoError(f"{path}: file: the shard changed while the shards were read (another file was put at its path, or it was removed); read them again once the writer is done")
+            raise changed_while_read(path, "another file was put at this shard's path while the shards were read, or it was removed")
 
 
 def _identity(path: str) -> Optional[Tuple[int, int]]:

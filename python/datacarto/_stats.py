@@ -508,6 +508,17 @@ def _check_argument_types(*, task: object, correctness: object, ddof: object, th
         raise TypeError(f"progress: expected True, False or a callback(done, total), found {type(progress).__name__}")
 
 
+def changed_while_read(path: str, what: str) -> DatacartoError:
+    """The error of a file that changed under a reader that takes it in several steps (the
+    core words its own alike), naming the file and what changed.
+
+    Example:
+        >>> print(changed_while_read("d.npy", "it was removed"))
+        d.npy: file: the file changed while being read (it was removed); read it again once the writer is done
+    """
+    return DatacartoError(f"{path}: file: the file changed while being read ({what}); read it again once the writer is done")
+
+
 def read_examples(path: str, examples: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
     """The rows of ``examples`` at every epoch of a dynamics file: float64 ``[E, k, L]``.
 
@@ -529,7 +540,7 @@ def read_examples(path: str, examples: np.ndarray, shape: Tuple[int, int]) -> np
         # the header must be the open file's: another file renamed over the path in between (an
         # overwrite) has its own layout, and its bytes read with this header would be garbage
         if not _same_file(fd, path):
-            raise DatacartoError(f"{path}: file: the file changed while being read (another file was put at its path, or it was removed); read it again once the writer is done")
+            raise changed_while_read(path, "another file was put at its path, or it was removed")
         n_epochs, n_examples, n_labels = header["shape"]
         if (n_examples, n_labels) != tuple(shape):
             raise DatacartoError(f"dynamics: expected shape [E, {shape[0]}, {shape[1]}] to match the map, found {tuple(header['shape'])}")
@@ -542,7 +553,7 @@ def read_examples(path: str, examples: np.ndarray, shape: Tuple[int, int]) -> np
             for first, count, positions, offsets in runs:
                 data = os.pread(fd, count * row, start + first * row)
                 if len(data) != count * row:
-                    raise DatacartoError(f"{path}: file: the file changed while being read (it is now shorter than the data its header promised)")
+                    raise changed_while_read(path, "it is now shorter than the data its header promised")
                 out[epoch, positions] = np.frombuffer(data, dtype=dtype).reshape(count, n_labels)[offsets]
     finally:
         os.close(fd)

@@ -1015,6 +1015,7 @@ def _with_flag_names(message: str, flags: Dict[str, str]) -> str:
         message = re.sub(rf"(^|: )({re.escape(name)})(?=: )", lambda m: m.group(1) + flag, message)
         message = re.sub(rf"\b{re.escape(name)}=True\b", flag, message)  # "pass overwrite=True"
         message = re.sub(rf"\b{re.escape(name)}='([^']*)'", lambda m: f"{flag} {m.group(1)}", message)  # "pass missing='drop'"
+        message = re.sub(rf"\.with_{re.escape(name)}\((\w+)\)", lambda m: f"{flag} {m.group(1).upper()}", message)  # "use .with_dynamics(path)"
     return message
 
 
