@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Any, Iterator, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -147,6 +147,23 @@ def mixture_class_means(path: Any, weights: Any, start: int, labels: Any, task: 
         >>> mixture_class_means(path, [0.25, 0.75], 0, np.array([0]), "multiclass").round(3).tolist()
         [[0.5, 0.5]]
     """
+    return mixture_passes(path, weights, start, labels, task)[0]
+
+
+def mixture_passes(path: Any, weights: Any, start: int, labels: Any, task: str, *, window_confidence: bool = False) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """:func:`mixture_class_means` and, with ``window_confidence``, each example's mean gold
+    probability over every epoch of the window ``[start, start + len(weights))`` (what a map
+    computed over that window holds as its ``confidence``), from the same passes: the epochs of
+    weight 0 are then read too, for their gold probabilities alone. ``None`` without it.
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "d.npy")
+        >>> np.save(path, np.array([[[0.2, 0.8]], [[0.6, 0.4]]], dtype=np.float32))
+        >>> means, confidence = mixture_passes(path, [0.0, 1.0], 0, np.array([0]), "multiclass", window_confidence=True)
+        >>> means.round(3).tolist(), confidence.round(3).tolist()
+        ([[0.6, 0.4]], [0.4])
+    """
     from datacarto._stats import window_pass
 
     with _one_file(path):
@@ -155,10 +172,16 @@ def mixture_class_means(path: Any, weights: Any, start: int, labels: Any, task: 
         if w.ndim != 1 or not 0 <= start <= shape[0] - w.size:
             raise DatacartoError(f"{path}: expected a [epochs, examples, labels] file with epochs {start}..{start + w.size}, found shape {list(shape)}")
         out = np.zeros(tuple(shape[1:]))
-        for epoch in np.flatnonzero(w):
+        gold_sum = np.zeros(shape[1]) if window_confidence else None
+        for epoch in range(w.size) if window_confidence else np.flatnonzero(w):
             first = start + int(epoch)
-            out += w[epoch] * window_pass(path, labels, (first, first + 1), task=task, class_means=True).class_means
-    return out
+            weighted = bool(w[epoch] != 0)
+            stats = window_pass(path, labels, (first, first + 1), task=task, class_means=weighted)
+            if weighted:
+                out += w[epoch] * stats.class_means
+            if gold_sum is not None:
+                gold_sum += stats.confidence
+    return out, None if gold_sum is None else gold_sum / w.size
 
 
-__all__ = ["PROBABILITY_FLOOR", "add_mixture", "checkpoint_weights", "gold_probabilities", "mixture_class_means"]
+__all__ = ["PROBABILITY_FLOOR", "add_mixture", "checkpoint_weights", "gold_probabilities", "mixture_class_means", "mixture_passes"]

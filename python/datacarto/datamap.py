@@ -693,14 +693,11 @@ class DataMap:
         if weights is not None:  # a cross-validated map: the class means of its epoch mixture
             mixture = None if stats is None else stats.extra.get("mixture_class_means")
             if mixture is None and self.dynamics is not None:
-                from datacarto._mixture import _one_file, mixture_class_means
-                from datacarto._stats import window_pass
+                from datacarto._mixture import mixture_passes
 
-                with _one_file(self.dynamics):  # the check's pass and the mixture's read one file
-                    if self.epochs is not None:
-                        seen = window_pass(self.dynamics, self.labels, self.epochs, task=self.task, threads=threads)
-                        self._refuse_another_recording(_dynamics_name(self.dynamics), seen.confidence)
-                    mixture = mixture_class_means(self.dynamics, weights, self.epochs[0], self.labels, self.task)
+                # the window's every epoch read once: the mixture's, and the check's confidence
+                mixture, seen = mixture_passes(self.dynamics, weights, self.epochs[0], self.labels, self.task, window_confidence=True)
+                self._refuse_another_recording(_dynamics_name(self.dynamics), seen)
                 self.statistics.extra["mixture_class_means"] = mixture
             if mixture is not None:
                 return np.asarray(mixture, dtype=np.float64)
