@@ -183,8 +183,9 @@ def _same_values(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> bool:
     return bool(np.array_equal(a, b, equal_nan=nan_aware))
 
 
-def _dynamics_name(source: DynamicsLike) -> str:
-    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "probs"
+def _dynamics_name(source: DynamicsLike, array: str = "probs") -> str:
+    """A dynamics source as errors name it: the path, or ``array`` (the argument's name) for an array."""
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else array
 
 
 def read_header(path: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:

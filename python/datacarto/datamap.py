@@ -35,7 +35,7 @@ from datacarto._core import DatacartoError
 from datacarto._epochwise import gold_probabilities, right_epochs
 from datacarto._scores import SCORES, check_name, default_score
 from datacarto._scores import score as _score
-from datacarto._stats import STATISTICS, Statistics, compute
+from datacarto._stats import STATISTICS, Statistics, _dynamics_name, compute
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -697,7 +697,7 @@ class DataMap:
 
                 # the window's every epoch read once: the mixture's, and the check's confidence
                 mixture, seen = mixture_passes(self.dynamics, weights, self.epochs[0], self.labels, self.task, window_confidence=True)
-                self._refuse_another_recording(_dynamics_name(self.dynamics), seen)
+                self._refuse_another_recording(seen)
                 self.statistics.extra["mixture_class_means"] = mixture
             if mixture is not None:
                 return np.asarray(mixture, dtype=np.float64)
@@ -708,10 +708,10 @@ class DataMap:
         window = self.epochs
         again = compute(self.dynamics, self.labels, task=self.task, epochs=window, threads=threads, class_means=True)
         if window is not None:
-            self._refuse_another_recording(_dynamics_name(self.dynamics), again.confidence)
+            self._refuse_another_recording(again.confidence)
         return np.asarray(again.class_means, dtype=np.float64)
 
-    def _refuse_another_recording(self, name: str, confidence: np.ndarray, examples: Optional[np.ndarray] = None) -> None:
+    def _refuse_another_recording(self, confidence: np.ndarray, examples: Optional[np.ndarray] = None) -> None:
         """Raise unless ``confidence``, recomputed from the dynamics over the map's window for
         ``examples`` (every example when ``None``), is the map's: dynamics rewritten since the
         map was computed (another run saved at the same path) would give trajectories and class
@@ -726,7 +726,7 @@ class DataMap:
             unit = int(first[0]) if examples is None else int(examples[first[0]])
             what = f"example {unit}" + (f", label {int(first[1])}," if found.ndim == 2 else "")
             start, stop = self.epochs or (0, 0)
-            raise DatacartoError(f"{name}: dynamics: epochs {start}..{stop - 1} give {what} a confidence of {found[tuple(first)]:.9g} where the map has {expected[tuple(first)]:.9g}: {_ANOTHER_RECORDING}")
+            raise DatacartoError(f"{_dynamics_name(self.dynamics, 'dynamics')}: dynamics: epochs {start}..{stop - 1} give {what} a confidence of {found[tuple(first)]:.9g} where the map has {expected[tuple(first)]:.9g}: {_ANOTHER_RECORDING}")
 
     # ------------------------------------------------------------------ trajectories and pictures
 
@@ -782,10 +782,10 @@ class DataMap:
         if self.epochs is not None:
             start, stop = self.epochs
             if n_epochs < stop:
-                raise DatacartoError(f"{_dynamics_name(dynamics)}: epochs: the map covers epochs {start}..{stop - 1} but the dynamics hold {n_epochs} epoch(s): {_ANOTHER_RECORDING}")
+                raise DatacartoError(f"{_dynamics_name(dynamics, 'dynamics')}: epochs: the map covers epochs {start}..{stop - 1} but the dynamics hold {n_epochs} epoch(s): {_ANOTHER_RECORDING}")
             # the rows just read must give these examples the map's confidence (the core's
             # clamp to [0, 1] applied): a file rewritten since is another run's, not this map's
-            self._refuse_another_recording(_dynamics_name(dynamics), np.clip(p[start:stop], 0.0, 1.0).mean(axis=0), idx)
+            self._refuse_another_recording(np.clip(p[start:stop], 0.0, 1.0).mean(axis=0), idx)
         correct = right_epochs(block, labels, self.task, self.correctness_rule, self.threshold)
         if self.task == "multilabel":
             p, correct = p[:, :, label_index], correct[:, :, label_index]
@@ -1003,11 +1003,6 @@ class DataMap:
 _SAME_RECORDING_ATOL = 1e-6
 
 _ANOTHER_RECORDING = "not the recording this map was computed from (rewritten since, or another run's); give the map its own with .with_dynamics(path)"
-
-
-def _dynamics_name(dynamics: Any) -> str:
-    """A map's dynamics as errors name them: the path, or "dynamics" for an array."""
-    return dynamics if isinstance(dynamics, str) else "dynamics"
 
 
 def _check_label_names(label_names: Optional[Sequence[str]], task: str, n_labels: int) -> Optional[Tuple[str, ...]]:
