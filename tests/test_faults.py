@@ -460,6 +460,22 @@ def test_ctrl_c_is_seen_by_the_core_not_only_by_python_code_in_the_callback(tmp_
 # --- another thread mutating the labels ------------------------------------------------------------
 
 
+def test_a_bad_label_is_reported_from_one_reading_of_labels_another_thread_writes() -> None:
+    """The error's second scan for the bad label reads one copy of the labels: another thread
+    writing the caller's array during the scan (here, the moment it starts) cannot make the scan
+    itself fail (numpy's isin read its input twice: an IndexError once in a CI-like run of the
+    test below) nor report a value from another moment than where it was found."""
+    from datacarto._args import _found
+
+    labels = np.array([0, 2, 0, 1], dtype=np.uint8)
+
+    def rewritten_while_scanned(array: np.ndarray) -> np.ndarray:
+        labels[:] = 0  # another thread's write, after the scan began
+        return ~np.isin(array, (0, 1))
+
+    assert _found(labels, rewritten_while_scanned) == "2 at index 1"
+
+
 @pytest.mark.parametrize("task", ["multiclass", "multilabel"])
 def test_labels_mutated_by_another_thread_do_not_break_compute(task: str) -> None:
     """Another thread writes the caller's labels while `compute` runs: now one of two valid

@@ -40,7 +40,10 @@ def _first_bad(array: np.ndarray, bad: np.ndarray) -> Tuple[int, ...]:
 def _found(labels: np.ndarray, is_bad: Callable[[np.ndarray], np.ndarray], seen: object = None) -> str:
     """What an error says it found: the first bad label and where (``"7 at index 3"``,
     ``"2 at (3, 1)"``), found by a second scan; when that scan finds none (another thread
-    rewrote the array), ``seen`` (the bad value the first scan saw, if known) and ``_CHANGED``."""
+    rewrote the array), ``seen`` (the bad value the first scan saw, if known) and ``_CHANGED``.
+    The scan reads a copy: ``np.isin`` reads its input twice and failed (an IndexError) when
+    another thread wrote the array in between, and the bad value is then read where it was found."""
+    labels = np.array(labels, copy=True)
     bad = is_bad(labels)
     if not bad.any():
         return f"{'a value out of range' if seen is None else seen} {_CHANGED}"
