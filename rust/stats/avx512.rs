@@ -15,8 +15,10 @@
 //! run on the stored 16-bit lanes and only the squares are widened. A group with any value
 //! outside [+0, 1] is summarized again by the exact path (tolerance, clamp, refusal); where the
 //! fast path answers, it gives the exact path's bits. Rows of up to 16 float16 columns are
-//! regrouped there by word permutes into vectors of four columns of the eight rows, so each
-//! column is widened and squared once for the group, with no transpose (the sums of squares of
+//! regrouped there by word permutes into vectors of four columns of the eight rows (rows of 17
+//! to 32 columns, on the tiled path, are read one load a row and transposed into the same
+//! vectors), so each column is widened and squared once for the group, with no transpose at the
+//! end (the sums of squares of
 //! float16 values in [0, 1] are exact in float64 in any order: see [`columns_f16`]); the tiled
 //! path works out what the permutes and masks need of a group's gold classes once for all its
 //! epochs ([`F16Plan`]). Float32
@@ -113,8 +115,7 @@ pub(super) fn summarize_f16(values: &[half::f16], row_len: usize, classes: &[i64
 
 /// The whole window for one block of multiclass float16 rows of 3 to 32 columns, group by group
 /// of eight units, as the one- and two-column tiles walk theirs: each group's eight rows of
-/// every epoch are summarized (by the column path, [`columns_f16`], up to 16 columns; by the
-/// row path of two chunks beyond) and folded into running
+/// every epoch are summarized by the column path ([`columns_f16_planned`]) and folded into running
 /// state held in registers, then its outputs are written by non-temporal stores. Between
 /// epochs nothing goes through memory: the epoch-major path stores each row's summary, then
 /// loads and stores every accumulator of the block, once per epoch. A long window may be walked
@@ -165,7 +166,7 @@ fn tiled_checked<T>(_: &[T], _: &Stream, _: usize, _: &[i64], _: Rule, _: f64, _
 unsafe fn tiled<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut Accumulators, out: &mut OutBlock<'_>) -> bool {
     let len = out.len();
     // Wider float32 rows are not tiled: through the wide-row path (`group_summary` of two
-    // chunks, as float16 rows of 17-32 columns are), against epoch-major on Zen 4, they
+    // chunks, as float16 rows of 17-32 columns were before their column path), against epoch-major on Zen 4, they
     // measured 0.83-0.94x at 16-24 columns (`[10, 500k, L]`) and 28 (`[10, 1M, 28]`), but
     // 1.2-1.8x at 30-32 columns, at 28 columns with 2^20 examples, and with 50 epochs.
     if !len.is_multiple_of(GROUP) || row_len < 3 || row_len > T::COLUMNS {
@@ -540,13 +541,10 @@ impl Lanes for half::f16 {
     }
     #[inline(always)]
     unsafe fn tile_summary<const WIDTH: usize>(values: &[Self], i: usize, classes: &[i64], last_load: u16, plan: &F16Plan<WIDTH>) -> Option<Summary> {
-        if WIDTH > COLUMNS_F16_MAX {
-            // two chunks a row: the row path, which has no plan
-            return group_summary::<Self, 2>(values, WIDTH, i, classes, last_load, kernels::PREFETCH_BYTES);
-        }
         match columns_f16_planned::<WIDTH>(values, i, plan, kernels::PREFETCH_BYTES) {
             Some(summary) => Some(summary),
-            None => group_summary::<Self, 1>(values, WIDTH, i, classes, last_load, kernels::PREFETCH_BYTES),
+            None if WIDTH <= COLUMNS_F16_RUN => group_summary::<Self, 1>(values, WIDTH, i, classes, last_load, kernels::PREFETCH_BYTES),
+            None => group_summary::<Self, 2>(values, WIDTH, i, classes, last_load, kernels::PREFETCH_BYTES),
         }
     }
     type Max = __m512;
@@ -555,20 +553,25 @@ impl Lanes for half::f16 {
     /// most [`TILE_EPOCHS`]. Measured on Zen 4 against one part (`[E, 1M, L]`, one and two
     /// threads), parts of 10 epochs at 10 columns: 1.00-1.08x at 20 epochs, 0.85x / 0.78x at 24,
     /// 0.72x / 0.74x at 30, 0.65x / 0.66x at 50 (and 16 columns at 50: 0.73x); at 28 columns
-    /// and 50 epochs, 1.04-1.11x (so the row path keeps one part). Parts of 25 were 0.97-1.00x
-    /// at 10 columns and 1.08-1.18x at 28 (50 epochs).
+    /// and 50 epochs, 1.04-1.11x (the row path's then; parts of 25 were 0.97-1.00x at 10 columns
+    /// and 1.08-1.18x at 28). Rows of 17 to 32 columns, read row by row, keep one part too: parts
+    /// of 10 measured 0.97-1.09x / 0.99x at 28 columns and 50 epochs, 1.07-1.10x / 1.17-1.18x
+    /// at 20 columns and 30 epochs (1 / 2 threads).
     #[inline(always)]
     fn tile_part(row_len: usize, window: usize) -> usize {
-        if row_len <= COLUMNS_F16_MAX && window > F16_PARTS_FROM {
+        if row_len <= COLUMNS_F16_RUN && window > F16_PARTS_FROM {
             TILE_EPOCHS
         } else {
             usize::MAX
         }
     }
-    /// Rows of 17 to 32 columns (two chunks) are tiled too, by the row path: measured on Zen 4
-    /// against epoch-major (`[10, 500k, L]`, one and two threads), 0.82-0.92x and 0.80-0.92x
-    /// for L = 17, 20, 24, 28 and 32.
-    const COLUMNS: usize = 32;
+    /// Rows of 17 to 32 columns (two chunks) are tiled too. By the row path they measured on
+    /// Zen 4 against epoch-major (`[10, 500k, L]`, one and two threads) 0.82-0.92x and
+    /// 0.80-0.92x for L = 17, 20, 24, 28 and 32; by the column path, read row by row
+    /// ([`f16_blocks_of_rows`]), against the row path (one / two threads, 9 interleaved rounds,
+    /// median of ratios): 0.59x / 0.61x at 17 columns, 0.72x / 0.92x at 24, 0.84x / 0.85x at
+    /// 28 (`[10, 1M, 28]`), 0.93x / 0.95x at 32, 0.74x / 0.80x at 20 columns and 30 epochs.
+    const COLUMNS: usize = COLUMNS_F16_MAX;
     #[inline(always)]
     unsafe fn start() -> RowAcc<__m512> {
         f32::start()
@@ -719,13 +722,13 @@ unsafe fn columns_f16(values: &[half::f16], row_len: usize, i: usize, classes: &
             }
         };
     }
-    // (3 to COLUMNS_F16_MAX)
+    // (3 to COLUMNS_F16_RUN: wider rows, two chunks, take the row path here)
     widths!(3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
-/// The widest float16 rows of [`columns_f16`]: one chunk of 16 columns.
+/// The widest float16 rows of the column path ([`columns_f16_planned`]): two chunks of 16.
 #[cfg(target_arch = "x86_64")]
-const COLUMNS_F16_MAX: usize = 16;
+const COLUMNS_F16_MAX: usize = 4 * BLOCKS_F16_MAX;
 
 /// [`columns_f16`] for rows of `WIDTH` columns.
 #[cfg(target_arch = "x86_64")]
@@ -736,12 +739,18 @@ unsafe fn columns_f16_of<const WIDTH: usize>(values: &[half::f16], i: usize, cla
 
 /// What [`columns_f16_planned`] needs of a group's gold classes, the same at every epoch (the
 /// tiled path makes it once per group): per block of four columns, the words that are others
-/// (kept) of the regrouped layout, and each row's gold word's position in the group.
+/// (kept) and the words that are gold, of the regrouped layout, and (rows of up to 16 columns,
+/// read as one run) each row's gold word's position in the group.
 #[cfg(target_arch = "x86_64")]
 struct F16Plan<const WIDTH: usize> {
-    keep: [u32; 4],
+    keep: [u32; BLOCKS_F16_MAX],
+    is_gold: [u32; BLOCKS_F16_MAX],
     gold_at: __m512i,
 }
+
+/// The most blocks of four columns of a float16 row ([`columns_f16`]: up to 32 columns).
+#[cfg(target_arch = "x86_64")]
+const BLOCKS_F16_MAX: usize = 8;
 
 #[cfg(target_arch = "x86_64")]
 impl<const WIDTH: usize> F16Plan<WIDTH> {
@@ -751,7 +760,7 @@ impl<const WIDTH: usize> F16Plan<WIDTH> {
     unsafe fn new(classes: &[i64], i: usize) -> Self {
         if WIDTH > COLUMNS_F16_MAX {
             // (not used: such rows take the row path)
-            return F16Plan { keep: [0; 4], gold_at: _mm512_setzero_si512() };
+            return F16Plan { keep: [0; BLOCKS_F16_MAX], is_gold: [0; BLOCKS_F16_MAX], gold_at: _mm512_setzero_si512() };
         }
         let golds = group_golds(classes, i, WIDTH);
         // each row's gold column in the lanes of its words: row r's in 2r, 2r + 1, 16 + 2r and
@@ -759,16 +768,17 @@ impl<const WIDTH: usize> F16Plan<WIDTH> {
         let golds8 = _mm512_cvtepi64_epi32(golds);
         let gold_words = _mm512_broadcast_i64x4(_mm256_or_si256(golds8, _mm256_slli_epi32::<16>(golds8)));
         let first_columns = first_block_columns();
-        let mut keep = [0; 4];
-        for (block, keep) in keep.iter_mut().enumerate().take(WIDTH.div_ceil(4)) {
+        let (mut keep, mut is_gold) = ([0; BLOCKS_F16_MAX], [0; BLOCKS_F16_MAX]);
+        for block in 0..WIDTH.div_ceil(4) {
             let columns = _mm512_add_epi16(first_columns, _mm512_set1_epi16(4 * block as i16));
             let present = _mm512_cmplt_epu16_mask(columns, _mm512_set1_epi16(WIDTH as i16));
-            *keep = present & !_mm512_cmpeq_epi16_mask(columns, gold_words);
+            is_gold[block] = present & _mm512_cmpeq_epi16_mask(columns, gold_words);
+            keep[block] = present & !is_gold[block];
         }
-        // row r's gold word at r * WIDTH + gold (word r of the vector)
+        // row r's gold word at r * WIDTH + gold (word r of the vector), in a run of up to 128
         let w = WIDTH as i16;
         let row_starts = _mm_set_epi16(7 * w, 6 * w, 5 * w, 4 * w, 3 * w, 2 * w, w, 0);
-        F16Plan { keep, gold_at: _mm512_zextsi128_si512(_mm_add_epi16(row_starts, _mm512_cvtepi64_epi16(golds))) }
+        F16Plan { keep, is_gold, gold_at: _mm512_zextsi128_si512(_mm_add_epi16(row_starts, _mm512_cvtepi64_epi16(golds))) }
     }
 }
 
@@ -780,51 +790,28 @@ unsafe fn first_block_columns() -> __m512i {
     _mm512_set_epi16(3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0)
 }
 
-/// [`columns_f16_of`] with the group's plan made.
+/// [`columns_f16_of`] with the group's plan made: the group's blocks of four columns
+/// ([`f16_blocks_of_run`] or [`f16_blocks_of_rows`]) summarized.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize, plan: &F16Plan<WIDTH>, ahead: usize) -> Option<Summary> {
     let words = GROUP * WIDTH;
     let group = values[i * WIDTH..i * WIDTH + words].as_ptr().cast::<i16>();
-    // the group's words in four registers of 32; loads past the group are masked off (they
-    // read nothing), so their registers hold zeros (macros, not closures: a closure would not
-    // take on the caller's instruction set)
-    macro_rules! load {
-        ($k:expr) => {{
-            let left = words.saturating_sub(32 * $k);
-            let mask = if left >= 32 { u32::MAX } else { (1u32 << left) - 1 };
-            _mm512_maskz_loadu_epi16(mask, group.wrapping_add(32 * $k))
-        }};
-    }
-    let (low, high) = ((load!(0), load!(1)), if words > 64 { (load!(2), load!(3)) } else { (_mm512_setzero_si512(), _mm512_setzero_si512()) });
-    // a permute reads the low 6 bits of a position, so one index serves both register pairs,
-    // and positions at 64 and on take the second pair's word
-    macro_rules! gather {
-        ($at:expr) => {{
-            let at = $at;
-            let mut words16 = _mm512_permutex2var_epi16(low.0, at, low.1);
-            if words > 64 {
-                let second = _mm512_cmpge_epu16_mask(at, _mm512_set1_epi16(64));
-                words16 = _mm512_mask_blend_epi16(second, words16, _mm512_permutex2var_epi16(high.0, at, high.1));
-            }
-            words16
-        }};
-    }
-    let first_columns = first_block_columns();
-    #[rustfmt::skip]
-    let rows = _mm512_set_epi16(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0, 7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
-    let first_positions = _mm512_add_epi16(_mm512_mullo_epi16(rows, _mm512_set1_epi16(WIDTH as i16)), first_columns);
+    let blocks = if WIDTH <= COLUMNS_F16_RUN { f16_blocks_of_run::<WIDTH>(group) } else { f16_blocks_of_rows::<WIDTH>(group) };
     let mut max = _mm512_setzero_si512();
+    let mut gold_words = _mm512_setzero_si512();
     // added as they come (exact in any order, see above), scaled by 2^-896 (`placed_squares`)
     let mut sum: Option<__m512d> = None;
-    for block in 0..WIDTH.div_ceil(4) {
+    for (block, &four) in blocks.iter().enumerate().take(WIDTH.div_ceil(4)) {
         // the group's lines `ahead` on, one a block (a group of `WIDTH` columns is `WIDTH / 4`
         // lines), as the float32 column path spreads them (here 0.97-1.00x with one thread,
         // 0.92-1.00x with two)
         kernels::prefetch(group.add(32 * block), ahead);
-        let four = gather!(_mm512_add_epi16(first_positions, _mm512_set1_epi16(4 * block as i16)));
         let keep = plan.keep[block];
         max = _mm512_mask_max_epu16(max, keep, max, four);
+        if WIDTH > COLUMNS_F16_RUN {
+            gold_words = _mm512_mask_mov_epi16(gold_words, plan.is_gold[block], four);
+        }
         // float16 -> float32 is exact, and so is the square in float32 (at most 22 significant
         // bits, at least 2^-48); its bits then placed in float64 lanes
         for half in 0..2 {
@@ -839,11 +826,17 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
             }
         }
     }
-    // each row's others' words folded into word r: the halves, then the two words of a 32-bit
-    // lane
-    let max = _mm256_max_epu16(_mm512_castsi512_si256(max), _mm512_extracti64x4_epi64::<1>(max));
-    let max = _mm256_cvtepi32_epi16(_mm256_max_epu16(max, _mm256_srli_epi32::<16>(max)));
-    let gold = _mm512_castsi512_si128(gather!(plan.gold_at));
+    // each row's words folded into word r: the halves, then the two words of a 32-bit lane
+    macro_rules! fold_rows {
+        ($v:expr) => {{
+            let v = $v;
+            let v = _mm256_max_epu16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+            _mm256_cvtepi32_epi16(_mm256_max_epu16(v, _mm256_srli_epi32::<16>(v)))
+        }};
+    }
+    let max = fold_rows!(max);
+    // a row's gold word, from the run (one permute), or the only gold word of its row kept
+    let gold = if WIDTH <= COLUMNS_F16_RUN { _mm512_castsi512_si128(f16_run_words::<WIDTH>(group, plan.gold_at)) } else { fold_rows!(gold_words) };
     // every value of the group is its row's gold or one of its others, so the group is in
     // [+0, 1] when the rows' golds and others' maxima are (checked at the end: nothing before
     // needs it)
@@ -852,6 +845,93 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
     }
     let sum = unplaced(sum.expect("a row has a column"));
     Some((_mm512_cvtps_pd(_mm256_cvtph_ps(gold)), _mm512_cvtps_pd(_mm256_cvtph_ps(max)), sum))
+}
+
+/// The widest float16 rows whose group [`columns_f16_planned`] reads as one run of words
+/// ([`f16_blocks_of_run`]); wider ones are read row by row ([`f16_blocks_of_rows`]).
+#[cfg(target_arch = "x86_64")]
+const COLUMNS_F16_RUN: usize = 16;
+
+/// The words at `at` (positions in the group's run of `8 * WIDTH` words, at most 128: rows of
+/// up to [`COLUMNS_F16_RUN`] columns) of the group from `group`, 32 words. Loads past the
+/// group are masked off (they read nothing); a permute reads the low 6 bits of a position, so
+/// one index serves both register pairs, and positions at 64 and on take the second pair's word.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn f16_run_words<const WIDTH: usize>(group: *const i16, at: __m512i) -> __m512i {
+    let words = GROUP * WIDTH;
+    // (macros, not closures: a closure would not take on the caller's instruction set)
+    macro_rules! load {
+        ($k:expr) => {{
+            let left = words.saturating_sub(32 * $k);
+            let mask = if left >= 32 { u32::MAX } else { (1u32 << left) - 1 };
+            _mm512_maskz_loadu_epi16(mask, group.wrapping_add(32 * $k))
+        }};
+    }
+    let mut words16 = _mm512_permutex2var_epi16(load!(0), at, load!(1));
+    if words > 64 {
+        let second = _mm512_cmpge_epu16_mask(at, _mm512_set1_epi16(64));
+        words16 = _mm512_mask_blend_epi16(second, words16, _mm512_permutex2var_epi16(load!(2), at, load!(3)));
+    }
+    words16
+}
+
+/// The group's blocks of four columns in [`F16Plan`]'s layout, for rows of up to
+/// [`COLUMNS_F16_RUN`] columns: the group read as one run of `8 * WIDTH` words (at most four
+/// 64-byte loads) and regrouped by word permutes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn f16_blocks_of_run<const WIDTH: usize>(group: *const i16) -> [__m512i; BLOCKS_F16_MAX] {
+    #[rustfmt::skip]
+    let rows = _mm512_set_epi16(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0, 7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    let first_positions = _mm512_add_epi16(_mm512_mullo_epi16(rows, _mm512_set1_epi16(WIDTH as i16)), first_block_columns());
+    let mut blocks = [_mm512_setzero_si512(); BLOCKS_F16_MAX];
+    for (block, four) in blocks.iter_mut().enumerate().take(WIDTH.div_ceil(4)) {
+        *four = f16_run_words::<WIDTH>(group, _mm512_add_epi16(first_positions, _mm512_set1_epi16(4 * block as i16)));
+    }
+    blocks
+}
+
+/// The group's blocks of four columns in [`F16Plan`]'s layout, for rows of 17 to 32 columns:
+/// each row one masked load (its columns, zeros past them), then their 64-bit lanes (four
+/// columns each) transposed in three steps of two-register shuffles, the last of which puts
+/// the words in place. In a run, the group's rows of a block lie across all seven or eight
+/// registers: four permutes and three blends a block where this takes three shuffles.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn f16_blocks_of_rows<const WIDTH: usize>(group: *const i16) -> [__m512i; BLOCKS_F16_MAX] {
+    let row_mask = if WIDTH >= 32 { u32::MAX } else { (1u32 << WIDTH) - 1 };
+    let mut rows = [_mm512_setzero_si512(); GROUP];
+    for (r, row) in rows.iter_mut().enumerate() {
+        *row = _mm512_maskz_loadu_epi16(row_mask, group.add(r * WIDTH));
+    }
+    // rows 2p and 2p + 1 interleaved: lane pair j of `even[p]` their 64-bit lanes 2j, of
+    // `odd[p]` their lanes 2j + 1
+    let (mut even, mut odd) = ([_mm512_setzero_si512(); 4], [_mm512_setzero_si512(); 4]);
+    for p in 0..4 {
+        even[p] = _mm512_unpacklo_epi64(rows[2 * p], rows[2 * p + 1]);
+        odd[p] = _mm512_unpackhi_epi64(rows[2 * p], rows[2 * p + 1]);
+    }
+    // four rows (pairs p and p + 1) of two 64-bit lanes: `[a, b]` holds lane a of rows 0-3 (or
+    // 4-7) in its 64-bit lanes 0, 1, 4, 5 and lane b in 2, 3, 6, 7
+    macro_rules! four_rows {
+        ($pairs:expr, $p:expr, $imm:literal) => {
+            _mm512_shuffle_i64x2::<$imm>($pairs[$p], $pairs[$p + 1])
+        };
+    }
+    let low = [four_rows!(even, 0, 0b10_00_10_00), four_rows!(odd, 0, 0b10_00_10_00), four_rows!(even, 0, 0b11_01_11_01), four_rows!(odd, 0, 0b11_01_11_01)];
+    let high = [four_rows!(even, 2, 0b10_00_10_00), four_rows!(odd, 2, 0b10_00_10_00), four_rows!(even, 2, 0b11_01_11_01), four_rows!(odd, 2, 0b11_01_11_01)];
+    // block k from `low[k % 4]` and `high[k % 4]`: 32-bit lane 8h + r its row r's lane 2k + h
+    #[rustfmt::skip]
+    let (first, second) = (
+        _mm512_set_epi32(27, 25, 19, 17, 11, 9, 3, 1, 26, 24, 18, 16, 10, 8, 2, 0),
+        _mm512_set_epi32(31, 29, 23, 21, 15, 13, 7, 5, 30, 28, 22, 20, 14, 12, 6, 4),
+    );
+    let mut blocks = [_mm512_setzero_si512(); BLOCKS_F16_MAX];
+    for (k, four) in blocks.iter_mut().enumerate().take(WIDTH.div_ceil(4)) {
+        *four = _mm512_permutex2var_epi32(low[k % 4], if k < 4 { first } else { second }, high[k % 4]);
+    }
+    blocks
 }
 
 /// 2^896: a float64 whose bits are a non-negative float32's moved up by 29 places (its sign and

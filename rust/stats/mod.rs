@@ -16,7 +16,7 @@
 //! accumulators. Both paths run the same per-unit operations in the same order, so they agree
 //! bit for bit (a proptest checks it). Where AVX-512 is present, narrow multiclass rows
 //! (float16 of 3-32 columns, float32 of 3-14) are tiled too, eight units to a group summarized
-//! by the column path or, for float16 rows of two chunks, the row path (`avx512::tiled_f16`).
+//! by the column path (`avx512::tiled_f16`).
 //!
 //! The seams:
 //! - `plan`: validating a computation's inputs and driving the blocks over the rayon pool;

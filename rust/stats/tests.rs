@@ -616,6 +616,37 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, .. ProptestConfig::default() })]
+
+    /// Multiclass float16 rows of 3 to 34 columns of any bits in [+0, 1] (subnormals, zeros,
+    /// ones, rows that are not distributions): where AVX-512 is present, the tiled path's column
+    /// path (rows of up to 16 columns read as one run, 17 to 32 row by row and transposed) and
+    /// its row path give the bits of the same values read as float64 (the epoch-major path),
+    /// under every rule, window, ddof and thread count; a group holding a value just above 1 or
+    /// just below 0 (within float16's tolerance) is clamped as float32's 1 and 0.
+    #[test]
+    fn multiclass_float16_tiles_give_the_float64_bits(
+        (e, n, l, bits, gold) in (1usize..5, prop_oneof![1usize..40, 1030usize..1100], 3usize..35).prop_flat_map(|(e, n, l)| (
+            Just(e), Just(n), Just(l),
+            proptest::collection::vec(prop_oneof![4 => 0u16..=0x3c00, 1 => Just(0x3c00u16), 2 => Just(0u16), 1 => Just(0x3800u16), 1 => 0u16..0x0400], e * n * l),
+            proptest::collection::vec(0..l as i64, n),
+        )),
+        rule in prop_oneof![Just(None), any::<bool>().prop_map(Some)],
+        threshold in prop_oneof![0.0f64..=1.0, Just(0.5)],
+        outside in proptest::collection::vec(any::<prop::sample::Index>(), 0..3),
+        skip in 0usize..3,
+        ddof in 0usize..2,
+        threads in 1usize..4,
+    ) {
+        let start = skip.min(e - 1);
+        prop_assume!(ddof < e - start);
+        let dims = Dims { n_epochs: e, n_examples: n, n_labels: l };
+        let options = Options { task: Task::Multiclass, correctness: rule_of(rule, threshold), epochs: start..e, ddof, threads: Some(threads), class_means: false, outputs: Outputs::ALL, copy_labels: false };
+        float16_bits_agree_across_dtypes(&bits, &outside, |probs: Probs<'_>| compute(DynamicsView::new(probs, dims, "t").unwrap(), Labels::Classes(&gold), &options, None).unwrap())?;
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
 
     /// With `copy_labels`, each block copies its labels and reads only the copy: the statistics
