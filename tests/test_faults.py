@@ -428,18 +428,23 @@ def test_ctrl_c_is_seen_by_the_core_not_only_by_python_code_in_the_callback(tmp_
     probs = np.full((epochs, n, 3), 0.25, dtype=np.float16)
     reports = {}
 
+    def say(line):
+        # one write a line: the watcher thread's and this thread's lines never interleave
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
     def watch():
         while not reports:
             time.sleep(0.001)
-        print("started", flush=True)
+        say("started")
 
     threading.Thread(target=watch, daemon=True).start()
     try:
         dc.compute(probs, np.zeros(n, dtype=np.int64), threads=1, progress=reports.__setitem__)
     except KeyboardInterrupt:
-        print("interrupted", "ended" if n in reports else "mid-pass", flush=True)
+        say("interrupted " + ("ended" if n in reports else "mid-pass"))
         sys.exit(130)
-    print("finished", flush=True)
+    say("finished")
     """
     for epochs in SIGNAL_TEST_EPOCHS:
         child = signal_child(code, epochs)

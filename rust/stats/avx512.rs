@@ -165,8 +165,9 @@ fn tiled_checked<T>(_: &[T], _: &Stream, _: usize, _: &[i64], _: Rule, _: f64, _
 #[allow(clippy::too_many_arguments)]
 unsafe fn tiled<T: Lanes>(data: &[T], stream: &Stream, row_len: usize, classes: &[i64], rule: Rule, n: f64, divisor: f64, saved: &mut Accumulators, out: &mut OutBlock<'_>) -> bool {
     let len = out.len();
-    // Wider float32 rows are not tiled: through the wide-row path (`group_summary` of two
-    // chunks, as float16 rows of 17-32 columns were before their column path), against epoch-major on Zen 4, they
+    // Float32 rows of more than 16 columns are not tiled: through the wide-row path
+    // (`group_summary` of two chunks, as float16 rows of 17-32 columns were before their
+    // column path), against epoch-major on Zen 4, they
     // measured 0.83-0.94x at 16-24 columns (`[10, 500k, L]`) and 28 (`[10, 1M, 28]`), but
     // 1.2-1.8x at 30-32 columns, at 28 columns with 2^20 examples, and with 50 epochs.
     if !len.is_multiple_of(GROUP) || row_len < 3 || row_len > T::COLUMNS {
@@ -267,7 +268,7 @@ unsafe fn tile_parts<T: Lanes, const WIDTH: usize, const FIRST_INDEX: bool>(data
 /// The most epochs the tiled path walks a group of float32 rows (or of float16 rows of up to 16
 /// columns in a long window, [`Lanes::tile_part`]) through before it moves on to the next
 /// group: a group reads its rows of each epoch of the part, a stream per epoch, and float32
-/// rows of 3-14 columns lost to the epoch-major path with many streams. Measured on
+/// rows of 3-16 columns lost to the epoch-major path with many streams. Measured on
 /// Zen 4 against the window in one part (`[E, 1M, 10]` float32, one and two threads): 0.76-0.79x
 /// at 20 epochs, 0.63-0.65x at 50 (one part had been 1.35x the epoch-major path's time there);
 /// even at 10 epochs (one part either way). Parts of 6 to 13 epochs measured alike at 50 epochs.
@@ -893,10 +894,9 @@ unsafe fn f16_blocks_of_run<const WIDTH: usize>(group: *const i16) -> [__m512i; 
 }
 
 /// The group's blocks of four columns in [`F16Plan`]'s layout, for rows of 17 to 32 columns:
-/// each row one masked load (its columns, zeros past them), then their 64-bit lanes (four
-/// columns each) transposed in three steps of two-register shuffles, the last of which puts
-/// the words in place. In a run, the group's rows of a block lie across all seven or eight
-/// registers: four permutes and three blends a block where this takes three shuffles.
+/// each row one masked load (its columns, zeros past them), then [`transposed_pairs`]. In a
+/// run, the group's rows of a block lie across all seven or eight registers: four permutes and
+/// three blends a block where this takes three shuffles.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn f16_blocks_of_rows<const WIDTH: usize>(group: *const i16) -> [__m512i; BLOCKS_F16_MAX] {
@@ -905,15 +905,26 @@ unsafe fn f16_blocks_of_rows<const WIDTH: usize>(group: *const i16) -> [__m512i;
     for (r, row) in rows.iter_mut().enumerate() {
         *row = _mm512_maskz_loadu_epi16(row_mask, group.add(r * WIDTH));
     }
-    // rows 2p and 2p + 1 interleaved: lane pair j of `even[p]` their 64-bit lanes 2j, of
+    transposed_pairs(&rows, WIDTH.div_ceil(4))
+}
+
+/// Eight rows of eight 64-bit lanes transposed, the first `lanes_wanted` lanes of each: vector
+/// k holds lane k of every row, row r's two 32-bit halves in 32-bit lanes r (the low) and 8 + r
+/// (the high); the vectors from `lanes_wanted` on are zeros. Three steps of two-register shuffles, the last of
+/// which puts the halves in place (float16 blocks of four columns, [`F16Plan`]'s layout;
+/// float32 pairs of columns, [`F32Plan`]'s).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn transposed_pairs(rows: &[__m512i; GROUP], lanes_wanted: usize) -> [__m512i; GROUP] {
+    // rows 2p and 2p + 1 interleaved: 128-bit lane j of `even[p]` their 64-bit lanes 2j, of
     // `odd[p]` their lanes 2j + 1
     let (mut even, mut odd) = ([_mm512_setzero_si512(); 4], [_mm512_setzero_si512(); 4]);
     for p in 0..4 {
         even[p] = _mm512_unpacklo_epi64(rows[2 * p], rows[2 * p + 1]);
         odd[p] = _mm512_unpackhi_epi64(rows[2 * p], rows[2 * p + 1]);
     }
-    // four rows (pairs p and p + 1) of two 64-bit lanes: `[a, b]` holds lane a of rows 0-3 (or
-    // 4-7) in its 64-bit lanes 0, 1, 4, 5 and lane b in 2, 3, 6, 7
+    // four rows (pairs p and p + 1) of two 64-bit lanes: `low[k % 4]` holds lane k (k < 4) of
+    // rows 0-3 in its 64-bit lanes 0, 1, 4, 5 and lane k + 4 in 2, 3, 6, 7; `high`, rows 4-7's
     macro_rules! four_rows {
         ($pairs:expr, $p:expr, $imm:literal) => {
             _mm512_shuffle_i64x2::<$imm>($pairs[$p], $pairs[$p + 1])
@@ -921,17 +932,17 @@ unsafe fn f16_blocks_of_rows<const WIDTH: usize>(group: *const i16) -> [__m512i;
     }
     let low = [four_rows!(even, 0, 0b10_00_10_00), four_rows!(odd, 0, 0b10_00_10_00), four_rows!(even, 0, 0b11_01_11_01), four_rows!(odd, 0, 0b11_01_11_01)];
     let high = [four_rows!(even, 2, 0b10_00_10_00), four_rows!(odd, 2, 0b10_00_10_00), four_rows!(even, 2, 0b11_01_11_01), four_rows!(odd, 2, 0b11_01_11_01)];
-    // block k from `low[k % 4]` and `high[k % 4]`: 32-bit lane 8h + r its row r's lane 2k + h
+    // vector k from `low[k % 4]` and `high[k % 4]`: 32-bit lane 8h + r its row r's lane 2k + h
     #[rustfmt::skip]
     let (first, second) = (
         _mm512_set_epi32(27, 25, 19, 17, 11, 9, 3, 1, 26, 24, 18, 16, 10, 8, 2, 0),
         _mm512_set_epi32(31, 29, 23, 21, 15, 13, 7, 5, 30, 28, 22, 20, 14, 12, 6, 4),
     );
-    let mut blocks = [_mm512_setzero_si512(); BLOCKS_F16_MAX];
-    for (k, four) in blocks.iter_mut().enumerate().take(WIDTH.div_ceil(4)) {
-        *four = _mm512_permutex2var_epi32(low[k % 4], if k < 4 { first } else { second }, high[k % 4]);
+    let mut lanes = [_mm512_setzero_si512(); GROUP];
+    for (k, lane) in lanes.iter_mut().enumerate().take(lanes_wanted) {
+        *lane = _mm512_permutex2var_epi32(low[k % 4], if k < 4 { first } else { second }, high[k % 4]);
     }
-    blocks
+    lanes
 }
 
 /// 2^896: a float64 whose bits are a non-negative float32's moved up by 29 places (its sign and
@@ -984,9 +995,10 @@ unsafe fn placed_squares(v: __m512, keep: u16) -> (__m512d, __m512d) {
 }
 
 /// The fast path of a group of eight float32 rows of up to [`COLUMNS_F32_MAX`] columns: read
-/// as one run of `8 * row_len` values and regrouped by permutes, two columns of the eight rows
-/// to a vector (lane `8c + r`: column c of row r), so that each column is one widening and one
-/// product for the eight rows and no transpose is needed. None when a value of the group is not
+/// as one run of `8 * row_len` values and regrouped by permutes (up to [`COLUMNS_F32_RUN`]
+/// columns), or a load a row and transposed, two columns of the eight rows to a vector (lane
+/// `8c + r`: column c of row r), so that each column is one widening and one product for the
+/// eight rows and no transpose is needed at the end. None when a value of the group is not
 /// in [+0, 1] (compared as bits: a non-negative float32 is ordered as its bits, and -0.0 and
 /// NaN have larger ones), or for wider rows. The squares are added in the exact path's order
 /// (lane k holds columns k and k + 8, then ((0 1) (2 3)) ((4 5) (6 7))): the same bits.
@@ -1001,14 +1013,25 @@ unsafe fn columns_f32(values: &[f32], row_len: usize, i: usize, classes: &[i64],
             }
         };
     }
-    widths!(3 4 5 6 7 8 9 10 11 12 13 14)
+    widths!(3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
-/// The widest float32 rows of [`columns_f32`]. Measured on Zen 4 against the exact path (one
-/// thread, `[10, 1M, L]`): 0.56x at 4 columns, 0.61x at 6, 0.88x at 10, 0.90x at 12 and 14,
-/// even at 16 (where the permutes read four register pairs per two columns).
+/// The widest float32 rows of [`columns_f32`]: one chunk. Read as one run, measured on Zen 4
+/// against the exact path (one thread, `[10, 1M, L]`): 0.56x at 4 columns, 0.61x at 6, 0.88x at
+/// 10, 0.90x at 12 and 14, even at 16 (where the permutes read four register pairs per two
+/// columns); read row by row ([`COLUMNS_F32_RUN`]), rows of 15 and 16 columns gained the tiled
+/// path: 0.70x / 0.79x of the epoch-major path's time at 16 (Zen 5, 1 / 2 threads).
 #[cfg(target_arch = "x86_64")]
-const COLUMNS_F32_MAX: usize = 14;
+const COLUMNS_F32_MAX: usize = 16;
+
+/// The widest float32 rows whose group [`columns_f32_planned`] reads as one run of values and
+/// regroups by permutes from it; wider ones are read a load a row and transposed
+/// ([`transposed_pairs`]: 29 operations a group at 9 columns, where the run takes about 30, and
+/// fewer than the run's from there on). Measured on Zen 5 against the run (`[10, 1M, L]` and
+/// `[10, 500k, L]`, 9 interleaved rounds, median of ratios, 1 / 2 threads): 1.15x / 1.01x at 6
+/// columns, 0.91x / 1.00x at 10, 0.89x / 1.00x at 12, 0.88x / 0.96x at 14.
+#[cfg(target_arch = "x86_64")]
+const COLUMNS_F32_RUN: usize = 9;
 
 /// [`columns_f32`] for rows of `WIDTH` columns.
 #[cfg(target_arch = "x86_64")]
@@ -1069,10 +1092,21 @@ unsafe fn columns_f32_planned<const WIDTH: usize>(values: &[f32], i: usize, plan
     // the group's values, 16 to a register; the last load is masked to the group
     let mut z = [_mm512_setzero_ps(); 2 * (GROUP * COLUMNS_F32_MAX).div_ceil(32)];
     let mut highest = _mm512_setzero_si512();
-    for (k, register) in z.iter_mut().enumerate().take(floats.div_ceil(16)) {
-        let left = floats - 16 * k;
-        *register = _mm512_maskz_loadu_ps(if left >= 16 { u16::MAX } else { (1u16 << left) - 1 }, group.add(16 * k));
-        highest = _mm512_max_epu32(highest, _mm512_castps_si512(*register));
+    let mut pairs = [_mm512_setzero_si512(); GROUP];
+    if WIDTH <= COLUMNS_F32_RUN {
+        for (k, register) in z.iter_mut().enumerate().take(floats.div_ceil(16)) {
+            let left = floats - 16 * k;
+            *register = _mm512_maskz_loadu_ps(if left >= 16 { u16::MAX } else { (1u16 << left) - 1 }, group.add(16 * k));
+            highest = _mm512_max_epu32(highest, _mm512_castps_si512(*register));
+        }
+    } else {
+        let row_mask = if WIDTH >= 16 { u16::MAX } else { (1u16 << WIDTH) - 1 };
+        let mut rows = [_mm512_setzero_si512(); GROUP];
+        for (r, row) in rows.iter_mut().enumerate() {
+            *row = _mm512_maskz_loadu_epi32(row_mask, group.add(r * WIDTH).cast());
+            highest = _mm512_max_epu32(highest, *row);
+        }
+        pairs = transposed_pairs(&rows, WIDTH.div_ceil(2));
     }
     if _mm512_cmpgt_epu32_mask(highest, _mm512_set1_epi32(1.0f32.to_bits() as i32)) != 0 {
         return None;
@@ -1086,14 +1120,19 @@ unsafe fn columns_f32_planned<const WIDTH: usize>(values: &[f32], i: usize, plan
         // lines), spread through the work rather than asked for at once before it: float32
         // 4, 10 and 14 columns 0.91-0.99x of all at once with one thread, 0.89-0.98x with two
         kernels::prefetch(group.add(16 * pair), ahead);
-        let at = _mm512_add_epi32(first_positions, _mm512_set1_epi32(2 * pair as i32));
-        // a permute reads two registers (32 values: the low 5 bits of a position); the lanes
-        // whose position lies in a later pair of registers take that pair's permute
-        let mut two = _mm512_permutex2var_ps(z[0], at, z[1]);
-        for source in 1..(7 * WIDTH + 2 * pair + 1).min(floats - 1) / 32 + 1 {
-            let later = _mm512_cmpge_epu32_mask(at, _mm512_set1_epi32(32 * source as i32));
-            two = _mm512_mask_blend_ps(later, two, _mm512_permutex2var_ps(z[2 * source], at, z[2 * source + 1]));
-        }
+        let two = if WIDTH <= COLUMNS_F32_RUN {
+            let at = _mm512_add_epi32(first_positions, _mm512_set1_epi32(2 * pair as i32));
+            // a permute reads two registers (32 values: the low 5 bits of a position); the lanes
+            // whose position lies in a later pair of registers take that pair's permute
+            let mut two = _mm512_permutex2var_ps(z[0], at, z[1]);
+            for source in 1..(7 * WIDTH + 2 * pair + 1).min(floats - 1) / 32 + 1 {
+                let later = _mm512_cmpge_epu32_mask(at, _mm512_set1_epi32(32 * source as i32));
+                two = _mm512_mask_blend_ps(later, two, _mm512_permutex2var_ps(z[2 * source], at, z[2 * source + 1]));
+            }
+            two
+        } else {
+            _mm512_castsi512_ps(pairs[pair])
+        };
         let (keep, is_gold) = (plan.keep[pair], plan.is_gold[pair]);
         max = _mm512_mask_max_ps(max, keep, max, two);
         gold = _mm512_mask_mov_ps(gold, is_gold, two);

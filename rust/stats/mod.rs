@@ -15,7 +15,7 @@
 //! instructions, and the epoch-major path spent most of its time loading and storing
 //! accumulators. Both paths run the same per-unit operations in the same order, so they agree
 //! bit for bit (a proptest checks it). Where AVX-512 is present, narrow multiclass rows
-//! (float16 of 3-32 columns, float32 of 3-14) are tiled too, eight units to a group summarized
+//! (float16 of 3-32 columns, float32 of 3-16) are tiled too, eight units to a group summarized
 //! by the column path (`avx512::tiled_f16`).
 //!
 //! The seams:

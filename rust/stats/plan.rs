@@ -376,7 +376,7 @@ impl<'a> Plan<'a> {
     }
 
     /// The whole window for one block of multiclass rows that AVX-512's column path summarizes
-    /// (float16 of 3 to 32 columns, float32 of 3 to 14), eight units at a time with their
+    /// (float16 of 3 to 32 columns, float32 of 3 to 16), eight units at a time with their
     /// running state in registers ([`avx512::tiled_f16`]); false when that path declines the
     /// block, whose outputs the epoch-major path then writes.
     fn fold_tiled_multiclass(&self, labels: Labels<'_>, rule: Rule, acc: &mut Accumulators, out: &mut OutBlock<'_>) -> bool {

@@ -467,7 +467,7 @@ proptest! {
 
     /// Multiclass rows of 3 to 34 columns: where AVX-512 is present, the tiled path (groups of
     /// eight units walking every epoch: float16 rows of up to 32 columns, float32 ones of up to
-    /// 14, whose windows of more than 10 epochs go in parts, as float16 ones of up to 16 columns
+    /// 16, whose windows of more than 10 epochs go in parts, as float16 ones of up to 16 columns
     /// do beyond 20 epochs, the groups' state saved between parts) and the epoch-major path (float64 rows, wider float32 ones, a last block ending in a
     /// partial group, and float32 rounding outside [0, 1], which the tiled path declines) agree
     /// bit for bit; float16 rounding within its tolerance is clamped on the tiled path itself
