@@ -430,7 +430,7 @@ def test_ctrl_c_is_seen_by_the_core_not_only_by_python_code_in_the_callback(tmp_
 
     def say(line):
         # one write a line: the watcher thread's and this thread's lines never interleave
-        sys.stdout.write(line + "\n")
+        sys.stdout.write(line + "\\n")
         sys.stdout.flush()
 
     def watch():
