@@ -569,8 +569,8 @@ impl Lanes for half::f16 {
     /// Rows of 17 to 32 columns (two chunks) are tiled too. By the row path they measured on
     /// Zen 4 against epoch-major (`[10, 500k, L]`, one and two threads) 0.82-0.92x and
     /// 0.80-0.92x for L = 17, 20, 24, 28 and 32; by the column path, read row by row
-    /// ([`f16_blocks_of_rows`]), against the row path (one / two threads, 9 interleaved rounds,
-    /// median of ratios): 0.59x / 0.61x at 17 columns, 0.72x / 0.92x at 24, 0.84x / 0.85x at
+    /// ([`f16_blocks_of_rows`]), against the row path (Zen 5, one / two threads, 9 interleaved
+    /// rounds, median of ratios): 0.59x / 0.61x at 17 columns, 0.72x / 0.92x at 24, 0.84x / 0.85x at
     /// 28 (`[10, 1M, 28]`), 0.93x / 0.95x at 32, 0.74x / 0.80x at 20 columns and 30 epochs.
     const COLUMNS: usize = COLUMNS_F16_MAX;
     #[inline(always)]
@@ -749,7 +749,7 @@ struct F16Plan<const WIDTH: usize> {
     gold_at: __m512i,
 }
 
-/// The most blocks of four columns of a float16 row ([`columns_f16`]: up to 32 columns).
+/// The most blocks of four columns of a float16 row of the column path (up to 32 columns).
 #[cfg(target_arch = "x86_64")]
 const BLOCKS_F16_MAX: usize = 8;
 
@@ -910,9 +910,9 @@ unsafe fn f16_blocks_of_rows<const WIDTH: usize>(group: *const i16) -> [__m512i;
 
 /// Eight rows of eight 64-bit lanes transposed, the first `lanes_wanted` lanes of each: vector
 /// k holds lane k of every row, row r's two 32-bit halves in 32-bit lanes r (the low) and 8 + r
-/// (the high); the vectors from `lanes_wanted` on are zeros. Three steps of two-register shuffles, the last of
-/// which puts the halves in place (float16 blocks of four columns, [`F16Plan`]'s layout;
-/// float32 pairs of columns, [`F32Plan`]'s).
+/// (the high); the vectors from `lanes_wanted` on are zeros. Three steps of two-register
+/// shuffles, the last of which puts the halves in place (float16 blocks of four columns,
+/// [`F16Plan`]'s layout; float32 pairs of columns, [`F32Plan`]'s).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn transposed_pairs(rows: &[__m512i; GROUP], lanes_wanted: usize) -> [__m512i; GROUP] {
