@@ -569,7 +569,7 @@ impl Lanes for half::f16 {
     /// Rows of 17 to 32 columns (two chunks) are tiled too. By the row path they measured on
     /// Zen 4 against epoch-major (`[10, 500k, L]`, one and two threads) 0.82-0.92x and
     /// 0.80-0.92x for L = 17, 20, 24, 28 and 32; by the column path, read row by row
-    /// ([`f16_blocks_of_rows`]), against the row path (Zen 5, one / two threads, 9 interleaved
+    /// ([`transposed_rows`]), against the row path (Zen 5, one / two threads, 9 interleaved
     /// rounds, median of ratios): 0.59x / 0.61x at 17 columns, 0.72x / 0.92x at 24, 0.84x / 0.85x at
     /// 28 (`[10, 1M, 28]`), 0.93x / 0.95x at 32, 0.74x / 0.80x at 20 columns and 30 epochs.
     const COLUMNS: usize = COLUMNS_F16_MAX;
@@ -792,13 +792,15 @@ unsafe fn first_block_columns() -> __m512i {
 }
 
 /// [`columns_f16_of`] with the group's plan made: the group's blocks of four columns
-/// ([`f16_blocks_of_run`] or [`f16_blocks_of_rows`]) summarized.
+/// ([`f16_blocks_of_run`] or [`transposed_rows`]) summarized.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize, plan: &F16Plan<WIDTH>, ahead: usize) -> Option<Summary> {
     let words = GROUP * WIDTH;
     let group = values[i * WIDTH..i * WIDTH + words].as_ptr().cast::<i16>();
-    let blocks = if WIDTH <= COLUMNS_F16_RUN { f16_blocks_of_run::<WIDTH>(group) } else { f16_blocks_of_rows::<WIDTH>(group) };
+    // the run's registers (rows of up to 16 columns), read once for the blocks and the gold words
+    let run = if WIDTH <= COLUMNS_F16_RUN { f16_run::<WIDTH>(group) } else { [_mm512_setzero_si512(); 4] };
+    let blocks = if WIDTH <= COLUMNS_F16_RUN { f16_blocks_of_run::<WIDTH>(&run) } else { transposed_rows(group.cast(), 2 * WIDTH, WIDTH.div_ceil(4)) };
     let mut max = _mm512_setzero_si512();
     let mut gold_words = _mm512_setzero_si512();
     // added as they come (exact in any order, see above), scaled by 2^-896 (`placed_squares`)
@@ -837,7 +839,7 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
     }
     let max = fold_rows!(max);
     // a row's gold word, from the run (one permute), or the only gold word of its row kept
-    let gold = if WIDTH <= COLUMNS_F16_RUN { _mm512_castsi512_si128(f16_run_words::<WIDTH>(group, plan.gold_at)) } else { fold_rows!(gold_words) };
+    let gold = if WIDTH <= COLUMNS_F16_RUN { _mm512_castsi512_si128(f16_run_words::<WIDTH>(&run, plan.gold_at)) } else { fold_rows!(gold_words) };
     // every value of the group is its row's gold or one of its others, so the group is in
     // [+0, 1] when the rows' golds and others' maxima are (checked at the end: nothing before
     // needs it)
@@ -849,63 +851,70 @@ unsafe fn columns_f16_planned<const WIDTH: usize>(values: &[half::f16], i: usize
 }
 
 /// The widest float16 rows whose group [`columns_f16_planned`] reads as one run of words
-/// ([`f16_blocks_of_run`]); wider ones are read row by row ([`f16_blocks_of_rows`]).
+/// ([`f16_blocks_of_run`]); wider ones are read row by row ([`transposed_rows`]).
 #[cfg(target_arch = "x86_64")]
 const COLUMNS_F16_RUN: usize = 16;
 
-/// The words at `at` (positions in the group's run of `8 * WIDTH` words, at most 128: rows of
-/// up to [`COLUMNS_F16_RUN`] columns) of the group from `group`, 32 words. Loads past the
-/// group are masked off (they read nothing); a permute reads the low 6 bits of a position, so
-/// one index serves both register pairs, and positions at 64 and on take the second pair's word.
+/// The group from `group` as one run of `8 * WIDTH` words (rows of up to [`COLUMNS_F16_RUN`]
+/// columns: at most 128) in four registers of 32; loads past the group are masked off (they
+/// read nothing), so their registers hold zeros.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn f16_run_words<const WIDTH: usize>(group: *const i16, at: __m512i) -> __m512i {
+unsafe fn f16_run<const WIDTH: usize>(group: *const i16) -> [__m512i; 4] {
     let words = GROUP * WIDTH;
-    // (macros, not closures: a closure would not take on the caller's instruction set)
-    macro_rules! load {
-        ($k:expr) => {{
-            let left = words.saturating_sub(32 * $k);
-            let mask = if left >= 32 { u32::MAX } else { (1u32 << left) - 1 };
-            _mm512_maskz_loadu_epi16(mask, group.wrapping_add(32 * $k))
-        }};
+    let mut run = [_mm512_setzero_si512(); 4];
+    for (k, register) in run.iter_mut().enumerate().take(words.div_ceil(32)) {
+        let left = words - 32 * k;
+        *register = _mm512_maskz_loadu_epi16(if left >= 32 { u32::MAX } else { (1u32 << left) - 1 }, group.add(32 * k));
     }
-    let mut words16 = _mm512_permutex2var_epi16(load!(0), at, load!(1));
-    if words > 64 {
+    run
+}
+
+/// The words at `at` (positions in the group's run, [`f16_run`]), 32 words: a permute reads the
+/// low 6 bits of a position, so one index serves both register pairs, and positions at 64 and
+/// on take the second pair's word.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn f16_run_words<const WIDTH: usize>(run: &[__m512i; 4], at: __m512i) -> __m512i {
+    let mut words16 = _mm512_permutex2var_epi16(run[0], at, run[1]);
+    if GROUP * WIDTH > 64 {
         let second = _mm512_cmpge_epu16_mask(at, _mm512_set1_epi16(64));
-        words16 = _mm512_mask_blend_epi16(second, words16, _mm512_permutex2var_epi16(load!(2), at, load!(3)));
+        words16 = _mm512_mask_blend_epi16(second, words16, _mm512_permutex2var_epi16(run[2], at, run[3]));
     }
     words16
 }
 
 /// The group's blocks of four columns in [`F16Plan`]'s layout, for rows of up to
-/// [`COLUMNS_F16_RUN`] columns: the group read as one run of `8 * WIDTH` words (at most four
-/// 64-byte loads) and regrouped by word permutes.
+/// [`COLUMNS_F16_RUN`] columns: regrouped by word permutes from the group's run ([`f16_run`],
+/// at most four 64-byte loads). Rows of 17 to 32 columns are read a load a row instead and
+/// transposed ([`transposed_rows`]): in a run, the group's rows of a block lie across all seven
+/// or eight registers, four permutes and three blends a block where the transpose takes three
+/// shuffles.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn f16_blocks_of_run<const WIDTH: usize>(group: *const i16) -> [__m512i; BLOCKS_F16_MAX] {
+unsafe fn f16_blocks_of_run<const WIDTH: usize>(run: &[__m512i; 4]) -> [__m512i; BLOCKS_F16_MAX] {
     #[rustfmt::skip]
     let rows = _mm512_set_epi16(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0, 7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     let first_positions = _mm512_add_epi16(_mm512_mullo_epi16(rows, _mm512_set1_epi16(WIDTH as i16)), first_block_columns());
     let mut blocks = [_mm512_setzero_si512(); BLOCKS_F16_MAX];
     for (block, four) in blocks.iter_mut().enumerate().take(WIDTH.div_ceil(4)) {
-        *four = f16_run_words::<WIDTH>(group, _mm512_add_epi16(first_positions, _mm512_set1_epi16(4 * block as i16)));
+        *four = f16_run_words::<WIDTH>(run, _mm512_add_epi16(first_positions, _mm512_set1_epi16(4 * block as i16)));
     }
     blocks
 }
 
-/// The group's blocks of four columns in [`F16Plan`]'s layout, for rows of 17 to 32 columns:
-/// each row one masked load (its columns, zeros past them), then [`transposed_pairs`]. In a
-/// run, the group's rows of a block lie across all seven or eight registers: four permutes and
-/// three blends a block where this takes three shuffles.
+/// The eight rows of `row_bytes` (at most 64) from `group`, one masked load a row (zeros past
+/// the row), [`transposed_pairs`]: float16 rows of 17 to 32 columns into blocks of four columns,
+/// float32 rows of 10 to 16 columns into pairs of columns.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn f16_blocks_of_rows<const WIDTH: usize>(group: *const i16) -> [__m512i; BLOCKS_F16_MAX] {
-    let row_mask = if WIDTH >= 32 { u32::MAX } else { (1u32 << WIDTH) - 1 };
+unsafe fn transposed_rows(group: *const u8, row_bytes: usize, lanes_wanted: usize) -> [__m512i; GROUP] {
+    let row_mask = if row_bytes >= 64 { u64::MAX } else { (1u64 << row_bytes) - 1 };
     let mut rows = [_mm512_setzero_si512(); GROUP];
     for (r, row) in rows.iter_mut().enumerate() {
-        *row = _mm512_maskz_loadu_epi16(row_mask, group.add(r * WIDTH));
+        *row = _mm512_maskz_loadu_epi8(row_mask, group.add(r * row_bytes).cast());
     }
-    transposed_pairs(&rows, WIDTH.div_ceil(4))
+    transposed_pairs(&rows, lanes_wanted)
 }
 
 /// Eight rows of eight 64-bit lanes transposed, the first `lanes_wanted` lanes of each: vector
@@ -1100,13 +1109,11 @@ unsafe fn columns_f32_planned<const WIDTH: usize>(values: &[f32], i: usize, plan
             highest = _mm512_max_epu32(highest, _mm512_castps_si512(*register));
         }
     } else {
-        let row_mask = if WIDTH >= 16 { u16::MAX } else { (1u16 << WIDTH) - 1 };
-        let mut rows = [_mm512_setzero_si512(); GROUP];
-        for (r, row) in rows.iter_mut().enumerate() {
-            *row = _mm512_maskz_loadu_epi32(row_mask, group.add(r * WIDTH).cast());
-            highest = _mm512_max_epu32(highest, *row);
+        pairs = transposed_rows(group.cast(), 4 * WIDTH, WIDTH.div_ceil(2));
+        // every value of the group lies in one lane of one pair (zeros past the rows)
+        for &two in pairs.iter().take(WIDTH.div_ceil(2)) {
+            highest = _mm512_max_epu32(highest, two);
         }
-        pairs = transposed_pairs(&rows, WIDTH.div_ceil(2));
     }
     if _mm512_cmpgt_epu32_mask(highest, _mm512_set1_epi32(1.0f32.to_bits() as i32)) != 0 {
         return None;
